@@ -1,0 +1,5 @@
+"""pimm: the parts of timm that Cream needs, in PaddlePaddle."""
+from .models import create_model, is_model, list_models, load_checkpoint, register_model, resume_checkpoint
+from .utils import model_complexity
+
+__version__ = '0.1.0'

@@ -1,0 +1,89 @@
+"""Load Paddle checkpoints into models, checking every key and shape."""
+import logging
+import os
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+
+from ..utils.checkpoint_io import CheckpointFileError, load_paddle_file
+
+__all__ = ['clean_state_dict', 'check_state_dict', 'load_state_dict', 'load_checkpoint', 'resume_checkpoint']
+
+_logger = logging.getLogger(__name__)
+
+
+def clean_state_dict(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
+    """Drop the ``module.`` prefix DataParallel adds to every key."""
+    return {(k[7:] if k.startswith('module.') else k): v for k, v in state_dict.items()}
+
+
+def _shape(v) -> tuple:
+    return tuple(v.shape) if hasattr(v, 'shape') else ()
+
+
+def check_state_dict(model: nn.Layer, state_dict: Mapping[str, Any]) -> None:
+    """Raise ``KeyError`` naming the first missing/unexpected keys or mismatched shapes.
+
+    ``set_state_dict`` silently skips missing keys, so nothing is loaded until this passes.
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    shapes = [f'{k} {_shape(state_dict[k])} vs model {tuple(expected[k].shape)}'
+              for k in expected if k in state_dict and _shape(state_dict[k]) != tuple(expected[k].shape)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s), first: {', '.join(missing[:3])}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s), first: {', '.join(unexpected[:3])}")
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatch(es), first: {'; '.join(shapes[:3])}")
+    if problems:
+        raise KeyError('checkpoint does not fit the model: ' + ' | '.join(problems))
+
+
+def load_state_dict(checkpoint_path: str, use_ema: bool = True) -> Dict[str, np.ndarray]:
+    """The weights in a Paddle checkpoint: ``state_dict_ema`` when asked and present, else
+    ``state_dict``, else the file itself when it is a plain state dict."""
+    checkpoint = load_paddle_file(checkpoint_path)
+    if not isinstance(checkpoint, dict):
+        raise CheckpointFileError(f'{checkpoint_path}: expected a dict of weights, found {type(checkpoint).__name__}')
+    state_dict = checkpoint
+    for key in (['state_dict_ema'] if use_ema else []) + ['state_dict', 'model']:
+        if isinstance(checkpoint.get(key), dict):
+            state_dict = checkpoint[key]
+            break
+    if not all(isinstance(k, str) for k in state_dict):
+        raise CheckpointFileError(f'{checkpoint_path}: not a state dict (non-string keys)')
+    return clean_state_dict(state_dict)
+
+
+def load_checkpoint(model: nn.Layer, checkpoint_path: str, use_ema: bool = True, strict: bool = True) -> None:
+    """Load ``checkpoint_path`` into ``model``; with ``strict`` every key and shape must match."""
+    state_dict = load_state_dict(checkpoint_path, use_ema)
+    if strict:
+        check_state_dict(model, state_dict)
+    model.set_state_dict(state_dict)
+    _logger.info("loaded weights from '%s'", checkpoint_path)
+
+
+def resume_checkpoint(model: nn.Layer, checkpoint_path: str, optimizer: Optional[paddle.optimizer.Optimizer] = None,
+                      log_info: bool = True) -> Optional[int]:
+    """Restore model (and optimizer) from a training checkpoint; return the epoch to start from."""
+    checkpoint = load_paddle_file(checkpoint_path)
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get('state_dict'), dict):
+        load_checkpoint(model, checkpoint_path, use_ema=False)
+        return None
+    state_dict = clean_state_dict(checkpoint['state_dict'])
+    check_state_dict(model, state_dict)
+    model.set_state_dict(state_dict)
+    if optimizer is not None and isinstance(checkpoint.get('optimizer'), dict):
+        optimizer.set_state_dict(checkpoint['optimizer'])
+    epoch = checkpoint.get('epoch')
+    if log_info:
+        _logger.info("resumed from '%s' (epoch %s)", os.fspath(checkpoint_path), epoch)
+    if epoch is None:
+        return None
+    return int(epoch) + 1 if checkpoint.get('version', 1) > 1 else int(epoch)
