@@ -1,0 +1,7 @@
+"""Convert official PyTorch Cream checkpoints (.pth.tar) to Paddle (.pdparams) without torch.
+
+    python -m torch2paddle 14.pth.tar cream_14.pdparams --model cream_14
+"""
+from .api import convert_checkpoint, load_torch_weights
+from .convert import ConversionError, convert_state_dict, select_weights
+from .torch_reader import CheckpointError, load_torch_checkpoint
