@@ -3,6 +3,11 @@
 Importing the package registers the published child networks with pimm
 (``pimm.create_model('cream_14')``).
 """
+import warnings
+
+# paddle warns on import when ccache (a compiler cache for custom ops) is absent; irrelevant here
+warnings.filterwarnings('ignore', message='No ccache found')
+
 from .models import CHOICES, ChildNet, create_cream, path_to_arch_def, published_models, validate_path
 
 __version__ = '0.1.0'

@@ -1,4 +1,9 @@
 """pimm: the parts of timm that Cream needs, in PaddlePaddle."""
+import warnings
+
+# paddle warns on import when ccache (a compiler cache for custom ops) is absent; irrelevant here
+warnings.filterwarnings('ignore', message='No ccache found')
+
 from .models import create_model, is_model, list_models, load_checkpoint, register_model, resume_checkpoint
 from .utils import model_complexity
 
