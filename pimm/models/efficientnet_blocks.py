@@ -3,6 +3,7 @@ from typing import Callable, Optional
 
 import paddle
 import paddle.nn as nn
+import paddle.nn.functional as F
 
 from .layers import BatchNorm2d, DropPath, create_act_layer, create_conv2d, get_act_layer, make_divisible
 
@@ -29,7 +30,7 @@ class SqueezeExcite(nn.Layer):
         self.gate = create_act_layer(gate_layer)
 
     def forward(self, x):
-        x_se = x.mean((2, 3), keepdim=True)
+        x_se = F.adaptive_avg_pool2d(x, 1)
         x_se = self.act1(self.conv_reduce(x_se))
         return x * self.gate(self.conv_expand(x_se))
 

@@ -1,0 +1,2 @@
+"""Pieces shared by the train, retrain and test loops."""
+from .errors import UserError

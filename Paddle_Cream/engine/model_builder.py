@@ -1,0 +1,90 @@
+"""The network a config asks for, and its weights from a .pth.tar or .pdparams file."""
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import paddle.nn as nn
+
+from pimm.models import check_state_dict, load_state_dict
+from pimm.utils import CheckpointFileError
+
+from ..models import ChildNet, create_cream, published_models, validate_path
+from .errors import UserError
+
+__all__ = ['ModelInfo', 'build_model', 'load_weights', 'read_arch_file']
+
+TORCH_SUFFIXES = ('.pth.tar', '.pth', '.tar', '.pt')
+
+
+@dataclass
+class ModelInfo:
+    """What the tools report about the network they built."""
+    name: str                       # 'Cream-14' or 'ChildNet'
+    path: List[List[int]]
+    input_size: int
+    paper: Dict[str, float] = field(default_factory=dict)   # paper_top1/top5 for published models
+
+
+def read_arch_file(path: str) -> List[List[int]]:
+    """The ``arch`` of a ``best_arch.json`` written by a search, validated."""
+    if not os.path.isfile(path):
+        raise UserError(f"NET.ARCH_FILE '{path}' not found")
+    try:
+        with open(path) as f:
+            arch = json.load(f)['arch']
+        return validate_path(arch)
+    except (ValueError, KeyError, TypeError) as e:
+        reason = f'no "arch" entry' if isinstance(e, KeyError) else str(e)
+        raise UserError(f"NET.ARCH_FILE '{path}' is not a valid architecture file: {reason}") from None
+
+
+def build_model(cfg) -> (nn.Layer, ModelInfo):
+    """``NET.SELECTION`` 14/43/114/287/481/604 for a published model, or -1 with
+    ``NET.ARCH_FILE`` (a best_arch.json) or ``NET.INPUT_ARCH``; input size from
+    ``DATASET.IMAGE_SIZE`` when set, else the model's own."""
+    net = cfg.NET
+    kwargs = dict(num_classes=cfg.DATASET.NUM_CLASSES, drop_rate=net.DROPOUT_RATE,
+                  drop_path_rate=net.DROP_PATH_RATE, global_pool=net.GP)
+    table = published_models()
+    selection = int(net.SELECTION)
+    if selection == -1:
+        try:
+            path = read_arch_file(net.ARCH_FILE) if net.ARCH_FILE else validate_path(net.INPUT_ARCH)
+        except ValueError as e:
+            raise UserError(f'NET.INPUT_ARCH is not a valid architecture: {e}') from None
+        size = cfg.DATASET.IMAGE_SIZE or 224
+        model = ChildNet(path, input_size=size, **kwargs)
+        return model, ModelInfo('ChildNet', path, size)
+    if str(selection) not in table:
+        raise UserError(f"NET.SELECTION {selection} is not a published model; valid: "
+                        f"{', '.join(table)} or -1 with NET.INPUT_ARCH / NET.ARCH_FILE")
+    info = table[str(selection)]
+    model = create_cream(str(selection), **kwargs)
+    size = cfg.DATASET.IMAGE_SIZE or info['input_size']
+    paper = {'top1': info['paper_top1'], 'top5': info['paper_top5']}
+    return model, ModelInfo(f'Cream-{selection}', info['arch'], size, paper)
+
+
+def load_weights(model: nn.Layer, path: str, use_ema: bool = True,
+                 log: Optional[Callable[[str], None]] = None) -> None:
+    """Load ``path`` into ``model``: an official ``.pth.tar`` converted in memory (torch not
+    needed) or a Paddle ``.pdparams`` / training checkpoint; EMA weights preferred.
+    Every key and shape must match (a wrong ``DATASET.NUM_CLASSES`` shows as the
+    classifier's shape)."""
+    from torch2paddle import CheckpointError, ConversionError, load_torch_weights
+    if not os.path.isfile(path):
+        raise UserError(f"RESUME_PATH '{path}' not found")
+    try:
+        if path.endswith(TORCH_SUFFIXES):
+            state = load_torch_weights(path, model, 'ema' if use_ema else 'raw', log)
+        else:
+            state = load_state_dict(path, use_ema)
+            check_state_dict(model, state)
+    except (CheckpointError, CheckpointFileError, ConversionError) as e:
+        raise UserError(str(e)) from None
+    except KeyError as e:
+        raise UserError(f'{path}: {e.args[0]}') from None
+    model.set_state_dict(state)
+    if log:
+        log(f'loaded weights from {path}')

@@ -1,0 +1,83 @@
+"""``tools/main.py test``: evaluate a network on ``DATA_DIR/val`` and report paper parity."""
+import os
+from typing import Dict
+
+import Paddle_Cream  # noqa: F401  (registers the cream_* models)
+from pimm.data import DatasetError, ImageDataset, create_loader
+from pimm.utils import format_complexity, model_complexity
+
+from .distributed import get_rank, init_distributed, is_main_process
+from .errors import UserError
+from .evaluate import evaluate
+from .inference import create_runner
+from .model_builder import build_model, load_weights
+from .output import create_output_dir, setup_logging, write_json_atomic
+
+__all__ = ['PARITY_TOLERANCE', 'parity_line', 'check_test_inputs', 'run_test']
+
+PARITY_TOLERANCE = 0.3  # top-1 points
+
+
+def parity_line(name: str, top1: float, paper: Dict[str, float]) -> str:
+    """``'Cream-14 top-1 53.79 (paper 53.8, diff -0.01): PARITY'`` (no paper figure: no verdict)."""
+    if 'top1' not in paper:
+        return f'{name} top-1 {top1:.2f}'
+    diff = top1 - paper['top1']
+    verdict = 'PARITY' if abs(diff) <= PARITY_TOLERANCE else 'MISMATCH'
+    return f"{name} top-1 {top1:.2f} (paper {paper['top1']}, diff {diff:+.2f}): {verdict}"
+
+
+def check_test_inputs(cfg) -> str:
+    """Fail fast, before any process starts, on what a user can fix; returns the val folder."""
+    if not cfg.RESUME_PATH:
+        raise UserError('test needs weights: set RESUME_PATH to a .pth.tar or .pdparams file')
+    if not os.path.isfile(cfg.RESUME_PATH):
+        raise UserError(f"RESUME_PATH '{cfg.RESUME_PATH}' not found")
+    val_dir = os.path.join(cfg.DATA_DIR, cfg.DATASET.VAL_SPLIT)
+    if not os.path.isdir(val_dir):
+        raise UserError(f"validation folder '{val_dir}' not found (DATA_DIR/{cfg.DATASET.VAL_SPLIT})")
+    return val_dir
+
+
+def run_test(cfg) -> Dict[str, object]:
+    """Evaluate and write ``test.log`` and ``results.json`` in ``SAVE_PATH/<MMDD>-<MODEL>/``."""
+    val_dir = check_test_inputs(cfg)
+    world = init_distributed()
+    main = is_main_process()
+    out_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, cfg.dump(), 'test', write=main)
+    log = setup_logging(os.path.join(out_dir, 'test.log') if main else None, main).info
+
+    model, info = build_model(cfg)
+    macs, params = model_complexity(model, info.input_size)
+    log(f'{info.name} @{info.input_size}px: {format_complexity(macs, params)}')
+    load_weights(model, cfg.RESUME_PATH, cfg.NET.EMA.USE, log)
+    try:
+        dataset = ImageDataset(val_dir, skip_corrupt=cfg.SKIP_CORRUPT)
+    except DatasetError as e:
+        raise UserError(str(e)) from None
+    if len(dataset.classes) > cfg.DATASET.NUM_CLASSES:
+        raise UserError(f'{val_dir} has {len(dataset.classes)} class folders but DATASET.NUM_CLASSES is '
+                        f'{cfg.DATASET.NUM_CLASSES}')
+    batch_size = cfg.DATASET.BATCH_SIZE * cfg.DATASET.VAL_BATCH_MUL
+    loader = create_loader(dataset, info.input_size, batch_size, is_training=False, num_workers=cfg.WORKERS,
+                           distributed=world > 1, crop_pct=cfg.DATASET.CROP_PCT,
+                           interpolation=cfg.DATASET.INTERPOLATION, fast_decode=cfg.FAST_DECODE)
+    runner = create_runner(model, info.input_size, cfg.INFERENCE)
+    log(f'evaluating {len(dataset)} images of {len(dataset.classes)} classes in {val_dir} '
+        f'({world} process(es), {getattr(runner, "name", "runner")}, batch {batch_size})')
+    metrics = evaluate(runner, loader, len(loader), show_progress=main)
+
+    results = dict(model=info.name, arch=info.path, input_size=info.input_size, params=params, macs=macs,
+                   weights=os.path.abspath(cfg.RESUME_PATH), processes=world, **metrics)
+    if info.paper:
+        results.update(paper_top1=info.paper['top1'], paper_top5=info.paper['top5'],
+                       top1_diff=metrics['top1'] - info.paper['top1'],
+                       top5_diff=metrics['top5'] - info.paper['top5'],
+                       parity=bool(abs(metrics['top1'] - info.paper['top1']) <= PARITY_TOLERANCE))
+    if main:
+        log(f"images {metrics['images']} (skipped corrupt: {metrics['skipped']}), top-1 {metrics['top1']:.2f}, "
+            f"top-5 {metrics['top5']:.2f}, loss {metrics['loss']:.4f}, {metrics['images_per_sec']:.1f} images/s")
+        write_json_atomic(results, os.path.join(out_dir, 'results.json'))
+        log(parity_line(info.name, metrics['top1'], info.paper))
+        log(f'results in {out_dir}')
+    return results

@@ -1,0 +1,71 @@
+#!/usr/bin/env python
+"""Paddle_Cream command line: ``python tools/main.py MODE CONFIG [KEY VALUE ...]``.
+
+MODE: test (evaluate a network and report paper parity).
+CONFIG: a YAML file of config keys (see Paddle_Cream/config/defaults.py);
+KEY VALUE pairs after it override the file. NUM_GPU > 1 runs the mode under
+paddle.distributed.launch (GPUs, or gloo CPU processes without GPUs).
+"""
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import warnings  # noqa: E402
+
+warnings.filterwarnings('ignore', message='No ccache found')
+
+USAGE = 'usage: python tools/main.py {test} CONFIG [KEY VALUE ...]'
+
+
+def _modes():
+    from Paddle_Cream.engine.run_test import check_test_inputs, run_test
+    # mode -> (checks run before any process is launched, the mode itself)
+    return {'test': (check_test_inputs, run_test)}
+
+
+def _user_errors():
+    from Paddle_Cream.config import ConfigError
+    from Paddle_Cream.engine import UserError
+    from pimm.data import CorruptImageError, DatasetError
+    return (ConfigError, UserError, DatasetError, CorruptImageError)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ('-h', '--help'):
+        print(__doc__.strip() + '\n\n' + USAGE)
+        return 0 if argv else 2
+    from Paddle_Cream.config import load_config
+    from Paddle_Cream.engine.distributed import launch_command, launched_world_size
+    from Paddle_Cream.engine.output import create_output_dir
+    modes, errors = _modes(), _user_errors()
+    mode = argv[0]
+    try:
+        if mode not in modes:
+            raise errors[0](f"unknown mode '{mode}'; valid: {', '.join(modes)}")
+        if len(argv) < 2:
+            raise errors[0](f'{mode} needs a CONFIG file: {USAGE}')
+        cfg = load_config(argv[1], argv[2:])
+        preflight, run = modes[mode]
+        preflight(cfg)
+        if cfg.NUM_GPU > 1 and launched_world_size() == 1:
+            out_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, cfg.dump(), mode)
+            cmd = launch_command(cfg.NUM_GPU, os.path.abspath(__file__), argv,
+                                 os.path.join(out_dir, f'{mode}_launch_logs'))
+            import subprocess
+            return subprocess.call(cmd)
+        run(cfg)
+    except errors as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('error: interrupted', file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
