@@ -46,14 +46,14 @@ def randomize(model, seed=0):
     with torch.no_grad():
         for name, mod in model.named_modules():
             if isinstance(mod, torch.nn.BatchNorm2d):
-                mod.weight.copy_(torch.rand(mod.weight.shape, generator=g) + 0.5)
+                mod.weight.copy_(torch.rand(mod.weight.shape, generator=g) * 0.5 + 0.5)
                 mod.bias.copy_(torch.randn(mod.bias.shape, generator=g) * 0.1)
                 mod.running_mean.copy_(torch.randn(mod.running_mean.shape, generator=g) * 0.1)
                 mod.running_var.copy_(torch.rand(mod.running_var.shape, generator=g) + 0.5)
                 mod.num_batches_tracked.fill_(1234)
             elif isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
                 fan_in = mod.weight[0].numel()
-                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) * (1.0 / fan_in) ** 0.5)
                 if mod.bias is not None:
                     mod.bias.copy_(torch.randn(mod.bias.shape, generator=g) * 0.1)
     return model.eval()
