@@ -1,4 +1,4 @@
 """pimm.utils: checkpoints on disk, model complexity, training helpers."""
 from .checkpoint_io import CheckpointFileError, load_paddle_file, save_paddle_file
-from .model_complexity import count_params, format_complexity, model_complexity
+from .model_complexity import MacCounter, count_params, format_complexity, model_complexity
 from .safe_pickle import RestrictedUnpickler, UnknownObject, UnsafePickleError, restricted_loads
