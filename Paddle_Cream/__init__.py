@@ -9,5 +9,7 @@ import warnings
 warnings.filterwarnings('ignore', message='No ccache found')
 
 from .models import CHOICES, ChildNet, create_cream, path_to_arch_def, published_models, validate_path
+from .models.hypernet import HyperNet
+from .search import search_for_layer
 
 __version__ = '0.1.0'

@@ -1,0 +1,130 @@
+"""The prioritized path board (SPEC section 5, step 5): the best paths seen so far, with the
+input slice and soft labels each one is matched and distilled against."""
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..models.search_space import CHOICES
+
+__all__ = ['BoardEntry', 'PrioritizedBoard']
+
+
+@dataclass
+class BoardEntry:
+    """One prioritized path: its batch top-1 (percent), MFLOPs, the path, the first SLICE
+    inputs of its batch ``(SLICE, C, H, W)`` and their soft labels ``(SLICE, num_classes)``."""
+    top1: float
+    flops: float
+    path: List[List[int]]
+    inputs: np.ndarray
+    soft_labels: np.ndarray
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain dict with copied arrays (for checkpoints)."""
+        return {'top1': self.top1, 'flops': self.flops, 'path': [list(s) for s in self.path],
+                'inputs': self.inputs.copy(), 'soft_labels': self.soft_labels.copy()}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> 'BoardEntry':
+        return cls(top1=float(d['top1']), flops=float(d['flops']), path=[list(map(int, s)) for s in d['path']],
+                   inputs=np.array(d['inputs'], dtype=np.float32),
+                   soft_labels=np.array(d['soft_labels'], dtype=np.float32))
+
+
+class PrioritizedBoard:
+    """At most ``pool_size`` paths sorted by top-1, best first (ties keep arrival order).
+
+    A path is admitted while the board is not full, or when its top-1 beats the worst entry's
+    by more than ``acc_gap`` points, or beats it (strictly) with strictly fewer FLOPs; the
+    worst entry is then evicted.
+    """
+
+    def __init__(self, pool_size: int, acc_gap: float = 5.0):
+        if not isinstance(pool_size, int) or isinstance(pool_size, bool) or pool_size < 1:
+            raise ValueError(f'pool_size must be a positive integer, got {pool_size!r}')
+        self.pool_size = pool_size
+        self.acc_gap = float(acc_gap)
+        self._entries: List[BoardEntry] = []
+
+    @property
+    def entries(self) -> List[BoardEntry]:
+        """The entries, best first (a copy of the list; the entries themselves are shared)."""
+        return list(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self._entries
+
+    def best(self) -> BoardEntry:
+        """The highest top-1 entry (``IndexError`` when empty)."""
+        if not self._entries:
+            raise IndexError('the prioritized board is empty')
+        return self._entries[0]
+
+    def worst(self) -> BoardEntry:
+        """The lowest top-1 entry, the next to be evicted (``IndexError`` when empty)."""
+        if not self._entries:
+            raise IndexError('the prioritized board is empty')
+        return self._entries[-1]
+
+    def would_admit(self, top1: float, flops: float) -> bool:
+        """Whether :meth:`admit` would add a path with this top-1 and FLOPs."""
+        if len(self._entries) < self.pool_size:
+            return True
+        worst = self._entries[-1]
+        return top1 > worst.top1 + self.acc_gap or (top1 > worst.top1 and flops < worst.flops)
+
+    def admit(self, top1: float, flops: float, path: Sequence[Sequence[int]], inputs: np.ndarray,
+              soft_labels: np.ndarray) -> bool:
+        """Add the path if it qualifies (copying the arrays); True when it was added."""
+        top1, flops = float(top1), float(flops)
+        if not self.would_admit(top1, flops):
+            return False
+        inputs = np.array(inputs, dtype=np.float32, copy=True)
+        soft_labels = np.array(soft_labels, dtype=np.float32, copy=True)
+        if inputs.ndim != 4 or soft_labels.ndim != 2 or inputs.shape[0] != soft_labels.shape[0]:
+            raise ValueError(f'expected inputs (SLICE, C, H, W) and soft labels (SLICE, classes), got '
+                             f'{inputs.shape} and {soft_labels.shape}')
+        entry = BoardEntry(top1, flops, [list(map(int, s)) for s in path], inputs, soft_labels)
+        # list.sort is stable: among equal top-1, earlier entries stay first
+        self._entries = sorted(self._entries + [entry], key=lambda e: -e.top1)[:self.pool_size]
+        return True
+
+    def choice_frequencies(self, num_choices: int = len(CHOICES)) -> np.ndarray:
+        """Relative frequency of each choice over the searched layers (stages 1..-2) of all
+        entries (sums to 1); uniform when the board is empty."""
+        counts = np.zeros(num_choices, dtype=np.float64)
+        for entry in self._entries:
+            for stage in entry.path[1:-1]:
+                np.add.at(counts, np.asarray(stage, dtype=np.int64), 1.)
+        if counts.sum() == 0:
+            return np.full(num_choices, 1. / num_choices)
+        return counts / counts.sum()
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Everything needed to rebuild the board exactly (numpy arrays, plain Python values)."""
+        return {'pool_size': self.pool_size, 'acc_gap': self.acc_gap,
+                'entries': [e.to_dict() for e in self._entries]}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Replace the board's contents (and pool size / gap) by ``state``."""
+        pool_size = int(state.get('pool_size', self.pool_size))
+        entries = [BoardEntry.from_dict(d) for d in state['entries']]
+        if len(entries) > pool_size:
+            raise ValueError(f'state holds {len(entries)} entries, more than its pool size {pool_size}')
+        self.pool_size = pool_size
+        self.acc_gap = float(state.get('acc_gap', self.acc_gap))
+        self._entries = sorted(entries, key=lambda e: -e.top1)
+
+    def summary(self) -> List[Dict[str, Any]]:
+        """JSON-able ranking, best first: ``{rank (from 1), top1, flops, arch}``; no arrays."""
+        return [{'rank': i + 1, 'top1': e.top1, 'flops': e.flops, 'arch': [list(s) for s in e.path]}
+                for i, e in enumerate(self._entries)]
+
+    def __repr__(self) -> str:
+        best: Optional[float] = self._entries[0].top1 if self._entries else None
+        return f'PrioritizedBoard(size={len(self)}/{self.pool_size}, acc_gap={self.acc_gap}, best_top1={best})'

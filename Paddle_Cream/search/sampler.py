@@ -1,0 +1,139 @@
+"""Path sampling under a FLOPs budget: Cream's per-layer choice distributions (SPEC section 5,
+step 1) and the FLOPs-uniform sampler of the SPOS baseline (SPEC section 9).
+
+Each sampler owns a ``np.random.RandomState``: ranks built with the same seed draw the same
+paths, and ``state_dict``/``load_state_dict`` resume the sequence exactly.
+"""
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..models.search_space import CHOICES, NUM_SEARCHED_STAGES
+from .board import PrioritizedBoard
+
+__all__ = ['PathSampler', 'UniformFlopsSampler', 'HOW_TO_PROB', 'DEFAULT_PRE_PROB']
+
+HOW_TO_PROB = ('even', 'pre_prob', 'teacher')
+DEFAULT_PRE_PROB = (0.05, 0.2, 0.05, 0.5, 0.05, 0.15)
+NUM_CHOICES = len(CHOICES)
+FlopsFn = Callable[[List[List[int]]], float]
+
+
+def _check_prob(prob: Sequence[float], what: str) -> np.ndarray:
+    """``prob`` normalised to sum 1, or ``ValueError`` unless it has 6 non-negative entries."""
+    p = np.asarray(prob, dtype=np.float64)
+    if p.shape != (NUM_CHOICES,) or not np.all(np.isfinite(p)) or np.any(p < 0) or p.sum() <= 0:
+        raise ValueError(f'{what} must be {NUM_CHOICES} non-negative numbers with a positive sum, got {prob!r}')
+    return p / p.sum()
+
+
+class _BudgetedSampler:
+    """Shared parts: the checked budget and layer counts, the RNG, drawing one path."""
+
+    def __init__(self, sta_num: Sequence[int], flops_fn: FlopsFn, flops_minimum: float, flops_maximum: float,
+                 seed: int, max_tries: int):
+        if len(sta_num) != NUM_SEARCHED_STAGES or not all(isinstance(n, int) and n >= 1 for n in sta_num):
+            raise ValueError(f'sta_num must be {NUM_SEARCHED_STAGES} positive layer counts, got {sta_num!r}')
+        if not flops_minimum <= flops_maximum:
+            raise ValueError(f'empty FLOPs budget [{flops_minimum}, {flops_maximum}]')
+        if max_tries < 1:
+            raise ValueError(f'max_tries must be positive, got {max_tries!r}')
+        self.sta_num = list(sta_num)
+        self.flops_fn = flops_fn
+        self.flops_minimum, self.flops_maximum = float(flops_minimum), float(flops_maximum)
+        self.max_tries = int(max_tries)
+        self.rng = np.random.RandomState(seed)
+
+    def _draw(self, prob: Optional[np.ndarray] = None) -> List[List[int]]:
+        """One path, each searched layer independently from ``prob`` (uniform when None)."""
+        choices = self.rng.choice(NUM_CHOICES, size=sum(self.sta_num), p=prob).tolist()
+        path, start = [[0]], 0
+        for n in self.sta_num:
+            path.append(choices[start:start + n])
+            start += n
+        return path + [[0]]
+
+    def _in_budget(self, flops: float) -> bool:
+        return self.flops_minimum <= flops <= self.flops_maximum
+
+    def _budget_error(self, tries: int) -> RuntimeError:
+        return RuntimeError(f'no path within the FLOPs budget [{self.flops_minimum}, {self.flops_maximum}] '
+                            f'MFLOPs after {tries} draws (sta_num {self.sta_num})')
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The RNG state as plain values and a numpy array (checkpoint friendly)."""
+        name, keys, pos, has_gauss, cached = self.rng.get_state()
+        return {'rng_algorithm': name, 'rng_keys': keys.copy(), 'rng_pos': int(pos),
+                'rng_has_gauss': int(has_gauss), 'rng_cached_gaussian': float(cached)}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Resume the RNG exactly where :meth:`state_dict` left it."""
+        self.rng.set_state((state['rng_algorithm'], np.asarray(state['rng_keys'], dtype=np.uint32),
+                            int(state['rng_pos']), int(state['rng_has_gauss']), float(state['rng_cached_gaussian'])))
+
+
+class PathSampler(_BudgetedSampler):
+    """Cream's sampler: every searched layer drawn from a probability vector over the 6 choices,
+    re-drawn until the path's FLOPs (``flops_fn``, MFLOPs) lie in ``[flops_minimum, flops_maximum]``.
+
+    ``how_to_prob``: ``'even'`` (uniform), ``'pre_prob'`` (``pre_prob``, normalised) or
+    ``'teacher'`` (the board's choice frequencies, uniform while it is empty).
+    """
+
+    def __init__(self, sta_num: Sequence[int], flops_fn: FlopsFn, flops_minimum: float, flops_maximum: float,
+                 how_to_prob: str = 'even', pre_prob: Sequence[float] = DEFAULT_PRE_PROB, seed: int = 0,
+                 max_tries: int = 1000):
+        super().__init__(sta_num, flops_fn, flops_minimum, flops_maximum, seed, max_tries)
+        if how_to_prob not in HOW_TO_PROB:
+            raise ValueError(f'how_to_prob must be one of {HOW_TO_PROB}, got {how_to_prob!r}')
+        self.how_to_prob = how_to_prob
+        self.pre_prob = _check_prob(pre_prob, 'pre_prob')
+
+    def choice_prob(self, board: Optional[PrioritizedBoard] = None) -> np.ndarray:
+        """The probability vector the next draw uses (``board`` matters only for 'teacher')."""
+        if self.how_to_prob == 'pre_prob':
+            return self.pre_prob
+        if self.how_to_prob == 'teacher' and board is not None and not board.is_empty:
+            return _check_prob(board.choice_frequencies(NUM_CHOICES), 'board choice frequencies')
+        return np.full(NUM_CHOICES, 1. / NUM_CHOICES)
+
+    def sample(self, board: Optional[PrioritizedBoard] = None) -> Tuple[List[List[int]], float]:
+        """``(path, flops)`` of a path within the budget; ``RuntimeError`` after ``max_tries`` misses."""
+        prob = self.choice_prob(board)
+        for _ in range(self.max_tries):
+            path = self._draw(prob)
+            flops = float(self.flops_fn(path))
+            if self._in_budget(flops):
+                return path, flops
+        raise self._budget_error(self.max_tries)
+
+
+class UniformFlopsSampler(_BudgetedSampler):
+    """The SPOS baseline's FLOPs-uniform sampler: each call picks one of ``num_bins`` equal FLOPs
+    bins inside the budget uniformly, then draws uniform paths until one falls in that bin; after
+    ``max_misses`` misses it takes the next path within the whole budget (``RuntimeError`` if none
+    appears in ``max_tries`` further draws)."""
+
+    def __init__(self, sta_num: Sequence[int], flops_fn: FlopsFn, flops_minimum: float, flops_maximum: float,
+                 num_bins: int = 7, max_misses: int = 500, seed: int = 0, max_tries: int = 1000):
+        super().__init__(sta_num, flops_fn, flops_minimum, flops_maximum, seed, max_tries)
+        if num_bins < 1:
+            raise ValueError(f'num_bins must be positive, got {num_bins!r}')
+        self.num_bins, self.max_misses = int(num_bins), int(max_misses)
+        self.bin_edges = np.linspace(self.flops_minimum, self.flops_maximum, self.num_bins + 1)
+
+    def sample(self, board: Optional[PrioritizedBoard] = None) -> Tuple[List[List[int]], float]:
+        """``(path, flops)``; ``board`` is ignored (same call signature as :class:`PathSampler`)."""
+        b = self.rng.randint(self.num_bins)
+        low, high = self.bin_edges[b], self.bin_edges[b + 1]
+        for _ in range(self.max_misses):
+            path = self._draw()
+            flops = float(self.flops_fn(path))
+            if low <= flops <= high:
+                return path, flops
+        for _ in range(self.max_tries):
+            path = self._draw()
+            flops = float(self.flops_fn(path))
+            if self._in_budget(flops):
+                return path, flops
+        raise self._budget_error(self.max_misses + self.max_tries)

@@ -1,0 +1,189 @@
+"""MetaMatcher: teacher selection and the finite-difference meta gradient against the exact objective."""
+import math
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+import pytest
+
+from Paddle_Cream.models.hypernet import HyperNet
+from Paddle_Cream.search.board import PrioritizedBoard
+from Paddle_Cream.search.meta_matching import MetaMatcher
+
+NUM_CLASSES, SLICE, RES = 3, 2, 32
+PATH = [[0], [1], [2], [3], [4], [5], [0]]
+
+
+@pytest.fixture
+def float64():
+    old = paddle.get_default_dtype()
+    paddle.set_default_dtype('float64')
+    yield
+    paddle.set_default_dtype(old)
+
+
+def _net_and_matcher(seed=0, meta_weight_scale=2.0):
+    paddle.seed(seed)
+    net = HyperNet([1, 1, 1, 1, 1], num_classes=NUM_CLASSES, resolution=RES)
+    matcher = MetaMatcher(NUM_CLASSES, SLICE)
+    rng = np.random.RandomState(seed)
+    w = matcher.meta_layer.weight
+    w.set_value(paddle.to_tensor(rng.randn(*w.shape) * meta_weight_scale, dtype=w.dtype))
+    return net, matcher
+
+
+def _batch(seed=1):
+    rng = np.random.RandomState(seed)
+    dtype = paddle.get_default_dtype()
+    teacher = rng.dirichlet(np.ones(NUM_CLASSES), size=SLICE)
+    x_train = paddle.to_tensor(rng.randn(SLICE, 3, RES, RES), dtype=dtype)
+    x_val = paddle.to_tensor(rng.randn(SLICE, 3, RES, RES), dtype=dtype)
+    y_val = paddle.to_tensor(rng.randint(NUM_CLASSES, size=SLICE), dtype='int64')
+    return paddle.to_tensor(teacher, dtype=dtype), x_train, x_val, y_val
+
+
+def _objective(net, matcher, teacher, x_train, x_val, y_val, lr, clip):
+    """J(phi) = CE_val(theta - lr * clip(grad_theta [m * KD])), written independently of the module."""
+    params = net.path_parameters(PATH)
+    theta = [p.detach().clone() for p in params]
+    logits = net(x_train, PATH)
+    diff = (F.softmax(logits, axis=-1) - teacher).reshape([1, -1])
+    m = F.sigmoid(-matcher.meta_layer(diff)).sum()
+    kd = (-teacher * F.log_softmax(logits, axis=-1)).sum(-1).mean()
+    grads = paddle.grad(m * kd, params)
+    norm = math.sqrt(sum(float((g * g).sum()) for g in grads))
+    scale = min(1., clip / norm)
+    with paddle.no_grad():
+        for p, t, g in zip(params, theta, grads):
+            p.set_value(t - lr * scale * g)
+        val = float(F.cross_entropy(net(x_val, PATH), y_val))
+        for p, t in zip(params, theta):
+            p.set_value(t)
+    return val
+
+
+def _finite_difference(net, matcher, batch, lr, clip, delta=1e-5):
+    out = []
+    for p in matcher.meta_layer.parameters():
+        flat = p.numpy().ravel().copy()
+        grad = np.zeros_like(flat)
+        for i in range(flat.size):
+            values = []
+            for sign in (1, -1):
+                pert = flat.copy()
+                pert[i] += sign * delta
+                p.set_value(paddle.to_tensor(pert.reshape(p.shape), dtype=p.dtype))
+                values.append(_objective(net, matcher, *batch, lr, clip))
+            grad[i] = (values[0] - values[1]) / (2 * delta)
+        p.set_value(paddle.to_tensor(flat.reshape(p.shape), dtype=p.dtype))
+        out.append(grad)
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize('clip, clipped', [(1e3, False), (1e-3, True)])
+def test_meta_gradient_matches_finite_difference_of_objective(float64, clip, clipped):
+    net, matcher = _net_and_matcher()
+    net.eval()
+    batch = _batch()
+    lr = 0.5
+    grad_phi, info = matcher.meta_gradient(net, PATH, *batch, student_lr=lr, grad_clip=clip)
+    assert (info['student_grad_norm'] > clip) == clipped
+    analytic = np.concatenate([g.numpy().ravel() for g in grad_phi])
+    numeric = _finite_difference(net, matcher, batch, lr, clip)
+    rel = np.linalg.norm(analytic - numeric) / np.linalg.norm(numeric)
+    print(f'clip={clip}: |grad|={np.linalg.norm(numeric):.3e} relative error {rel:.2e}')
+    assert np.linalg.norm(numeric) > 0
+    assert rel < 1e-2
+    # the only approximation is the O(eps^2) central difference: a smaller eps converges to J's gradient
+    fine, _ = matcher.meta_gradient(net, PATH, *batch, student_lr=lr, grad_clip=clip, eps_scale=1e-4)
+    fine = np.concatenate([g.numpy().ravel() for g in fine])
+    assert np.linalg.norm(fine - numeric) / np.linalg.norm(numeric) < 1e-5
+
+
+def test_meta_step_leaves_weights_bn_stats_and_grads_untouched():
+    net, matcher = _net_and_matcher()
+    net.train()
+    before = {k: v.numpy().copy() for k, v in net.state_dict().items()}
+    phi_before = matcher.meta_layer.weight.numpy().copy()
+    info = matcher.meta_step(net, PATH, *_batch(), student_lr=0.1, meta_lr=0.1)
+    after = net.state_dict()
+    assert all(np.array_equal(before[k], after[k].numpy()) for k in before)
+    assert all(p.grad is None for p in net.parameters())
+    assert not np.array_equal(phi_before, matcher.meta_layer.weight.numpy())
+    assert set(info) == {'meta_grad_norm', 'val_loss', 'm'} and 0 < info['m'] < 1
+
+
+def test_meta_step_clips_and_matches_an_sgd_optimizer(float64):
+    batch, clip, lr, meta_lr = _batch(), 1e-2, 5.0, 0.3
+    net, plain = _net_and_matcher()
+    net.eval()
+    _, with_opt = _net_and_matcher()
+    opt = paddle.optimizer.SGD(learning_rate=meta_lr, parameters=with_opt.meta_layer.parameters())
+    a = plain.meta_step(net, PATH, *batch, student_lr=lr, meta_lr=meta_lr, grad_clip=clip)
+    b = with_opt.meta_step(net, PATH, *batch, student_lr=lr, meta_lr=meta_lr, grad_clip=clip, optimizer=opt)
+    assert a['meta_grad_norm'] == pytest.approx(b['meta_grad_norm']) and a['meta_grad_norm'] > clip
+    for p, q in zip(plain.meta_layer.parameters(), with_opt.meta_layer.parameters()):
+        np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-12, atol=1e-14)
+    _, fresh = _net_and_matcher()
+    step = np.concatenate([(p.numpy() - q.numpy()).ravel()
+                           for p, q in zip(plain.meta_layer.parameters(), fresh.meta_layer.parameters())])
+    assert np.linalg.norm(step) == pytest.approx(meta_lr * clip, rel=1e-9)  # clipped to norm grad_clip
+
+
+def _board(soft_label_sums=(1., 0.2, 3.), top1s=(50., 40., 30.), seed=2):
+    rng = np.random.RandomState(seed)
+    board = PrioritizedBoard(pool_size=5)
+    for top1, total in zip(top1s, soft_label_sums):
+        labels = rng.dirichlet(np.ones(NUM_CLASSES), size=SLICE) * total / SLICE
+        board.admit(top1, 10., PATH, rng.randn(SLICE, 3, RES, RES).astype('float32'), labels)
+    return board
+
+
+def test_batched_scores_equal_per_entry_scores():
+    net, matcher = _net_and_matcher()
+    net.eval()
+    board = _board()
+    with paddle.no_grad():
+        batched = matcher.scores(net, PATH, board).numpy()
+        single = [matcher.meta_layer((F.softmax(net(paddle.to_tensor(e.inputs), PATH), -1)
+                                      - paddle.to_tensor(e.soft_labels)).reshape([1, -1])).item()
+                  for e in board.entries]
+    np.testing.assert_allclose(batched, single, rtol=1e-5, atol=1e-6)
+
+
+def test_select_teacher_top1_and_meta():
+    net, matcher = _net_and_matcher()
+    net.eval()
+    board = _board()
+    entry, m = matcher.select_teacher(net, PATH, board, method='top1')
+    assert entry is board.best() and m == 0.5
+    # w = 1: score = SLICE - sum(soft labels) + b, highest for the middle entry (sum 0.2)
+    matcher.meta_layer.weight.set_value(paddle.ones_like(matcher.meta_layer.weight))
+    matcher.meta_layer.bias.set_value(paddle.full_like(matcher.meta_layer.bias, 0.5))
+    entry, m = matcher.select_teacher(net, PATH, board, method='meta')
+    assert entry is board.entries[1]
+    assert m == pytest.approx(1 / (1 + math.exp(SLICE - 0.2 + 0.5)), rel=1e-5)
+    scores = matcher.scores(net, PATH, _board(seed=3)).numpy()
+    entry, m = matcher.select_teacher(net, PATH, _board(seed=3), method='meta')
+    assert m == pytest.approx(1 / (1 + math.exp(scores.max())), rel=1e-5)
+    with pytest.raises(ValueError, match='method'):
+        matcher.select_teacher(net, PATH, board, method='best')
+    with pytest.raises(ValueError, match='empty'):
+        matcher.select_teacher(net, PATH, PrioritizedBoard(3))
+
+
+def test_scores_keep_bn_running_stats():
+    net, matcher = _net_and_matcher()
+    net.train()
+    before = {k: v.numpy().copy() for k, v in net.state_dict().items() if '_mean' in k or '_variance' in k}
+    with paddle.no_grad():
+        matcher.scores(net, PATH, _board())
+    assert all(np.array_equal(v, net.state_dict()[k].numpy()) for k, v in before.items())
+
+
+def test_matching_weight_shape_check():
+    _, matcher = _net_and_matcher()
+    with pytest.raises(ValueError, match=r'\[2, 3\]'):
+        matcher.matching_weight(paddle.zeros([3, 3]), paddle.zeros([3, 3]))
+    m = matcher.matching_weight(paddle.zeros([SLICE, NUM_CLASSES]), paddle.full([SLICE, NUM_CLASSES], 1 / 3))
+    assert m.shape == [] and float(m) == pytest.approx(1 / (1 + math.exp(matcher.meta_layer.bias.item())))

@@ -1,0 +1,103 @@
+"""PathSampler and UniformFlopsSampler with a synthetic FLOPs function (fast, no network)."""
+import numpy as np
+import pytest
+
+from Paddle_Cream.search.board import PrioritizedBoard
+from Paddle_Cream.search.sampler import DEFAULT_PRE_PROB, PathSampler, UniformFlopsSampler
+
+STA_NUM = [2, 2, 3, 2, 1]
+
+
+def toy_flops(path):
+    """10 MFLOPs per choice index step plus 10 per layer."""
+    return float(sum(10 * (c + 1) for stage in path[1:-1] for c in stage))
+
+
+def _frequencies(paths):
+    choices = np.array([c for p in paths for stage in p[1:-1] for c in stage])
+    return np.bincount(choices, minlength=6) / choices.size
+
+
+def test_choice_frequencies_follow_pre_prob():
+    sampler = PathSampler(STA_NUM, toy_flops, 0, 1e9, how_to_prob='pre_prob', seed=1)
+    freq = _frequencies([sampler.sample()[0] for _ in range(1500)])  # 15000 layers
+    np.testing.assert_allclose(freq, DEFAULT_PRE_PROB, atol=0.015)
+
+
+def test_even_is_uniform_and_paths_are_valid():
+    sampler = PathSampler(STA_NUM, toy_flops, 0, 1e9, how_to_prob='even', seed=2)
+    paths = [sampler.sample()[0] for _ in range(1500)]
+    np.testing.assert_allclose(_frequencies(paths), np.full(6, 1 / 6), atol=0.015)
+    assert all(p[0] == [0] and p[-1] == [0] and [len(s) for s in p[1:-1]] == STA_NUM for p in paths)
+
+
+def test_budget_is_always_respected():
+    sampler = PathSampler(STA_NUM, toy_flops, 300, 350, how_to_prob='pre_prob', seed=3)
+    for _ in range(300):
+        path, flops = sampler.sample()
+        assert 300 <= flops <= 350 and flops == toy_flops(path)
+
+
+def test_unreachable_budget_raises_naming_it():
+    sampler = PathSampler(STA_NUM, toy_flops, 1000, 2000, seed=0, max_tries=50)
+    with pytest.raises(RuntimeError, match=r'\[1000.0, 2000.0\]'):
+        sampler.sample()
+
+
+def test_equal_seeds_draw_equal_paths_and_state_round_trip():
+    a = PathSampler(STA_NUM, toy_flops, 200, 400, how_to_prob='pre_prob', seed=7)
+    b = PathSampler(STA_NUM, toy_flops, 200, 400, how_to_prob='pre_prob', seed=7)
+    assert [a.sample() for _ in range(20)] == [b.sample() for _ in range(20)]
+    state = a.state_dict()
+    expected = [a.sample() for _ in range(20)]
+    c = PathSampler(STA_NUM, toy_flops, 200, 400, how_to_prob='pre_prob', seed=99)
+    c.load_state_dict(state)
+    assert [c.sample() for _ in range(20)] == expected
+
+
+def test_teacher_mode_follows_board_frequencies():
+    sampler = PathSampler(STA_NUM, toy_flops, 0, 1e9, how_to_prob='teacher', seed=4)
+    board = PrioritizedBoard(pool_size=2)
+    np.testing.assert_allclose(sampler.choice_prob(board), np.full(6, 1 / 6))  # empty: uniform
+    slice_inputs, labels = np.zeros((1, 3, 4, 4), 'float32'), np.zeros((1, 3), 'float32')
+    board.admit(50., 1., [[0], [1, 1], [1, 3], [3, 3, 3], [1, 1], [3], [0]], slice_inputs, labels)
+    board.admit(40., 1., [[0], [5, 5], [1, 1], [1, 1, 1], [3, 3], [3], [0]], slice_inputs, labels)
+    np.testing.assert_allclose(sampler.choice_prob(board), board.choice_frequencies())
+    freq = _frequencies([sampler.sample(board)[0] for _ in range(1000)])
+    np.testing.assert_allclose(freq, board.choice_frequencies(), atol=0.02)
+    assert freq[0] == freq[2] == freq[4] == 0
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(how_to_prob='uniform'), 'how_to_prob'),
+    (dict(how_to_prob='pre_prob', pre_prob=(0.5, 0.5)), 'pre_prob'),
+    (dict(how_to_prob='pre_prob', pre_prob=(0.5, -0.1, 0.2, 0.2, 0.1, 0.1)), 'pre_prob'),
+    (dict(how_to_prob='pre_prob', pre_prob=(0, 0, 0, 0, 0, 0)), 'pre_prob'),
+])
+def test_invalid_settings_are_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PathSampler(STA_NUM, toy_flops, 0, 1e9, **kwargs)
+
+
+def test_pre_prob_is_normalised():
+    sampler = PathSampler(STA_NUM, toy_flops, 0, 1e9, how_to_prob='pre_prob', pre_prob=(2, 0, 0, 2, 0, 0))
+    np.testing.assert_allclose(sampler.choice_prob(), [0.5, 0, 0, 0.5, 0, 0])
+
+
+def test_spos_sampler_spreads_flops_over_the_bins():
+    low, high = 200., 410.  # uniform paths concentrate near 350; the bins must flatten that
+    sampler = UniformFlopsSampler(STA_NUM, toy_flops, low, high, seed=5)
+    flops = np.array([sampler.sample()[1] for _ in range(700)])
+    assert np.all((flops >= low) & (flops <= high))
+    counts = np.histogram(flops, bins=np.linspace(low, high, 8))[0]
+    assert counts.min() > 60 and counts.max() < 140, counts  # expected 100 each
+    a = UniformFlopsSampler(STA_NUM, toy_flops, low, high, seed=6)
+    b = UniformFlopsSampler(STA_NUM, toy_flops, low, high, seed=6)
+    assert [a.sample() for _ in range(10)] == [b.sample() for _ in range(10)]
+
+
+def test_spos_sampler_falls_back_to_the_whole_budget():
+    # a 5-layer toy path reaches at most 300 MFLOPs: the bins above it always fall back
+    sampler = UniformFlopsSampler([1, 1, 1, 1, 1], toy_flops, 50, 400, seed=0, max_misses=5)
+    flops = [sampler.sample()[1] for _ in range(50)]
+    assert all(50 <= f <= 300 for f in flops)  # 300 is the maximum a 5-layer toy path reaches
