@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Paddle_Cream command line: ``python tools/main.py MODE CONFIG [KEY VALUE ...]``.
 
-MODE: test (evaluate a network and report paper parity).
+MODE: train (Cream or SPOS supernet search), test (evaluate a network and report
+paper parity).
 CONFIG: a YAML file of config keys (see Paddle_Cream/config/defaults.py);
 KEY VALUE pairs after it override the file. NUM_GPU > 1 runs the mode under
 paddle.distributed.launch (GPUs, or gloo CPU processes without GPUs).
@@ -16,21 +17,34 @@ if ROOT not in sys.path:
 import warnings  # noqa: E402
 
 warnings.filterwarnings('ignore', message='No ccache found')
+# Paddle's C++ warnings (glog level 1) would bury the one-line errors users should see
+os.environ.setdefault('GLOG_minloglevel', '2')
 
-USAGE = 'usage: python tools/main.py {test} CONFIG [KEY VALUE ...]'
+USAGE = 'usage: python tools/main.py {train,test} CONFIG [KEY VALUE ...]'
 
 
 def _modes():
     from Paddle_Cream.engine.run_test import check_test_inputs, run_test
+    from Paddle_Cream.engine.run_train import run_train
+    from Paddle_Cream.engine.search_setup import check_train_inputs
     # mode -> (checks run before any process is launched, the mode itself)
-    return {'test': (check_test_inputs, run_test)}
+    return {'train': (check_train_inputs, run_train), 'test': (check_test_inputs, run_test)}
 
 
 def _user_errors():
     from Paddle_Cream.config import ConfigError
     from Paddle_Cream.engine import UserError
-    from pimm.data import CorruptImageError, DatasetError
-    return (ConfigError, UserError, DatasetError, CorruptImageError)
+    from pimm.data import CorruptImageError, DatasetError, LoaderWorkerError
+    return (ConfigError, UserError, DatasetError, CorruptImageError, LoaderWorkerError)
+
+
+def one_line(error: BaseException) -> str:
+    """The message of ``error`` as one line. Errors raised in DataLoader workers come back
+    wrapped in the worker's traceback: keep their last line, without the class name."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    last = lines[-1] if lines else type(error).__name__
+    name = type(error).__name__
+    return last.split(f'{name}: ', 1)[-1] if f'{name}: ' in last else last
 
 
 def main(argv=None) -> int:
@@ -59,7 +73,7 @@ def main(argv=None) -> int:
             return subprocess.call(cmd)
         run(cfg)
     except errors as e:
-        print(f'error: {e}', file=sys.stderr)
+        print(f'error: {one_line(e)}', file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print('error: interrupted', file=sys.stderr)

@@ -22,6 +22,7 @@ DEFAULTS = {
     'FAST_DECODE': False,         # PIL draft() JPEG decoding: faster, not bit-equal (opt-in)
     'INFERENCE': 'auto',          # test mode: 'dygraph', 'predictor' (paddle.inference + oneDNN) or 'auto'
     'DATASET': {
+        'DEMO': '',               # 'digits': write scikit-learn's digits to DATA_DIR on first use
         'NUM_CLASSES': 1000,
         'IMAGE_SIZE': 0,          # 0: the model's own input size
         'INTERPOLATION': 'bicubic',
@@ -102,5 +103,6 @@ DEFAULTS = {
         'META_STA_EPOCH': 20,
         'HOW_TO_PROB': 'pre_prob',
         'PRE_PROB': [0.05, 0.2, 0.05, 0.5, 0.05, 0.15],
+        'VAL_PATHS': 1,           # random paths validated after each epoch
     },
 }

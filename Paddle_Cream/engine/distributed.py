@@ -13,7 +13,7 @@ import paddle
 import paddle.distributed as dist
 
 __all__ = ['launched_world_size', 'init_distributed', 'get_rank', 'get_world_size', 'is_main_process',
-           'all_reduce_sum', 'all_reduce_max', 'launch_command', 'gpu_count']
+           'all_reduce_sum', 'all_reduce_max', 'broadcast_array', 'broadcast_parameters', 'launch_command', 'gpu_count']
 
 
 def launched_world_size() -> int:
@@ -76,3 +76,20 @@ def launch_command(num_procs: int, script: str, args: Sequence[str], log_dir: st
             raise ValueError(f'NUM_GPU {num_procs} but only {gpus} GPU(s) are visible')
         cmd += ['--devices', ','.join(str(i) for i in range(num_procs))]
     return cmd + [script, *args]
+
+
+def broadcast_array(value: np.ndarray, src: int = 0) -> np.ndarray:
+    """Rank ``src``'s array on every rank (same shape and dtype everywhere)."""
+    if get_world_size() == 1:
+        return value
+    tensor = paddle.to_tensor(np.ascontiguousarray(value))
+    dist.broadcast(tensor, src=src)
+    return tensor.numpy()
+
+
+def broadcast_parameters(params, src: int = 0) -> None:
+    """Copy rank ``src``'s values of ``params`` to every rank, in place."""
+    if get_world_size() == 1:
+        return
+    for p in params:
+        dist.broadcast(p, src=src)

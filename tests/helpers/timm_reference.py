@@ -40,20 +40,24 @@ def build_timm_cream(path, num_classes=1000):
                        num_features=1280, head_bias=True, act_layer=torch.nn.SiLU, se_layer=se, se_from_exp=True)
 
 
-def randomize(model, seed=0):
-    """Random weights and non-trivial BatchNorm statistics, deterministic in ``seed``."""
+def randomize(model, seed=0, gain=1.0):
+    """Random weights and non-trivial BatchNorm statistics, deterministic in ``seed``.
+
+    ``gain`` 1 keeps activations of order one through the deepest model (conv weights
+    N(0, 1/fan_in), BN scale U(0.5, 1)); 2 is He init with BN scale U(1, 2), which makes
+    a random network's features differ more between images."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, mod in model.named_modules():
             if isinstance(mod, torch.nn.BatchNorm2d):
-                mod.weight.copy_(torch.rand(mod.weight.shape, generator=g) * 0.5 + 0.5)
+                mod.weight.copy_((torch.rand(mod.weight.shape, generator=g) * 0.5 + 0.5) * gain)
                 mod.bias.copy_(torch.randn(mod.bias.shape, generator=g) * 0.1)
                 mod.running_mean.copy_(torch.randn(mod.running_mean.shape, generator=g) * 0.1)
                 mod.running_var.copy_(torch.rand(mod.running_var.shape, generator=g) + 0.5)
                 mod.num_batches_tracked.fill_(1234)
             elif isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
                 fan_in = mod.weight[0].numel()
-                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) * (1.0 / fan_in) ** 0.5)
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) * (gain / fan_in) ** 0.5)
                 if mod.bias is not None:
                     mod.bias.copy_(torch.randn(mod.bias.shape, generator=g) * 0.1)
     return model.eval()

@@ -1,0 +1,1 @@
+"""Data the package ships or makes: the published tables, subImageNet lists, the demo dataset."""

@@ -1,0 +1,178 @@
+"""``tools/main.py train``: Cream (or SPOS) supernet training, the search itself (SPEC 5)."""
+import csv
+import json
+import os
+import time
+from typing import Dict, List
+
+import numpy as np
+import paddle
+from tqdm import tqdm
+
+from pimm.data import ImageDataset, create_loader, set_loader_epoch
+from pimm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from pimm.utils import count_params
+
+from ..models.hypernet import HyperNet
+from ..search import MetaMatcher, PathSampler, PrioritizedBoard, UniformFlopsSampler, search_for_layer
+from ..search.flops_table import PathFlops
+from ..search.supernet_step import SearchSettings, SupernetStep
+from .distributed import init_distributed, is_main_process
+from .errors import UserError
+from .evaluate import evaluate
+from .output import create_output_dir, setup_logging, write_json_atomic
+from .plots import plot_board, plot_curves
+from .search_setup import build_optimization, check_train_inputs, resume_if_asked, train_loaders
+from .seeding import epoch_seed, seed_everything
+from .train_state import save_train_state
+
+__all__ = ['run_train']
+
+
+def _settings(cfg) -> SearchSettings:
+    s = cfg.SUPERNET
+    return SearchSettings(method=s.METHOD, pick_method=s.PICK_METHOD, meta_sta_epoch=s.META_STA_EPOCH,
+                          update_iter=s.UPDATE_ITER, slice_size=s.SLICE, meta_lr=cfg.META_LR)
+
+
+def _sampler(cfg, sta_num, flops_fn, seed: int):
+    s = cfg.SUPERNET
+    if s.METHOD == 'spos':
+        return UniformFlopsSampler(sta_num, flops_fn, s.FLOPS_MINIMUM, s.FLOPS_MAXIMUM, seed=seed)
+    return PathSampler(sta_num, flops_fn, s.FLOPS_MINIMUM, s.FLOPS_MAXIMUM, how_to_prob=s.HOW_TO_PROB,
+                       pre_prob=tuple(s.PRE_PROB), seed=seed)
+
+
+def _validate_path(hypernet: HyperNet, path, loader, show: bool) -> Dict[str, float]:
+    hypernet.eval()
+
+    def run(images):
+        with paddle.no_grad():
+            return hypernet(paddle.to_tensor(images), path).numpy()
+    metrics = evaluate(run, loader, len(loader), show_progress=show, desc='validate')
+    hypernet.train()
+    return metrics
+
+
+def _write_summary(rows: List[Dict], path: str) -> None:
+    keys = list(rows[0])
+    tmp = path + '.tmp'
+    with open(tmp, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _train_epoch(step: SupernetStep, loader, epoch: int, iters_done: int, scheduler, ema, log, show: bool):
+    totals = np.zeros(3)
+    bar = tqdm(loader, desc=f'epoch {epoch}', disable=not show, dynamic_ncols=True)
+    for batch_idx, (images, targets) in enumerate(bar):
+        x, y = paddle.to_tensor(images), paddle.to_tensor(targets)
+        lr = step.optimizer.get_lr()
+        out = step(x, y, epoch, iters_done + batch_idx, lr)
+        scheduler.step_update(iters_done + batch_idx + 1)
+        if ema is not None:
+            ema.update(step.hypernet)
+        totals += [out['loss'], out['top1'], 1]
+        bar.set_postfix(loss=f"{out['loss']:.3f}", top1=f"{out['top1']:.1f}", board=len(step.board or []),
+                        refresh=False)
+        if out['meta'] is not None:
+            log(f"  meta-matching update at iteration {iters_done + batch_idx + 1}: "
+                f"val loss {out['meta']['val_loss']:.4f}, |grad| {out['meta']['meta_grad_norm']:.3g}")
+    n = max(totals[2], 1)
+    return {'loss': totals[0] / n, 'top1': totals[1] / n, 'lr': step.optimizer.get_lr()}, int(totals[2])
+
+
+def run_train(cfg) -> Dict:
+    """Train the hypernetwork, keep the prioritized board, write best_arch.json."""
+    check_train_inputs(cfg)
+    world = init_distributed()
+    main = is_main_process()
+    s = cfg.SUPERNET
+    sta_num, resolution = search_for_layer(s.FLOPS_MINIMUM, s.FLOPS_MAXIMUM)
+    image_size = cfg.DATASET.IMAGE_SIZE or resolution
+    out_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, cfg.dump(), 'train', write=main)
+    log = setup_logging(os.path.join(out_dir, 'train.log') if main else None, main).info
+    seed_everything(cfg.SEED)
+
+    hypernet = HyperNet(sta_num, cfg.DATASET.NUM_CLASSES, drop_rate=cfg.NET.DROPOUT_RATE,
+                        drop_path_rate=cfg.NET.DROP_PATH_RATE, global_pool=cfg.NET.GP, resolution=image_size)
+    model = paddle.DataParallel(hypernet, find_unused_parameters=True) if world > 1 else hypernet
+    path_flops = PathFlops(hypernet, resolution)
+    log(f'hypernetwork: layers per searched stage {sta_num}, search resolution {resolution}px, training at '
+        f'{image_size}px, {count_params(hypernet) / 1e6:.2f}M params; FLOPs budget '
+        f'[{s.FLOPS_MINIMUM}, {s.FLOPS_MAXIMUM}]M counted at {resolution}px; {s.METHOD} on {world} process(es)')
+    train_loader, val_loader = train_loaders(cfg, image_size, world)
+    optimizer, scheduler, ema = build_optimization(cfg, hypernet, len(train_loader))
+    board = PrioritizedBoard(s.POOL_SIZE, cfg.ACC_GAP) if s.METHOD == 'cream' else None
+    matcher = MetaMatcher(cfg.DATASET.NUM_CLASSES, s.SLICE) if s.METHOD == 'cream' else None
+    step = SupernetStep(model, hypernet, optimizer, None, _settings(cfg), LabelSmoothingCrossEntropy(
+        cfg.AUGMENTATION.SMOOTHING), SoftTargetCrossEntropy(), board, matcher)
+    identity = dict(sta_num=sta_num, resolution=resolution, image_size=image_size,
+                    num_classes=cfg.DATASET.NUM_CLASSES, method=s.METHOD)
+    start_epoch, rows = resume_if_asked(cfg, identity, hypernet, optimizer, ema, board, matcher, log)
+    scheduler.step_update(start_epoch * len(train_loader))
+
+    for epoch in range(start_epoch, cfg.EPOCHS):
+        seed = epoch_seed(cfg.SEED, epoch)
+        seed_everything(seed)
+        step.sampler = _sampler(cfg, sta_num, path_flops.flops, seed)
+        set_loader_epoch(train_loader, epoch)
+        start = time.time()
+        train_metrics, iters = _train_epoch(step, train_loader, epoch, epoch * len(train_loader), scheduler,
+                                            ema, log, main)
+        val_path, val_flops = step.sampler.sample(board)
+        val = _validate_path(hypernet, val_path, val_loader, main)
+        row = dict(epoch=epoch, train_loss=train_metrics['loss'], train_top1=train_metrics['top1'],
+                   eval_loss=val['loss'], eval_top1=val['top1'], eval_top5=val['top5'], lr=train_metrics['lr'],
+                   eval_path_flops=val_flops, board_size=len(board) if board else 0,
+                   seconds=time.time() - start)
+        rows.append(row)
+        log(f"epoch {epoch}: train loss {row['train_loss']:.4f} top-1 {row['train_top1']:.2f} | random path "
+            f"{val_path} ({val_flops:.1f}M) val top-1 {val['top1']:.2f} | board {row['board_size']} | "
+            f"{row['seconds']:.0f}s")
+        if main:
+            _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matcher, identity)
+    return _finish(cfg, out_dir, hypernet, board, path_flops, val_loader, rows, resolution, main, log)
+
+
+def _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matcher, identity) -> None:
+    s = cfg.SUPERNET
+    state = dict(epoch=epoch, version=2, state_dict=hypernet.state_dict(), optimizer=optimizer.state_dict(),
+                 search=identity, rows=rows, config=cfg.dump())
+    if ema is not None:
+        state['state_dict_ema'] = ema.state_dict()
+    if board is not None:
+        state['board'] = board.state_dict()
+        state['meta_layer'] = matcher.state_dict()
+        write_json_atomic(board.summary(), os.path.join(out_dir, 'board.json'))
+        plot_board(board.summary(), s.FLOPS_MINIMUM, s.FLOPS_MAXIMUM, os.path.join(out_dir, 'board.png'),
+                   title=f'prioritized board after epoch {epoch}')
+    save_train_state(out_dir, state)
+    _write_summary(rows, os.path.join(out_dir, 'summary.csv'))
+    plot_curves(rows, os.path.join(out_dir, 'curves.png'), title=f'{s.METHOD} supernet training')
+
+
+def _finish(cfg, out_dir, hypernet, board, path_flops, val_loader, rows, resolution, main, log) -> Dict:
+    """best_arch.json: the board's best path (Cream picks it directly from the prioritized paths)."""
+    if board is None or len(board) == 0:
+        log(f'no board (SUPERNET.METHOD {cfg.SUPERNET.METHOD}, or META_STA_EPOCH {cfg.SUPERNET.META_STA_EPOCH} '
+            f'>= EPOCHS): run `tools/main.py evolve` on {out_dir} to choose an architecture')
+        return {}
+    best = board.best()
+    val = _validate_path(hypernet, best.path, val_loader, main)
+    arch_file = os.path.join(out_dir, 'best_arch.json')
+    result = dict(arch=best.path, flops=best.flops, top1=val['top1'], top5=val['top5'], board_top1=best.top1,
+                  resolution=resolution, flops_budget=[cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM],
+                  method=cfg.SUPERNET.METHOD, checkpoint=os.path.join(out_dir, 'checkpoint-last.pdparams'),
+                  retrain_command=f'python tools/main.py retrain configs/retrain/retrain.yaml NET.SELECTION -1 '
+                                  f'NET.ARCH_FILE {arch_file} DATA_DIR {cfg.DATA_DIR}')
+    if main:
+        write_json_atomic(result, arch_file)
+        log(f"chosen architecture {best.path}: {best.flops:.1f} MFLOPs (budget [{cfg.SUPERNET.FLOPS_MINIMUM}, "
+            f"{cfg.SUPERNET.FLOPS_MAXIMUM}]), val top-1 {val['top1']:.2f} with inherited weights")
+        log(f'files in {out_dir}: best_arch.json, board.json, board.png, curves.png, summary.csv, train.log, '
+            f'checkpoint-last.pdparams')
+        log(f"retrain it: {result['retrain_command']}")
+    return result

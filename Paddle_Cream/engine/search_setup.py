@@ -1,0 +1,101 @@
+"""What ``train`` sets up before its loop: input checks, loaders, optimizer/scheduler/EMA, resume."""
+import os
+from typing import Dict, List, Tuple
+
+from pimm.data import DatasetError, ImageDataset, create_loader
+
+from ..search import search_for_layer
+from .errors import UserError
+from .train_state import check_compatible, find_resume_checkpoint, load_train_state
+
+__all__ = ['check_train_inputs', 'train_loaders', 'build_optimization', 'resume_if_asked']
+
+_CHOICES = {'SUPERNET.METHOD': ('cream', 'spos'), 'SUPERNET.PICK_METHOD': ('meta', 'top1'),
+            'SUPERNET.HOW_TO_PROB': ('even', 'pre_prob', 'teacher')}
+
+
+def check_train_inputs(cfg) -> None:
+    """Everything a user can get wrong, checked before any process or file is started."""
+    for key, valid in _CHOICES.items():
+        if cfg.get(key) not in valid:
+            raise UserError(f"{key} must be one of {', '.join(valid)}, got '{cfg.get(key)}'")
+    s = cfg.SUPERNET
+    try:
+        search_for_layer(s.FLOPS_MINIMUM, s.FLOPS_MAXIMUM)
+    except ValueError as e:
+        raise UserError(f'SUPERNET.FLOPS_MINIMUM/FLOPS_MAXIMUM: {e}') from None
+    if s.SLICE < 1 or s.POOL_SIZE < 1 or s.UPDATE_ITER < 1:
+        raise UserError('SUPERNET.SLICE, POOL_SIZE and UPDATE_ITER must be at least 1')
+    if cfg.DATASET.BATCH_SIZE < 2 * s.SLICE:
+        raise UserError(f'DATASET.BATCH_SIZE {cfg.DATASET.BATCH_SIZE} must hold two slices of SUPERNET.SLICE '
+                        f'{s.SLICE} (meta-matching trains on one and validates on the next)')
+    if not cfg.DATASET.DEMO:
+        for split in (cfg.DATASET.TRAIN_SPLIT, cfg.DATASET.VAL_SPLIT):
+            folder = os.path.join(cfg.DATA_DIR, split)
+            if not os.path.isdir(folder):
+                raise UserError(f"'{folder}' not found (DATA_DIR/{split}); point DATA_DIR at an ImageNet-style "
+                                f"folder with train/ and val/")
+    if cfg.RESUME_PATH and not os.path.isfile(cfg.RESUME_PATH):
+        raise UserError(f"RESUME_PATH '{cfg.RESUME_PATH}' not found")
+
+
+def train_loaders(cfg, image_size: int, world: int):
+    """Training loader (RandAugment, random erasing, ... from AUGMENTATION.*) and validation loader."""
+    if cfg.DATASET.DEMO:
+        from ..data.demo_dataset import ensure_demo_dataset
+        from .distributed import is_main_process
+        if is_main_process() or world == 1:
+            ensure_demo_dataset(cfg.DATASET.DEMO, cfg.DATA_DIR)
+        if world > 1:
+            import paddle.distributed as dist
+            dist.barrier()
+    aug = cfg.AUGMENTATION
+    try:
+        train_set = ImageDataset(os.path.join(cfg.DATA_DIR, cfg.DATASET.TRAIN_SPLIT))
+        val_set = ImageDataset(os.path.join(cfg.DATA_DIR, cfg.DATASET.VAL_SPLIT), class_to_idx=train_set.class_to_idx)
+    except DatasetError as e:
+        raise UserError(str(e)) from None
+    if len(train_set.classes) > cfg.DATASET.NUM_CLASSES:
+        raise UserError(f'{train_set.root} has {len(train_set.classes)} classes but DATASET.NUM_CLASSES is '
+                        f'{cfg.DATASET.NUM_CLASSES}')
+    train = create_loader(train_set, image_size, cfg.DATASET.BATCH_SIZE, is_training=True,
+                          num_workers=cfg.WORKERS, distributed=world > 1, interpolation=aug.TRAIN_INTERPOLATION,
+                          auto_augment=aug.AA or None, color_jitter=aug.COLOR_JITTER, re_prob=aug.RE_PROB,
+                          re_mode=aug.RE_MODE, re_count=aug.RE_COUNT, seed=cfg.SEED)
+    val = create_loader(val_set, image_size, cfg.DATASET.BATCH_SIZE * cfg.DATASET.VAL_BATCH_MUL,
+                        is_training=False, num_workers=cfg.WORKERS, distributed=world > 1,
+                        crop_pct=cfg.DATASET.CROP_PCT, interpolation=cfg.DATASET.INTERPOLATION)
+    if len(train) == 0:
+        raise UserError(f'{train_set.root}: {len(train_set)} images make no full batch of '
+                        f'{cfg.DATASET.BATCH_SIZE} per process')
+    return train, val
+
+
+def build_optimization(cfg, hypernet, updates_per_epoch: int):
+    """SGD nesterov (no decay on biases/BN), LR decaying linearly to 0 per step, and EMA (SPEC 5)."""
+    from pimm.optim import create_optimizer
+    from pimm.scheduler import LinearLRScheduler
+    from pimm.utils.model_ema import ModelEma
+    optimizer = create_optimizer(hypernet, opt=cfg.OPT, lr=cfg.LR, weight_decay=cfg.WEIGHT_DECAY,
+                                 momentum=cfg.MOMENTUM, filter_bias_and_bn=True)
+    scheduler = LinearLRScheduler(optimizer, t_initial=cfg.EPOCHS * updates_per_epoch, t_in_epochs=False)
+    ema = ModelEma(hypernet, decay=cfg.NET.EMA.DECAY) if cfg.NET.EMA.USE else None
+    return optimizer, scheduler, ema
+
+
+def resume_if_asked(cfg, identity: Dict, hypernet, optimizer, ema, board, matcher, log) -> Tuple[int, List[Dict]]:
+    """(first epoch to run, summary rows so far) from RESUME_PATH or, with AUTO_RESUME, the newest run."""
+    path = cfg.RESUME_PATH or (find_resume_checkpoint(cfg.SAVE_PATH, cfg.MODEL) if cfg.AUTO_RESUME else None)
+    if not path:
+        return 0, []
+    state = load_train_state(path)
+    check_compatible(state['search'], identity, path)
+    hypernet.set_state_dict(state['state_dict'])
+    optimizer.set_state_dict(state['optimizer'])
+    if ema is not None and 'state_dict_ema' in state:
+        ema.set_state_dict(state['state_dict_ema'])
+    if board is not None and 'board' in state:
+        board.load_state_dict(state['board'])
+        matcher.set_state_dict(state['meta_layer'])
+    log(f"resumed from {path} after epoch {state['epoch']}")
+    return int(state['epoch']) + 1, list(state.get('rows', []))

@@ -1,0 +1,144 @@
+#!/usr/bin/env python
+"""Whole-evaluation throughput: ours (pimm data + Paddle) against timm + PyTorch, one run.
+
+Both sides read the same JPEG folder with the same worker count and batch size
+and do the same work: decode, resize + crop + normalise, forward, top-1/top-5.
+Needs the dev requirements (torch, timm). Example:
+
+    python bench/eval_throughput.py --model 14 --images 1000 --workers 2 --batch-size 100
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, 'tests', 'helpers'))
+os.environ.setdefault('GLOG_minloglevel', '2')
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def make_images(root: str, count: int, classes: int = 10, seed: int = 0) -> None:
+    """ImageNet-like JPEGs (500x375 and 375x500, smooth content plus noise) in class folders."""
+    rng = np.random.RandomState(seed)
+    for i in range(count):
+        d = os.path.join(root, f'n{i % classes:08d}')
+        os.makedirs(d, exist_ok=True)
+        w, h = (500, 375) if i % 3 else (375, 500)
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = np.stack([np.sin(xx / rng.uniform(5, 60) + c) * np.cos(yy / rng.uniform(5, 60)) for c in range(3)], -1)
+        img = (base * 90 + 128 + rng.randn(h, w, 3) * 12).clip(0, 255).astype('uint8')
+        Image.fromarray(img).save(os.path.join(d, f'img_{i:05d}.JPEG'), quality=90)
+
+
+def time_ours(folder, name, workers, batch_size, inference, fast_decode):
+    import Paddle_Cream  # noqa: F401
+    import pimm
+    from pimm.data import ImageDataset, create_loader
+    from Paddle_Cream.engine.evaluate import evaluate
+    from Paddle_Cream.engine.inference import create_runner
+    model = pimm.create_model(f'cream_{name}')
+    size = model.default_cfg['input_size'][-1]
+    start = time.time()
+    runner = create_runner(model, size, inference)
+    setup = time.time() - start
+    loader = create_loader(ImageDataset(folder), size, batch_size, num_workers=workers, crop_pct=0.875,
+                           interpolation='bicubic', fast_decode=fast_decode)
+    runner(np.zeros((batch_size, 3, size, size), 'float32'))  # warm-up: kernels picked, memory allocated
+    metrics = evaluate(runner, loader, len(loader), show_progress=False)
+    return metrics['images'] / metrics['seconds'], setup
+
+
+def time_timm(folder, name, workers, batch_size):
+    import timm.data
+    import torch
+    from timm_reference import build_timm_cream, published_table
+    info = published_table()[name]
+    model = build_timm_cream(info['arch']).eval()
+    size = info['input_size']
+    dataset = timm.data.ImageDataset(folder)
+    loader = timm.data.create_loader(dataset, (3, size, size), batch_size, is_training=False, use_prefetcher=False,
+                                     interpolation='bicubic', crop_pct=0.875, num_workers=workers)
+    with torch.no_grad():
+        model(torch.zeros(batch_size, 3, size, size))  # warm-up
+        start, count, hits = time.time(), 0, np.zeros(2)
+        for images, targets in loader:
+            logits = model(images)
+            top5 = logits.topk(5, 1).indices
+            hits += [(top5[:, 0] == targets).sum().item(), (top5 == targets[:, None]).any(1).sum().item()]
+            count += len(targets)
+    return count / (time.time() - start)
+
+
+def time_models_only(name, batch_size, inference, repeats=5):
+    """Forward passes on a fixed batch: where the model's share of the time goes."""
+    import paddle
+    import torch
+    import Paddle_Cream  # noqa: F401
+    import pimm
+    from Paddle_Cream.engine.inference import create_runner
+    from timm_reference import build_timm_cream, published_table
+    info = published_table()[name]
+    size = info['input_size']
+    x = np.random.RandomState(0).randn(batch_size, 3, size, size).astype('float32')
+    model = pimm.create_model(f'cream_{name}')
+    out = {}
+    for kind in ('dygraph', inference):
+        run = create_runner(model, size, kind)
+        run(x)
+        start = time.time()
+        for _ in range(repeats):
+            run(x)
+        out[f'paddle {kind}'] = repeats * batch_size / (time.time() - start)
+    ref = build_timm_cream(info['arch']).eval()
+    xt = torch.from_numpy(x)
+    with torch.no_grad():
+        ref(xt)
+        start = time.time()
+        for _ in range(repeats):
+            ref(xt)
+    out['pytorch eager'] = repeats * batch_size / (time.time() - start)
+    del paddle
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--folder', help='ImageNet-style folder of JPEGs (default: generate --images of them)')
+    p.add_argument('--images', type=int, default=1000)
+    p.add_argument('--model', default='14', choices=['14', '43', '114', '287', '481', '604'])
+    p.add_argument('--workers', type=int, default=2)
+    p.add_argument('--batch-size', type=int, default=100)
+    p.add_argument('--inference', default='predictor', choices=['predictor', 'dygraph'])
+    p.add_argument('--fast-decode', action='store_true', help='also time PIL draft() decoding (approximate)')
+    args = p.parse_args()
+    tmp = None
+    folder = args.folder
+    if not folder:
+        tmp = tempfile.TemporaryDirectory(prefix='eval_bench_')
+        folder = tmp.name
+        print(f'writing {args.images} JPEGs to {folder} ...', flush=True)
+        make_images(folder, args.images)
+    ours, setup = time_ours(folder, args.model, args.workers, args.batch_size, args.inference, False)
+    theirs = time_timm(folder, args.model, args.workers, args.batch_size)
+    rows = [('timm + PyTorch eager', theirs), (f'pimm + Paddle {args.inference}', ours)]
+    if args.fast_decode:
+        fast, _ = time_ours(folder, args.model, args.workers, args.batch_size, args.inference, True)
+        rows.append((f'pimm + Paddle {args.inference}, FAST_DECODE (approximate)', fast))
+    print(f'\nCream-{args.model}, {args.workers} workers, batch {args.batch_size}, {os.cpu_count()} CPU cores; '
+          f'predictor export {setup:.1f}s (once, not timed below)')
+    print('| whole evaluation | images/s | vs timm |\n|---|---|---|')
+    for label, rate in rows:
+        print(f'| {label} | {rate:.1f} | {rate / theirs:.2f}x |')
+    models = time_models_only(args.model, args.batch_size, args.inference)
+    print('\n| model only (fixed batch) | images/s | vs PyTorch |\n|---|---|---|')
+    for label, rate in models.items():
+        print(f"| {label} | {rate:.1f} | {rate / models['pytorch eager']:.2f}x |")
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,72 @@
+"""Image decoding: open a file as an RGB PIL image the way timm's dataset readers do."""
+import os
+import struct
+from collections import deque
+from typing import Deque, Optional, Tuple, Union
+
+from PIL import Image
+
+__all__ = ['CorruptImageError', 'load_rgb']
+
+PathLike = Union[str, os.PathLike]
+
+# what PIL raises for undecodable or truncated data (UnidentifiedImageError is an OSError)
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error,
+                  Image.DecompressionBombError)
+_PROBLEM = ': corrupt or unreadable image'
+# the last error paddle rebuilt from a worker process, for the loader to re-raise (see loader.py)
+_worker_errors: Deque['CorruptImageError'] = deque(maxlen=1)
+
+
+class CorruptImageError(Exception):
+    """An image file exists but cannot be decoded; the one-line message names the path."""
+
+    def __init__(self, path: PathLike, reason: str = '') -> None:
+        path = os.fspath(path)
+        from_worker = '\n' in path and not reason
+        if from_worker:
+            # paddle's DataLoader rebuilds a worker's exception as ``CorruptImageError(traceback)``
+            # in its reader thread: recover the worker's one-line message from the last line
+            message = path.rstrip().rsplit('\n', 1)[-1].split(f'{type(self).__name__}: ', 1)[-1]
+            path, _, reason = message.partition(_PROBLEM)
+            reason = reason.strip()[1:-1]
+        self.path = path
+        self.reason = ' '.join(str(reason).split())  # keep the message on one line
+        super().__init__(f'{path}{_PROBLEM}' + (f' ({self.reason})' if self.reason else ''))
+        if from_worker:
+            _worker_errors.append(self)
+
+    def __reduce__(self):
+        return type(self), (self.path, self.reason)
+
+
+def take_worker_error() -> Optional[CorruptImageError]:
+    """The last CorruptImageError paddle rebuilt from a loader worker (cleared on read), if any."""
+    return _worker_errors.pop() if _worker_errors else None
+
+
+def load_rgb(path: PathLike, draft_size: Optional[Tuple[int, int]] = None) -> Image.Image:
+    """Decode ``path`` into a fully loaded RGB image (``img.convert('RGB')``, as timm does).
+
+    Grayscale, CMYK, palette and alpha images are converted by PIL's ``convert('RGB')``
+    (alpha is dropped, not composited). A missing or unreadable file raises the usual
+    ``FileNotFoundError``/``PermissionError``; data that does not decode raises
+    :class:`CorruptImageError`.
+
+    ``draft_size=(w, h)`` is an *approximation* for speed: JPEGs are decoded with DCT-domain
+    downscaling (PIL ``Image.draft``) by the largest factor in 1/2/4/8 that keeps both sides
+    >= the requested size. The pixels differ from a full decode followed by resizing, so
+    only use it when exact parity with timm is not required. Other formats ignore it.
+    """
+    path = os.fspath(path)
+    with open(path, 'rb') as f:  # file-system errors propagate unchanged
+        try:
+            img = Image.open(f)
+            if draft_size is not None:  # a no-op for formats other than JPEG
+                img.draft('RGB', (int(draft_size[0]), int(draft_size[1])))
+            img.load()
+            return img if img.mode == 'RGB' else img.convert('RGB')
+        except Image.UnidentifiedImageError:
+            raise CorruptImageError(path, 'not a recognised image format') from None
+        except _DECODE_ERRORS as e:
+            raise CorruptImageError(path, f'{type(e).__name__}: {e}') from None

@@ -1,0 +1,199 @@
+"""Build ``paddle.io.DataLoader`` pipelines for training and (distributed) evaluation."""
+import numbers
+import random
+import threading
+import time
+from functools import partial
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import paddle
+
+from .constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from .image_io import CorruptImageError, take_worker_error
+from .samplers import OrderedShardSampler
+from .transforms_factory import create_transform
+
+__all__ = ['ImageLoader', 'LoaderWorkerError', 'collate_numpy', 'create_loader', 'set_loader_epoch']
+
+_QUEUE_KILLED = 'Blocking queue is killed'
+_WORKER_ERROR_WAIT_S = 1.0
+
+
+class LoaderWorkerError(RuntimeError):
+    """A loader worker process failed for a reason other than a corrupt image (one-line message)."""
+
+
+def _quiet_corrupt_image_in_reader(args, _default=threading.excepthook) -> None:
+    # paddle's reader thread re-raises a worker's CorruptImageError and Python prints its
+    # traceback; the loop raises the same error as one line, so that print is only noise
+    if args.exc_type is not None and issubclass(args.exc_type, CorruptImageError):
+        return
+    _default(args)
+
+
+threading.excepthook = _quiet_corrupt_image_in_reader
+
+
+def _worker_failure() -> Exception:
+    # paddle builds the worker's exception in its reader thread just after it stops the queue
+    deadline = time.monotonic() + _WORKER_ERROR_WAIT_S
+    while time.monotonic() < deadline:
+        error = take_worker_error()
+        if error is not None:
+            return error
+        time.sleep(0.01)
+    return LoaderWorkerError('a data loader worker process failed; its traceback is printed above')
+
+
+def _to_tensors(batch):
+    if isinstance(batch, np.ndarray):
+        return paddle.to_tensor(batch)
+    if isinstance(batch, (list, tuple)):
+        return [_to_tensors(item) for item in batch]  # paddle's loader also returns lists
+    if isinstance(batch, dict):
+        return {key: _to_tensors(value) for key, value in batch.items()}
+    return batch
+
+
+class ImageLoader(paddle.io.DataLoader):
+    """``paddle.io.DataLoader`` whose data errors surface as one-line exceptions.
+
+    paddle 3.3 loads in a background thread: with ``num_workers=0`` an exception from the
+    dataset kills that thread and the loop waits forever, so this loader then fetches and
+    collates in the calling thread instead. With worker processes paddle re-raises a worker's
+    exception in the thread and the loop only sees ``SystemError: Blocking queue is killed``;
+    this loader raises the worker's :class:`~pimm.data.image_io.CorruptImageError` instead
+    (or :class:`LoaderWorkerError`).
+    """
+
+    def __iter__(self) -> Iterator:
+        if self.num_workers == 0:
+            for indices in self.batch_sampler:
+                yield _to_tensors(self.collate_fn([self.dataset[i] for i in indices]))
+            return
+        batches = super().__iter__()
+        take_worker_error()  # drop anything left from an earlier run
+        failure = None
+        try:
+            yield from batches
+        except SystemError as e:
+            if _QUEUE_KILLED not in str(e):
+                raise
+            failure = _worker_failure()
+        if failure is not None:
+            reader = getattr(batches, '_thread', None)
+            if reader is not None:
+                reader.join(_WORKER_ERROR_WAIT_S)  # let its traceback print before our one-line error
+            # release the broken iterator now so its workers shut down here, not at interpreter exit
+            del batches
+            self._iterator = None
+            raise failure.with_traceback(None)
+
+
+def collate_numpy(batch: Sequence[Tuple[np.ndarray, int]]) -> Tuple[np.ndarray, np.ndarray]:
+    """Stack ``(image, target)`` samples into a float32 NCHW batch and an int64 target vector."""
+    images, targets = zip(*batch)
+    return np.stack(images).astype(np.float32, copy=False), np.asarray(targets, dtype=np.int64)
+
+
+def _seed_worker(worker_id: int, seed: int, rank: int) -> None:
+    # paddle draws a fresh base seed per loader iterator from the main process's numpy RNG;
+    # mixing in rank and the user seed keeps ranks (often seeded alike) from sharing streams
+    info = paddle.io.get_worker_info()
+    base_seed = int(info.seed) if info is not None else 0
+    state = np.random.SeedSequence([seed, rank, worker_id, base_seed]).generate_state(4)
+    random.seed(int(state[0]) << 32 | int(state[1]))
+    np.random.seed(state)
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f'{name} must be an integer >= {minimum}, got {value!r}')
+    return int(value)
+
+
+def _batch_sampler(dataset, batch_size: int, is_training: bool, distributed: bool, drop_last: bool):
+    if distributed:
+        world_size, rank = paddle.distributed.get_world_size(), paddle.distributed.get_rank()
+    else:
+        world_size, rank = 1, 0
+    if is_training:
+        # reshuffled every epoch from the epoch number; call set_loader_epoch to pin it
+        sampler = paddle.io.DistributedBatchSampler(dataset, batch_size, num_replicas=world_size, rank=rank,
+                                                    shuffle=True, drop_last=drop_last)
+    else:
+        shard = OrderedShardSampler(len(dataset), num_replicas=world_size, rank=rank)
+        sampler = paddle.io.BatchSampler(sampler=shard, batch_size=batch_size, drop_last=drop_last)
+    return sampler, rank
+
+
+def create_loader(
+        dataset,
+        input_size: Union[int, Sequence[int]],
+        batch_size: int,
+        is_training: bool = False,
+        num_workers: int = 1,
+        distributed: bool = False,
+        crop_pct: Optional[float] = None,
+        interpolation: str = 'bilinear',
+        mean: Tuple[float, float, float] = IMAGENET_DEFAULT_MEAN,
+        std: Tuple[float, float, float] = IMAGENET_DEFAULT_STD,
+        re_prob: float = 0.,
+        re_mode: str = 'const',
+        re_count: int = 1,
+        auto_augment: Optional[str] = None,
+        color_jitter: Union[float, Sequence[float], None] = 0.4,
+        hflip: float = 0.5,
+        fast_decode: bool = False,
+        collate_fn: Optional[Callable[[List], object]] = None,
+        drop_last: Optional[bool] = None,
+        persistent_workers: bool = True,
+        seed: int = 0,
+) -> ImageLoader:
+    """A DataLoader (:class:`ImageLoader`) over ``dataset`` with ``dataset.transform`` set by :func:`create_transform`.
+
+    Batches are ``(images float32 [N, 3, H, W], targets int64 [N])`` (``collate_numpy``
+    unless ``collate_fn`` is given). ``num_workers`` processes decode in parallel (0: in
+    this process). ``drop_last`` defaults to ``is_training``.
+
+    Training shuffles with ``paddle.io.DistributedBatchSampler`` (across
+    ``paddle.distributed`` ranks when ``distributed``); call :func:`set_loader_epoch` each
+    epoch. Evaluation visits samples in order; when ``distributed`` each rank gets a
+    contiguous :class:`OrderedShardSampler` shard without padding, so summing per-rank
+    results counts every image once, but a rank may get one batch fewer than another.
+
+    A corrupt image raises :class:`~pimm.data.image_io.CorruptImageError` (one line, with the path) from the
+    loop, also when it was decoded in a worker, unless the dataset has ``skip_corrupt``.
+    Each worker seeds ``random`` and ``numpy`` from ``seed``, the rank, its worker id and
+    paddle's per-iterator base seed (itself drawn from this process's numpy RNG).
+    """
+    batch_size = _check_int('batch_size', batch_size, 1)
+    num_workers = _check_int('num_workers', num_workers, 0)
+    seed = _check_int('seed', seed, 0)
+    if not hasattr(dataset, '__len__') or not hasattr(dataset, '__getitem__'):
+        raise ValueError(f'dataset must support len() and indexing, got {type(dataset).__name__}')
+    if len(dataset) == 0:
+        raise ValueError('dataset is empty')
+    dataset.transform = create_transform(
+        input_size, is_training=is_training, interpolation=interpolation, crop_pct=crop_pct, mean=mean, std=std,
+        hflip=hflip, color_jitter=color_jitter, auto_augment=auto_augment, re_prob=re_prob, re_mode=re_mode,
+        re_count=re_count, fast_decode=fast_decode)
+    drop_last = bool(is_training if drop_last is None else drop_last)
+    batch_sampler, rank = _batch_sampler(dataset, batch_size, is_training, distributed, drop_last)
+    return ImageLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        num_workers=num_workers,
+        collate_fn=collate_fn or collate_numpy,
+        worker_init_fn=partial(_seed_worker, seed=seed, rank=rank) if num_workers > 0 else None,
+        persistent_workers=bool(persistent_workers) and num_workers > 0,
+        return_list=True,
+    )
+
+
+def set_loader_epoch(loader: paddle.io.DataLoader, epoch: int) -> None:
+    """Fix the shuffling order of ``loader`` for ``epoch`` (a no-op for evaluation loaders)."""
+    set_epoch = getattr(loader.batch_sampler, 'set_epoch', None)
+    if set_epoch is not None:
+        set_epoch(_check_int('epoch', epoch, 0))

@@ -1,0 +1,2 @@
+"""pimm.loss: training losses."""
+from .cross_entropy import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
