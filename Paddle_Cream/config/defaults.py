@@ -82,6 +82,8 @@ DEFAULTS = {
         'MIXUP_OFF_EPOCH': 0,
         'SMOOTHING': 0.1,
         'TRAIN_INTERPOLATION': 'random',
+        'SCALE': [0.08, 1.0],     # RandomResizedCrop area range
+        'HFLIP': 0.5,
     },
     'BATCHNORM': {
         'SYNC_BN': False,

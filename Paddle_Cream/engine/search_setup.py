@@ -61,7 +61,8 @@ def train_loaders(cfg, image_size: int, world: int):
     train = create_loader(train_set, image_size, cfg.DATASET.BATCH_SIZE, is_training=True,
                           num_workers=cfg.WORKERS, distributed=world > 1, interpolation=aug.TRAIN_INTERPOLATION,
                           auto_augment=aug.AA or None, color_jitter=aug.COLOR_JITTER, re_prob=aug.RE_PROB,
-                          re_mode=aug.RE_MODE, re_count=aug.RE_COUNT, seed=cfg.SEED)
+                          re_mode=aug.RE_MODE, re_count=aug.RE_COUNT, scale=aug.SCALE, hflip=aug.HFLIP,
+                          seed=cfg.SEED)
     val = create_loader(val_set, image_size, cfg.DATASET.BATCH_SIZE * cfg.DATASET.VAL_BATCH_MUL,
                         is_training=False, num_workers=cfg.WORKERS, distributed=world > 1,
                         crop_pct=cfg.DATASET.CROP_PCT, interpolation=cfg.DATASET.INTERPOLATION)

@@ -145,6 +145,8 @@ def create_loader(
         auto_augment: Optional[str] = None,
         color_jitter: Union[float, Sequence[float], None] = 0.4,
         hflip: float = 0.5,
+        scale: Tuple[float, float] = (0.08, 1.0),
+        ratio: Tuple[float, float] = (3. / 4., 4. / 3.),
         fast_decode: bool = False,
         collate_fn: Optional[Callable[[List], object]] = None,
         drop_last: Optional[bool] = None,
@@ -177,7 +179,8 @@ def create_loader(
         raise ValueError('dataset is empty')
     dataset.transform = create_transform(
         input_size, is_training=is_training, interpolation=interpolation, crop_pct=crop_pct, mean=mean, std=std,
-        hflip=hflip, color_jitter=color_jitter, auto_augment=auto_augment, re_prob=re_prob, re_mode=re_mode,
+        hflip=hflip, scale=tuple(scale), ratio=tuple(ratio), color_jitter=color_jitter, auto_augment=auto_augment,
+        re_prob=re_prob, re_mode=re_mode,
         re_count=re_count, fast_decode=fast_decode)
     drop_last = bool(is_training if drop_last is None else drop_last)
     batch_sampler, rank = _batch_sampler(dataset, batch_size, is_training, distributed, drop_last)
