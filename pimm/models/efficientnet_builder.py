@@ -68,21 +68,41 @@ def decode_block_str(block_str: str) -> Dict[str, Any]:
             args.update(kernel_size=int(opts['k']), skip=skip is True)
     except ValueError as e:
         raise ValueError(f"bad number in block string '{block_str}': {e}") from None
+    if args['num_repeat'] < 1:
+        raise ValueError(f"block string '{block_str}' repeats its block {args['num_repeat']} times; needs r >= 1")
     return args
 
 
+def _scale_stage_depth(stage_args: List[Dict[str, Any]], repeats: List[int],
+                       depth_multiplier: float) -> List[Dict[str, Any]]:
+    # as timm: scale the stage's total repeats (ceil), then share them out from the last block string back
+    num_repeat = sum(repeats)
+    num_repeat_scaled = int(math.ceil(num_repeat * depth_multiplier))
+    repeats_scaled = []
+    for r in reversed(repeats):
+        rs = max(1, round(r / num_repeat * num_repeat_scaled))
+        repeats_scaled.append(rs)
+        num_repeat -= r
+        num_repeat_scaled -= rs
+    stage = []
+    for args, rep in zip(stage_args, reversed(repeats_scaled)):
+        stage.extend(deepcopy(args) for _ in range(rep))
+    return stage
+
+
 def decode_arch_def(arch_def: Sequence[Sequence[str]], depth_multiplier: float = 1.0) -> List[List[Dict[str, Any]]]:
-    """Per-stage lists of block arguments, repeats expanded (scaled by ``depth_multiplier``, ceil)."""
+    """Per-stage lists of block arguments, repeats expanded; ``depth_multiplier`` scales each
+    stage's total repeats (ceil) and shares them out over its block strings, as timm does."""
     stages = []
     for stage_strs in arch_def:
         if isinstance(stage_strs, str):
             raise ValueError(f'each stage must be a list of block strings, got the string {stage_strs!r}')
-        stage = []
+        stage_args, repeats = [], []
         for block_str in stage_strs:
             args = decode_block_str(block_str)
-            repeats = int(math.ceil(args.pop('num_repeat') * depth_multiplier))
-            stage.extend(deepcopy(args) for _ in range(repeats))
-        stages.append(stage)
+            repeats.append(args.pop('num_repeat'))
+            stage_args.append(args)
+        stages.append(_scale_stage_depth(stage_args, repeats, depth_multiplier))
     return stages
 
 
@@ -118,11 +138,11 @@ class EfficientNetBuilder:
         ba['drop_path_rate'] = drop_path_rate
         se_ratio = ba.pop('se_ratio', 0.)
         if block_type != 'cn' and se_ratio:
-            if not self.se_from_exp and ba.get('exp_ratio', 1.) > 1:
-                se_ratio /= ba['exp_ratio']
+            if not self.se_from_exp:
+                se_ratio /= ba.get('exp_ratio', 1.)
             ba['se_layer'] = partial(self.se_layer, rd_ratio=se_ratio)
         if block_type == 'ir':
-            return InvertedResidual(round_chs_fn=self.round_chs_fn, **ba)
+            return InvertedResidual(**ba)  # expansion width is make_divisible(in * e), as timm
         if block_type in ('ds', 'dsa'):
             return DepthwiseSeparableConv(**ba)
         return ConvBnAct(**ba)

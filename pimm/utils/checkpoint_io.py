@@ -20,6 +20,9 @@ _PADDLE_GLOBALS[('collections', 'OrderedDict')] = collections.OrderedDict
 _PADDLE_GLOBALS[('builtins', 'tuple')] = tuple
 
 
+_NAME_TABLE_KEY = 'StructuredToParameterName@@'
+
+
 class CheckpointFileError(Exception):
     """A checkpoint file is missing, unreadable or not what it claims to be (one-line message)."""
 
@@ -60,7 +63,12 @@ def load_paddle_file(path: PathLike) -> Any:
             MemoryError, OverflowError, UnicodeDecodeError) as e:
         raise CheckpointFileError(f'{path}: not a readable Paddle checkpoint '
                                   f'(truncated or another format: {type(e).__name__}: {e})') from None
-    return _tensors_from_tuples(obj)
+    if isinstance(obj, dict):  # paddle.save adds this name table to a saved state dict; paddle.load drops it
+        obj.pop(_NAME_TABLE_KEY, None)
+    try:
+        return _tensors_from_tuples(obj)
+    except RecursionError:
+        raise CheckpointFileError(f'{path}: nested too deeply to be a checkpoint') from None
 
 
 def save_paddle_file(obj: Any, path: PathLike) -> None:

@@ -9,6 +9,7 @@ No module named in the file is ever imported.
 """
 import io
 import pickle
+import pickletools
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
@@ -120,6 +121,19 @@ class RestrictedUnpickler(pickle.Unpickler):
         return self._persistent(pid)
 
 
+def _check_memo_indices(data: bytes) -> None:
+    # The C unpickler grows its memo array to twice any PUT index it reads and zeroes it:
+    # one crafted LONG_BINPUT 2**31 costs ~32 GB before the file is found bad. A pickler
+    # numbers its memo entries 0, 1, 2, ..., so an index never exceeds the opcodes before it.
+    try:
+        for count, (opcode, arg, _) in enumerate(pickletools.genops(data)):
+            if opcode.name in ('PUT', 'BINPUT', 'LONG_BINPUT') and arg > count:
+                raise UnsafePickleError(f'refusing memo index {arg} at opcode {count}')
+    except ValueError:
+        pass  # malformed further on: the unpickler stops there too and reports it
+
+
 def restricted_loads(data: bytes, allowed: Dict[Tuple[str, str], Any]) -> Any:
     """Unpickle ``data`` with only the ``allowed`` globals constructible."""
+    _check_memo_indices(data)
     return RestrictedUnpickler(io.BytesIO(data), allowed).load()
