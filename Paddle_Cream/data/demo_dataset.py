@@ -17,12 +17,14 @@ DEMO_DATASETS = ('digits',)
 IMAGE_SIZE = 32
 
 
-def _write_digits(root: str) -> None:
+def _write_digits(root: str, per_class: int = 0) -> None:
     from sklearn.datasets import load_digits
     digits = load_digits()
     counts = {}
     for image, label in zip(digits.images, digits.target):
         index = counts.get(label, 0)
+        if per_class and index >= per_class:
+            continue
         counts[label] = index + 1
         split = 'val' if index % 5 == 4 else 'train'
         folder = os.path.join(root, split, f'digit_{label}')
@@ -32,8 +34,9 @@ def _write_digits(root: str) -> None:
         img.save(os.path.join(folder, f'{label}_{index:04d}.png'))
 
 
-def ensure_demo_dataset(name: str, root: str, log=print) -> str:
+def ensure_demo_dataset(name: str, root: str, log=print, per_class: int = 0) -> str:
     """Write the demo dataset ``name`` to ``root`` unless it is already there; returns ``root``.
+    ``per_class`` > 0 keeps only that many images of each class (for tests).
 
     Written into a temporary folder and renamed, so an interrupted first run leaves nothing half-made.
     """
@@ -45,7 +48,7 @@ def ensure_demo_dataset(name: str, root: str, log=print) -> str:
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix='.demo_', dir=parent)
     try:
-        _write_digits(tmp)
+        _write_digits(tmp, per_class)
         if os.path.exists(root) and not os.listdir(root):
             os.rmdir(root)
         os.replace(tmp, root)

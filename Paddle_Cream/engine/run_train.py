@@ -1,5 +1,6 @@
 """``tools/main.py train``: Cream (or SPOS) supernet training, the search itself (SPEC 5)."""
 import csv
+import hashlib
 import json
 import os
 import time
@@ -52,6 +53,15 @@ def _validate_path(hypernet: HyperNet, path, loader, show: bool) -> Dict[str, fl
     metrics = evaluate(run, loader, len(loader), show_progress=show, desc='validate')
     hypernet.train()
     return metrics
+
+
+def board_digest(board) -> str:
+    """SHA-1 of the board's paths, accuracies, FLOPs and stored slices."""
+    h = hashlib.sha1(json.dumps(board.summary(), sort_keys=True).encode())
+    for entry in board.entries:
+        h.update(np.ascontiguousarray(entry.inputs).tobytes())
+        h.update(np.ascontiguousarray(entry.soft_labels).tobytes())
+    return h.hexdigest()
 
 
 def _write_summary(rows: List[Dict], path: str) -> None:
@@ -132,6 +142,10 @@ def run_train(cfg) -> Dict:
         log(f"epoch {epoch}: train loss {row['train_loss']:.4f} top-1 {row['train_top1']:.2f} | random path "
             f"{val_path} ({val_flops:.1f}M) val top-1 {val['top1']:.2f} | board {row['board_size']} | "
             f"{row['seconds']:.0f}s")
+        if board is not None and world > 1:
+            # every rank says which board it holds (its launch log), so identical boards can be checked
+            print(f'[rank {paddle.distributed.get_rank()}] epoch {epoch} board digest {board_digest(board)}',
+                  flush=True)
         if main:
             _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matcher, identity)
     return _finish(cfg, out_dir, hypernet, board, path_flops, val_loader, rows, resolution, main, log)

@@ -1,0 +1,138 @@
+"""``tools/main.py train`` at tiny size: outputs, exact resume after a kill, 2 processes, bad input."""
+import csv
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from Paddle_Cream.data.demo_dataset import ensure_demo_dataset
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+EPOCHS = 4
+
+
+@pytest.fixture(scope='module')
+def digits(tmp_path_factory):
+    """12 images per digit: 10 train, 2 val per class."""
+    root = str(tmp_path_factory.mktemp('digits') / 'digits')
+    ensure_demo_dataset('digits', root, log=lambda _: None, per_class=12)
+    return root
+
+
+def tiny_args(data, out, *extra):
+    # [1,1,2,1,1] layers, 32px, 7 iterations an epoch, the board from epoch 1, a meta update every 3 iterations
+    return ['train', 'configs/demo/train.yaml', 'DATA_DIR', data, 'SAVE_PATH', out, 'EPOCHS', EPOCHS,
+            'DATASET.BATCH_SIZE', 16, 'SUPERNET.FLOPS_MINIMUM', 0, 'SUPERNET.FLOPS_MAXIMUM', 150,
+            'SUPERNET.META_STA_EPOCH', 0, 'SUPERNET.UPDATE_ITER', 3, 'SUPERNET.POOL_SIZE', 3, 'WORKERS', 0,
+            *map(str, extra)]
+
+
+def run_main(args, timeout=900):
+    return subprocess.run([sys.executable, 'tools/main.py', *map(str, args)], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def run_dir(out):
+    dirs = glob.glob(os.path.join(str(out), '*-demo_search'))
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def read_rows(out):
+    with open(os.path.join(run_dir(out), 'summary.csv')) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(digits, tmp_path_factory):
+    out = tmp_path_factory.mktemp('full')
+    proc = run_main(tiny_args(digits, out))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc
+
+
+def test_search_writes_its_results(uninterrupted):
+    out, proc = uninterrupted
+    d = run_dir(out)
+    for name in ('best_arch.json', 'board.json', 'board.png', 'curves.png', 'summary.csv', 'train.log',
+                 'checkpoint-last.pdparams', 'train_config.yaml'):
+        assert os.path.exists(os.path.join(d, name)), name
+    with open(os.path.join(d, 'best_arch.json')) as f:
+        best = json.load(f)
+    assert len(best['arch']) == 7 and best['arch'][0] == [0] and best['arch'][-1] == [0]
+    assert [len(s) for s in best['arch'][1:-1]] == [1, 1, 2, 1, 1]
+    assert 0 <= best['flops'] <= 150
+    assert 'NET.ARCH_FILE' in best['retrain_command']
+    with open(os.path.join(d, 'board.json')) as f:
+        board = json.load(f)
+    assert 1 <= len(board) <= 3 and board[0]['arch'] == best['arch']
+    assert [e['top1'] for e in board] == sorted((e['top1'] for e in board), reverse=True)
+    assert len(read_rows(out)) == EPOCHS
+    assert 'meta-matching update' in proc.stdout
+    assert 'chosen architecture' in proc.stdout
+
+
+def test_killed_run_resumes_to_the_same_board_and_losses(digits, uninterrupted, tmp_path):
+    full_out, _ = uninterrupted
+    out = tmp_path / 'resumed'
+    proc = subprocess.Popen([sys.executable, 'tools/main.py', *map(str, tiny_args(digits, out))], cwd=REPO_ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:   # kill it once epoch 1 is checkpointed
+        if glob.glob(str(out / '*' / 'summary.csv')) and len(read_rows(out)) >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(read_rows(out)) < EPOCHS, 'the run ended before it could be interrupted'
+    resumed = run_main(tiny_args(digits, out, 'AUTO_RESUME', 'True'))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert 'resumed from' in resumed.stdout
+    with open(os.path.join(run_dir(full_out), 'board.json')) as f, open(os.path.join(run_dir(out), 'board.json')) as g:
+        assert json.load(f) == json.load(g)
+    full, again = read_rows(full_out), read_rows(out)
+    for key in ('train_loss', 'train_top1', 'eval_loss', 'eval_top1', 'board_size'):
+        assert [r[key] for r in full] == [r[key] for r in again], key
+
+
+def test_two_processes_hold_identical_boards(digits, tmp_path):
+    out = tmp_path / 'two'
+    proc = run_main(tiny_args(digits, out, 'NUM_GPU', 2, 'EPOCHS', 2))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    logs = sorted(glob.glob(os.path.join(run_dir(out), 'train_launch_logs', 'workerlog.*')))
+    assert len(logs) == 2
+    digests = []
+    for log in logs:
+        with open(log) as f:
+            digests.append([line.split('board digest ')[1].strip() for line in f if 'board digest' in line])
+    assert digests[0] and digests[0] == digests[1]
+    assert os.path.exists(os.path.join(run_dir(out), 'best_arch.json'))
+
+
+@pytest.mark.parametrize('extra, words', [
+    (['SUPERNET.FLOPS_MINIMUM', 600, 'SUPERNET.FLOPS_MAXIMUM', 900], ['[600, 900]', 'impossible']),
+    (['SUPERNET.PICK_METHD', 'meta'], ['SUPERNET.PICK_METHOD']),
+    (['SUPERNET.HOW_TO_PROB', 'uniform'], ['HOW_TO_PROB', 'pre_prob']),
+    (['DATASET.DEMO', "''", 'DATA_DIR', '/nonexistent/imagenet'], ['/nonexistent/imagenet/train']),
+])
+def test_bad_input_is_one_line(digits, tmp_path, extra, words):
+    proc = run_main(tiny_args(digits, tmp_path / 'out', *extra))
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and 'it/s' not in line]
+    assert len(lines) == 1 and lines[0].startswith('error:'), proc.stderr
+    for w in words:
+        assert w in lines[0]
+
+
+def test_resume_from_another_config_is_refused(digits, uninterrupted, tmp_path):
+    full_out, _ = uninterrupted
+    ckpt = os.path.join(run_dir(full_out), 'checkpoint-last.pdparams')
+    proc = run_main(tiny_args(digits, tmp_path / 'out', 'SUPERNET.FLOPS_MAXIMUM', 200, 'RESUME_PATH', ckpt))
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and 'it/s' not in line]
+    assert len(lines) == 1 and 'sta_num' in lines[0], proc.stderr
