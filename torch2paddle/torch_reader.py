@@ -2,28 +2,27 @@
 
 Supports the zip archive of torch >= 1.6 and the older "legacy" stream of pickles
 followed by raw storage bytes; tensors come back as independent numpy arrays.
-Unpickling is code execution, so no module named in the file is ever imported:
-globals resolve to an allow-list of own safe re-implementations, or else to inert
-placeholder classes (:class:`UnknownObject`) that refuse to be called.
+Unpickling is code execution, so it goes through :mod:`pimm.utils.safe_pickle`: no module
+named in the file is ever imported; globals resolve to an allow-list of own safe
+re-implementations (here plus torch storages, dtypes and tensor rebuilders), or else to
+inert placeholder classes (:class:`UnknownObject`) that refuse to be called.
 """
 from __future__ import annotations
 
-import _compat_pickle
 import io
 import math
 import os
-import pickle
-import pickletools
-import reprlib
 import stat
 import struct
 import zipfile
-from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
+
+from pimm.utils.safe_pickle import SAFE_GLOBALS, UnknownObject, UnsafePickleError, check_dims, is_int, \
+    is_placeholder, restricted_load, short_repr
 
 __all__ = ["CheckpointError", "UnknownObject", "load_torch_checkpoint"]
 
@@ -33,7 +32,6 @@ LEGACY_PROTOCOL = 1001
 # never by more than this: max(MIN_TENSOR_BUDGET, TENSOR_BUDGET_FACTOR * file size) bytes.
 MIN_TENSOR_BUDGET = 1 << 30
 TENSOR_BUDGET_FACTOR = 8
-MAX_NDIM = 64
 
 
 class CheckpointError(Exception):
@@ -42,70 +40,6 @@ class CheckpointError(Exception):
 
 class _Fail(CheckpointError):
     """Failure without the path; ``load_torch_checkpoint`` appends it."""
-
-
-class _PlaceholderMeta(type):
-    """Metaclass of placeholders: refuses calls and class-attribute changes."""
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        raise _Fail(f"refusing to call {cls.module}.{cls.name}")
-
-    def __setattr__(cls, key: str, value: Any) -> None:
-        raise _Fail(f"refusing to modify {cls.module}.{cls.name}")
-
-    def __repr__(cls) -> str:
-        return f"<placeholder class {cls.module}.{cls.name}>"
-
-
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 80
-
-
-class UnknownObject(metaclass=_PlaceholderMeta):
-    """Inert stand-in for an object whose class is not on the allow-list.
-
-    Class attributes ``module``/``name`` name the original class; instances keep ``args``/``kwargs``
-    (given to ``__new__``), ``state`` (BUILD state, usually the original ``__dict__``),
-    ``dict_items`` and ``list_items`` (contents of dict/list subclasses).
-    """
-
-    module: str = "?"
-    name: str = "?"
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> UnknownObject:
-        self = object.__new__(cls)
-        self.args, self.kwargs, self.state = args, kwargs, None
-        self.dict_items: dict[Any, Any] = {}
-        self.list_items: list[Any] = []
-        return self
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.dict_items[key] = value
-
-    def append(self, value: Any) -> None:
-        self.list_items.append(value)
-
-    def extend(self, values: Any) -> None:
-        self.list_items.extend(values)
-
-    @reprlib.recursive_repr()
-    def __repr__(self) -> str:
-        parts = [f"{type(self).module}.{type(self).name}"]
-        for label in ("args", "kwargs", "state", "dict_items", "list_items"):
-            if getattr(self, label, None):
-                parts.append(f"{label}={_REPR.repr(getattr(self, label))}")
-        return f"<UnknownObject {' '.join(parts)}>"
-
-
-def _is_placeholder(obj: Any) -> bool:
-    return isinstance(obj, type) and issubclass(obj, UnknownObject)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class _Elem(NamedTuple):
@@ -130,14 +64,12 @@ _STORAGES = {
     "BoolStorage": _BOOL, "ComplexFloatStorage": _Elem("c8"),
     "ComplexDoubleStorage": _Elem("c16"), "UntypedStorage": _Elem("u1", "untyped"),
 }
-_STORAGE_MODULES = ("torch", "torch.cuda", "torch.storage")
 _TORCH_DTYPES = {
     "float32": _Elem("f4"), "float64": _Elem("f8"), "float16": _Elem("f2"), "bfloat16": _BF16,
     "int64": _Elem("i8"), "int32": _Elem("i4"), "int16": _Elem("i2"), "int8": _Elem("i1"),
     "uint8": _Elem("u1"), "uint16": _Elem("u2"), "uint32": _Elem("u4"), "uint64": _Elem("u8"),
     "bool": _BOOL, "complex64": _Elem("c8"), "complex128": _Elem("c16"),
 }
-_NUMPY_CODES = {"b1", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "f2", "f4", "f8", "c8", "c16"}
 
 
 class _Tag(NamedTuple):
@@ -161,65 +93,12 @@ class _StorageRef(NamedTuple):
 _Job = tuple[np.ndarray, _StorageRef, int, tuple[int, ...], tuple[int, ...], _Elem]
 
 
-_NUMPY_DTYPE = _PlaceholderMeta("dtype", (UnknownObject,), {"module": "numpy", "name": "dtype"})
-
-
-def _safe_dtype(code: Any, align: Any = False, copy: Any = False) -> UnknownObject:
-    """Stand-in for ``numpy.dtype``: an inert record of a plain numeric type code."""
-    if not isinstance(code, str) or code not in _NUMPY_CODES:
-        raise _Fail(f"refusing to build numpy dtype {_REPR.repr(code)}")
-    return _NUMPY_DTYPE.__new__(_NUMPY_DTYPE, code)
-
-
-def _safe_scalar(dtype: Any, data: Any = None) -> Any:
-    """Stand-in for ``numpy.core.multiarray.scalar``: a numeric scalar from its raw bytes."""
-    if type(dtype) is not _NUMPY_DTYPE:
-        raise _Fail(f"refusing to build a numpy scalar of {_REPR.repr(dtype)}")
-    state = dtype.state  # BUILD state of the dtype: (version, byte order, ...)
-    order = state[1] if isinstance(state, tuple) and len(state) > 1 and state[1] in ("<", ">") else "="
-    npdtype = np.dtype(order + dtype.args[0])
-    data = data.encode("latin1") if isinstance(data, str) else data
-    if not isinstance(data, bytes) or len(data) != npdtype.itemsize:
-        raise _Fail(f"malformed numpy {dtype.args[0]} scalar")
-    return np.frombuffer(data, dtype=npdtype)[0]
-
-
-def _safe_encode(obj: Any, encoding: Any = "utf-8") -> bytes:
-    """Stand-in for ``_codecs.encode`` as used by protocol-2 pickles of ``bytes``."""
-    if not isinstance(obj, str) or encoding not in ("latin1", "latin-1"):
-        raise _Fail("refusing to call _codecs.encode with unexpected arguments")
-    return obj.encode("latin1")
-
-
-def _reconstructor(cls: Any, base: Any, state: Any) -> UnknownObject:
-    """Stand-in for ``copyreg._reconstructor``: only builds inert placeholder instances."""
-    if not _is_placeholder(cls) or base not in (object, dict, list):
-        raise _Fail(f"refusing to call copyreg._reconstructor for {_REPR.repr(cls)}")
-    obj = cls.__new__(cls)
-    if base is dict and state:
-        obj.dict_items.update(state)
-    elif base is list and state:
-        obj.list_items.extend(state)
-    return obj
-
-
-def _dims(value: Any, what: str) -> tuple[int, ...]:
-    """Validate a size/stride: a short tuple of non-negative ints (also ``torch.Size``)."""
-    if not isinstance(value, (tuple, list)) or len(value) > MAX_NDIM or \
-            not all(_is_int(v) and v >= 0 for v in value):
-        raise _Fail(f"malformed tensor {what} {_REPR.repr(value)}")
-    return tuple(value)
-
-
-_SAFE_GLOBALS: dict[tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): OrderedDict,
-    **{("builtins", t.__name__): t for t in (set, frozenset, dict, list, tuple, object, complex, slice)},
-    ("copyreg", "_reconstructor"): _reconstructor,
-    ("_codecs", "encode"): _safe_encode,
-    ("numpy", "dtype"): _safe_dtype,
-    ("numpy.core.multiarray", "scalar"): _safe_scalar,
-    ("numpy._core.multiarray", "scalar"): _safe_scalar,
-    ("torch", "Size"): lambda dims=(): _dims(dims, "torch.Size"),
+_TORCH_GLOBALS: dict[tuple[str, str], Any] = {
+    **SAFE_GLOBALS,
+    ("torch", "Size"): lambda dims=(): check_dims(dims, "torch.Size"),
+    **{(module, name): _Tag(f"{module}.{name}", elem, True)
+       for module in ("torch", "torch.cuda", "torch.storage") for name, elem in _STORAGES.items()},
+    **{("torch", name): _Tag(f"torch.{name}", elem, False) for name, elem in _TORCH_DTYPES.items()},
 }
 
 
@@ -240,20 +119,20 @@ class _TensorBuilder:
     def storage(self, pid: Any) -> Any:
         """Resolve a persistent id to a validated :class:`_StorageRef` (data comes later)."""
         if self.legacy and isinstance(pid, tuple) and len(pid) > 1 and pid[0] == "module" \
-                and _is_placeholder(pid[1]):
+                and is_placeholder(pid[1]):
             return pid[1]  # legacy whole-module pickles also record the class source
         if not isinstance(pid, tuple) or len(pid) != (6 if self.legacy else 5) or pid[0] != "storage":
-            raise _Fail(f"unsupported persistent id {_REPR.repr(pid)}")
+            raise _Fail(f"unsupported persistent id {short_repr(pid)}")
         stype, key, location, numel = pid[1:5]
         if not isinstance(stype, _Tag) or not stype.is_storage:
-            raise _Fail(f"unsupported storage type {_REPR.repr(stype)}")
-        if not isinstance(key, str) or not isinstance(location, str) or not _is_int(numel) or numel < 0:
-            raise _Fail(f"malformed storage id {_REPR.repr(pid)}")
+            raise _Fail(f"unsupported storage type {short_repr(stype)}")
+        if not isinstance(key, str) or not isinstance(location, str) or not is_int(numel) or numel < 0:
+            raise _Fail(f"malformed storage id {short_repr(pid)}")
         if numel * stype.elem.itemsize > self.max_bytes:
             raise _Fail(f"storage {key!r} declares {numel * stype.elem.itemsize} bytes "
                         f"but the file has only {self.max_bytes}")
         if self.legacy and pid[5] is not None:  # only written by torch < 0.4
-            raise _Fail(f"storage views ({_REPR.repr(pid[5])}) of pre-0.4 checkpoints are not supported")
+            raise _Fail(f"storage views ({short_repr(pid[5])}) of pre-0.4 checkpoints are not supported")
         ref = _StorageRef(key, stype.elem, numel)
         if self.storages.setdefault(key, ref) != ref:
             raise _Fail(f"storage {key!r} is declared inconsistently")
@@ -266,13 +145,13 @@ class _TensorBuilder:
         elem = storage.elem if elem is None else elem
         if elem != storage.elem and storage.elem.kind != "untyped":
             raise _Fail(f"tensor dtype does not match storage {storage.key!r}")
-        size, stride = _dims(size, "size"), _dims(stride, "stride")
-        if len(size) != len(stride) or not _is_int(offset) or offset < 0:
+        size, stride = check_dims(size, "tensor size"), check_dims(stride, "tensor stride")
+        if len(size) != len(stride) or not is_int(offset) or offset < 0:
             raise _Fail(f"malformed tensor view of storage {storage.key!r}")
         nbytes = math.prod(size) * elem.itemsize
         self.budget -= nbytes
         if self.budget < 0:
-            raise _Fail(f"refusing absurd tensor shape {_REPR.repr(size)} (tensors far larger than the file)")
+            raise _Fail(f"refusing absurd tensor shape {short_repr(size)} (tensors far larger than the file)")
         out = np.empty(size, dtype=elem.out_dtype)
         if nbytes:
             end = (offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1) * elem.itemsize
@@ -291,7 +170,7 @@ class _TensorBuilder:
                           backward_hooks: Any, dtype: Any, metadata: Any = None) -> np.ndarray:
         """Stand-in for ``torch._utils._rebuild_tensor_v3`` (untyped storage + dtype)."""
         if not isinstance(dtype, _Tag) or dtype.is_storage:
-            raise _Fail(f"unsupported tensor dtype {_REPR.repr(dtype)}")
+            raise _Fail(f"unsupported tensor dtype {short_repr(dtype)}")
         return self.tensor(storage, storage_offset, size, stride, dtype.elem)
 
     def rebuild_parameter(self, data: Any, requires_grad: Any = False, backward_hooks: Any = None,
@@ -314,48 +193,12 @@ class _TensorBuilder:
                 out[...] = raw
 
 
-class _SafeUnpickler(pickle.Unpickler):
-    """Unpickler that resolves globals to allow-listed stand-ins or inert placeholders."""
-
-    def __init__(self, file: io.BytesIO, builder: _TensorBuilder | None) -> None:
-        super().__init__(file, encoding="utf-8")
-        self._builder = builder
-        self._placeholders: dict[tuple[str, str], type] = {}
-
-    def find_class(self, module: str, name: str) -> Any:
-        """Never imports anything; unknown names become placeholder classes."""
-        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
-        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        if (module, name) in _SAFE_GLOBALS:
-            return _SAFE_GLOBALS[(module, name)]
-        if module in _STORAGE_MODULES and name in _STORAGES:
-            return _Tag(f"{module}.{name}", _STORAGES[name], True)
-        if module == "torch" and name in _TORCH_DTYPES:
-            return _Tag(f"torch.{name}", _TORCH_DTYPES[name], False)
-        if self._builder is not None and module == "torch._utils" and name in self._builder.rebuilders:
-            return self._builder.rebuilders[name]
-        if (module, name) not in self._placeholders:
-            label = name if name.isidentifier() else "Placeholder"
-            namespace = {"module": module, "name": name}
-            self._placeholders[(module, name)] = _PlaceholderMeta(label, (UnknownObject,), namespace)
-        return self._placeholders[(module, name)]
-
-    def persistent_load(self, pid: Any) -> Any:
-        if self._builder is None:
-            raise _Fail(f"unexpected persistent id {_REPR.repr(pid)}")
-        return self._builder.storage(pid)
-
-
 def _unpickle(stream: io.BytesIO, builder: _TensorBuilder | None) -> Any:
-    """Unpickle one pickle from ``stream`` after a dry walk over its opcodes, which executes
-    nothing but rejects truncation (before CPython pre-allocates declared lengths) and memo
-    indices that would make CPython allocate a huge memo table."""
-    start, limit = stream.tell(), len(stream.getbuffer()) - stream.tell()
-    for opcode, arg, _ in pickletools.genops(stream):
-        if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and arg > limit:
-            raise _Fail(f"corrupt pickle (memo index {arg} in a {limit}-byte stream)")
-    stream.seek(start)
-    return _SafeUnpickler(stream, builder).load()
+    """Unpickle the next pickle in ``stream``; tensors only where a builder collects them."""
+    if builder is None:
+        return restricted_load(stream, _TORCH_GLOBALS, encoding="utf-8")
+    allowed = {**_TORCH_GLOBALS, **{("torch._utils", name): fn for name, fn in builder.rebuilders.items()}}
+    return restricted_load(stream, allowed, builder.storage, encoding="utf-8")
 
 
 @contextmanager
@@ -365,6 +208,8 @@ def _stage(problem: str) -> Iterator[None]:
         yield
     except _Fail:
         raise
+    except UnsafePickleError as exc:  # a refusal speaks for itself
+        raise _Fail(str(exc)) from None
     except Exception as exc:  # every parser error here is a bad-input error
         raise _Fail(f"{problem} ({type(exc).__name__}: {str(exc)[:200]})") from None
 
@@ -382,7 +227,7 @@ def _load_zip(path: Path, file_size: int) -> Any:
             with _stage("unreadable byteorder record"):
                 byteorder = archive.read(prefix + "byteorder").decode("ascii").strip()
             if byteorder not in ("little", "big"):
-                raise _Fail(f"unknown byte order {_REPR.repr(byteorder)}")
+                raise _Fail(f"unknown byte order {short_repr(byteorder)}")
             order = "<" if byteorder == "little" else ">"
         if archive.getinfo(pickles[0]).file_size > file_size:
             raise _Fail("data.pkl claims to be larger than the whole archive")
@@ -408,12 +253,12 @@ def _load_legacy(data: bytes) -> Any:
     stream = io.BytesIO(data)
     with _stage("not a PyTorch checkpoint"):
         magic = _unpickle(stream, None)
-    if not _is_int(magic) or magic != LEGACY_MAGIC:
+    if not is_int(magic) or magic != LEGACY_MAGIC:
         raise _Fail("not a PyTorch checkpoint (neither a zip archive nor a legacy magic number)")
     with _stage("corrupt legacy header"):
         protocol, sys_info = _unpickle(stream, None), _unpickle(stream, None)
     if protocol != LEGACY_PROTOCOL or not isinstance(sys_info, dict):
-        raise _Fail(f"unsupported legacy checkpoint (protocol {_REPR.repr(protocol)})")
+        raise _Fail(f"unsupported legacy checkpoint (protocol {short_repr(protocol)})")
     if not sys_info.get("little_endian", True):
         raise _Fail("big-endian legacy checkpoints are not supported")
     builder = _TensorBuilder(len(data), legacy=True)

@@ -1,5 +1,4 @@
 """Read and write Paddle checkpoint files safely (restricted unpickling, atomic writes)."""
-import collections
 import os
 import pickle
 import tempfile
@@ -8,17 +7,11 @@ from typing import Any, Union
 import numpy as np
 import paddle
 
-from .safe_pickle import NUMPY_GLOBALS, UnsafePickleError, restricted_loads
+from .safe_pickle import UnsafePickleError, restricted_loads
 
 __all__ = ['CheckpointFileError', 'load_paddle_file', 'save_paddle_file']
 
 PathLike = Union[str, os.PathLike]
-
-_PADDLE_GLOBALS = dict(NUMPY_GLOBALS)
-_PADDLE_GLOBALS[('collections', 'OrderedDict')] = collections.OrderedDict
-# paddle.save pickles every tensor as builtins.tuple((name, ndarray)): harmless
-_PADDLE_GLOBALS[('builtins', 'tuple')] = tuple
-
 
 _NAME_TABLE_KEY = 'StructuredToParameterName@@'
 
@@ -30,7 +23,9 @@ class CheckpointFileError(Exception):
 def _tensors_from_tuples(obj: Any) -> Any:
     # mirror paddle.load: a (str, ndarray) pair is how paddle.save stored a tensor
     if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str) and isinstance(obj[1], np.ndarray):
-        return obj[1]
+        obj = obj[1]
+    if isinstance(obj, np.ndarray):
+        return obj.view(np.ndarray)  # not the unpickler's ndarray subclass
     if isinstance(obj, dict):
         return type(obj)((k, _tensors_from_tuples(v)) for k, v in obj.items())
     if isinstance(obj, list):
@@ -56,7 +51,7 @@ def load_paddle_file(path: PathLike) -> Any:
     if not data:
         raise CheckpointFileError(f'{path}: empty file')
     try:
-        obj = restricted_loads(data, _PADDLE_GLOBALS)
+        obj = restricted_loads(data)
     except UnsafePickleError as e:
         raise CheckpointFileError(f'{path}: {e}') from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,

@@ -25,6 +25,7 @@ READER = ROOT / "torch2paddle" / "torch_reader.py"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from pimm.utils.safe_pickle import UnsafePickleError  # noqa: E402
 from torch2paddle.torch_reader import (  # noqa: E402
     LEGACY_MAGIC,
     CheckpointError,
@@ -247,8 +248,26 @@ def test_official_style_checkpoint(tmp_path: Path, fmt: str, protocol: int) -> N
     assert namespace.state == {"batch_size": 128, "opt": "sgd"}
     assert type(loaded["np_metric"]) is np.float64 and loaded["np_metric"] == 0.25
     assert type(loaded["np_count"]) is np.int32 and loaded["np_count"] == 7
-    with pytest.raises(CheckpointError, match="refusing"):
+    with pytest.raises(UnsafePickleError, match="refusing"):
         type(args)()  # a placeholder class stays uncallable after loading
+    with pytest.raises(UnsafePickleError, match="refusing"):
+        type(args).module = "os"  # ... and immutable
+    with pytest.raises(TypeError, match="cannot be pickled again"):
+        pickle.dumps(args)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_numpy_arrays_in_checkpoint(tmp_path: Path, fmt: str, protocol: int) -> None:
+    arrays = {"f4": np.arange(6, dtype=np.float32).reshape(2, 3), "be": np.arange(3, dtype=">i8"),
+              "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)), "empty": np.zeros((0, 2), np.int16),
+              "bool": np.array([True, False])}
+    loaded = load_torch_checkpoint(save(arrays, tmp_path / "np.pt", fmt, protocol))
+    for key, value in arrays.items():
+        assert isinstance(loaded[key], np.ndarray), key
+        assert loaded[key].dtype == value.dtype.newbyteorder("="), key  # numpy loads in native order
+        np.testing.assert_array_equal(loaded[key], value)
+    assert type(pickle.loads(pickle.dumps(loaded["f4"]))) is np.ndarray  # saves again as a plain array
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -467,6 +486,7 @@ def test_reader_does_not_import_torch(tmp_path: Path) -> None:
     zipped, legacy = save(obj, tmp_path / "z.pt", "zip"), save(obj, tmp_path / "l.pt", "legacy")
     script = (
         "import sys, importlib.util\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
         "sys.modules['torch'] = None\n"
         f"spec = importlib.util.spec_from_file_location('torch_reader_alone', {str(READER)!r})\n"
         "mod = importlib.util.module_from_spec(spec)\n"

@@ -157,6 +157,7 @@ def _hostile_payloads(marker):
     yield 'nested_in_checkpoint', pickle.dumps(
         {'state_dict': {'w': np.ones(3, np.float32)}, 'epoch': 1,
          'extra': [_Reduce(os.system, (f'touch {m}',))]}, protocol=4)
+    yield 'bytes_of_huge_size', b'\x80\x02c__builtin__\nbytes\nJ\x00\x00\x00\x7f\x85R.'  # 2 GiB of zeros
     yield 'getattr_chain', pickle.dumps(_Reduce(getattr, (_Reduce(__import__, ('os',)), 'system')), protocol=2)
 
 
@@ -195,6 +196,52 @@ def test_object_and_void_arrays_refused(tmp_path, dtype_spec):
     path = tmp_path / 'obj.pdparams'
     path.write_bytes(data)
     with pytest.raises(CheckpointFileError, match='refusing numpy dtype'):
+        load_paddle_file(path)
+
+
+@pytest.mark.parametrize('protocol', [2, 4])
+def test_numpy_arrays_load_as_plain_arrays(tmp_path, protocol):
+    arrays = {'le': np.arange(6, dtype=np.float32).reshape(2, 3), 'be': np.arange(3, dtype='>f8'),
+              'fortran': np.asfortranarray(np.arange(6).reshape(2, 3)), 'c': np.array([1 + 2j], np.complex64),
+              'scalar': np.float64(0.5), 'in_tuple': ('w', np.ones(2, np.int8))}
+    path = tmp_path / 'np.pdparams'
+    path.write_bytes(pickle.dumps(arrays, protocol=protocol))
+    loaded = load_paddle_file(path)
+    for key in ('le', 'be', 'fortran', 'c'):
+        assert type(loaded[key]) is np.ndarray, key
+        assert loaded[key].dtype == pickle.loads(pickle.dumps(arrays[key])).dtype, key  # numpy: native order
+        np.testing.assert_array_equal(loaded[key], arrays[key])
+    assert type(loaded['scalar']) is np.float64 and loaded['scalar'] == 0.5
+    np.testing.assert_array_equal(loaded['in_tuple'], [1, 1])
+
+
+def test_dtype_state_cannot_make_an_object_dtype(tmp_path):
+    """numpy's dtype.__setstate__ would accept object flags/fields: the array's raw bytes as pointers."""
+    data = pickle.dumps(np.arange(2.0), protocol=2)
+    state = b'J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t'  # (..., elsize -1, alignment -1, flags 0)
+    assert data.count(state) == 1
+    path = tmp_path / 'flags.pdparams'
+    path.write_bytes(data.replace(state, b'J\xff\xff\xff\xffJ\xff\xff\xff\xffK?t'))  # flags 0x3f
+    loaded = load_paddle_file(path)
+    assert loaded.dtype == np.float64 and not loaded.dtype.hasobject
+    np.testing.assert_array_equal(loaded, [0.0, 1.0])
+
+
+@pytest.mark.parametrize('state, fragment', [
+    ((1, (3,), 'DTYPE', False, b'\x00' * 8), 'malformed numpy float64 array'),  # too few bytes
+    ((1, (2 ** 40,), 'DTYPE', False, b''), 'malformed numpy float64 array'),
+    ((1, (-1,), 'DTYPE', False, b''), 'malformed numpy array shape'),
+    ((1, (1,), None, False, b'\x00' * 8), 'refusing numpy data of dtype'),
+    ((1, (1,), 'DTYPE', False, [None]), 'malformed numpy float64 array'),  # object pickles carry lists
+])
+def test_malformed_array_states_refused(tmp_path, state, fragment):
+    dtype_ops = b'cnumpy\ndtype\n(X\x02\x00\x00\x00f8\x89\x88tR'
+    body = b''.join(pickle.dumps(v, protocol=2)[2:-1] if v != 'DTYPE' else dtype_ops for v in state)
+    data = (b'\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R('
+            + body + b'tb.')
+    path = tmp_path / 'bad.pdparams'
+    path.write_bytes(data)
+    with pytest.raises(CheckpointFileError, match=fragment):
         load_paddle_file(path)
 
 
