@@ -57,6 +57,8 @@ DEFAULTS = {
     },
     'CLIP_GRAD': 0.0,
     'SCHED': 'step',
+    'SCHED_ON_UPDATES': False,    # retrain: step the LR schedule after every update instead of every epoch
+    'CHECKPOINT_HIST': 10,        # retrain: keep the best this-many epoch checkpoints (timm's checkpoint_hist)
     'LR_NOISE': None,
     'LR_NOISE_PCT': 0.67,
     'LR_NOISE_STD': 1.0,

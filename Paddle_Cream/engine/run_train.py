@@ -1,5 +1,4 @@
 """``tools/main.py train``: Cream (or SPOS) supernet training, the search itself (SPEC 5)."""
-import csv
 import hashlib
 import json
 import os
@@ -25,6 +24,7 @@ from .output import create_output_dir, setup_logging, write_json_atomic
 from .plots import plot_board, plot_curves
 from .search_setup import build_optimization, check_train_inputs, resume_if_asked, train_loaders
 from .seeding import epoch_seed, seed_everything
+from .summary import write_summary
 from .train_state import save_train_state
 
 __all__ = ['run_train']
@@ -62,16 +62,6 @@ def board_digest(board) -> str:
         h.update(np.ascontiguousarray(entry.inputs).tobytes())
         h.update(np.ascontiguousarray(entry.soft_labels).tobytes())
     return h.hexdigest()
-
-
-def _write_summary(rows: List[Dict], path: str) -> None:
-    keys = list(rows[0])
-    tmp = path + '.tmp'
-    with open(tmp, 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _train_epoch(step: SupernetStep, loader, epoch: int, iters_done: int, scheduler, ema, log, show: bool):
@@ -164,8 +154,13 @@ def _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matc
         plot_board(board.summary(), s.FLOPS_MINIMUM, s.FLOPS_MAXIMUM, os.path.join(out_dir, 'board.png'),
                    title=f'prioritized board after epoch {epoch}')
     save_train_state(out_dir, state)
-    _write_summary(rows, os.path.join(out_dir, 'summary.csv'))
+    write_summary(rows, os.path.join(out_dir, 'summary.csv'))
     plot_curves(rows, os.path.join(out_dir, 'curves.png'), title=f'{s.METHOD} supernet training')
+
+
+def _retrain_config(cfg) -> str:
+    """The demo's CPU retrain recipe after a demo search, the paper's otherwise."""
+    return 'configs/demo/retrain.yaml' if cfg.DATASET.DEMO else 'configs/retrain/retrain.yaml'
 
 
 def _finish(cfg, out_dir, hypernet, board, path_flops, val_loader, rows, resolution, main, log) -> Dict:
@@ -180,7 +175,7 @@ def _finish(cfg, out_dir, hypernet, board, path_flops, val_loader, rows, resolut
     result = dict(arch=best.path, flops=best.flops, top1=val['top1'], top5=val['top5'], board_top1=best.top1,
                   resolution=resolution, flops_budget=[cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM],
                   method=cfg.SUPERNET.METHOD, checkpoint=os.path.join(out_dir, 'checkpoint-last.pdparams'),
-                  retrain_command=f'python tools/main.py retrain configs/retrain/retrain.yaml NET.SELECTION -1 '
+                  retrain_command=f'python tools/main.py retrain {_retrain_config(cfg)} NET.SELECTION -1 '
                                   f'NET.ARCH_FILE {arch_file} DATA_DIR {cfg.DATA_DIR}')
     if main:
         write_json_atomic(result, arch_file)

@@ -8,7 +8,7 @@ from ..search import search_for_layer
 from .errors import UserError
 from .train_state import check_compatible, find_resume_checkpoint, load_train_state
 
-__all__ = ['check_train_inputs', 'train_loaders', 'build_optimization', 'resume_if_asked']
+__all__ = ['check_train_inputs', 'check_data_folders', 'train_loaders', 'build_optimization', 'resume_if_asked']
 
 _CHOICES = {'SUPERNET.METHOD': ('cream', 'spos'), 'SUPERNET.PICK_METHOD': ('meta', 'top1'),
             'SUPERNET.HOW_TO_PROB': ('even', 'pre_prob', 'teacher')}
@@ -29,14 +29,20 @@ def check_train_inputs(cfg) -> None:
     if cfg.DATASET.BATCH_SIZE < 2 * s.SLICE:
         raise UserError(f'DATASET.BATCH_SIZE {cfg.DATASET.BATCH_SIZE} must hold two slices of SUPERNET.SLICE '
                         f'{s.SLICE} (meta-matching trains on one and validates on the next)')
-    if not cfg.DATASET.DEMO:
-        for split in (cfg.DATASET.TRAIN_SPLIT, cfg.DATASET.VAL_SPLIT):
-            folder = os.path.join(cfg.DATA_DIR, split)
-            if not os.path.isdir(folder):
-                raise UserError(f"'{folder}' not found (DATA_DIR/{split}); point DATA_DIR at an ImageNet-style "
-                                f"folder with train/ and val/")
+    check_data_folders(cfg)
     if cfg.RESUME_PATH and not os.path.isfile(cfg.RESUME_PATH):
         raise UserError(f"RESUME_PATH '{cfg.RESUME_PATH}' not found")
+
+
+def check_data_folders(cfg) -> None:
+    """DATA_DIR/train and DATA_DIR/val must exist (a DATASET.DEMO set writes them on first use)."""
+    if cfg.DATASET.DEMO:
+        return
+    for split in (cfg.DATASET.TRAIN_SPLIT, cfg.DATASET.VAL_SPLIT):
+        folder = os.path.join(cfg.DATA_DIR, split)
+        if not os.path.isdir(folder):
+            raise UserError(f"'{folder}' not found (DATA_DIR/{split}); point DATA_DIR at an ImageNet-style "
+                            f"folder with train/ and val/")
 
 
 def train_loaders(cfg, image_size: int, world: int):

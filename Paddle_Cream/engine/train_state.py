@@ -29,9 +29,10 @@ def load_train_state(path: str) -> Dict[str, Any]:
     return state
 
 
-def find_resume_checkpoint(save_path: str, model: str) -> Optional[str]:
-    """The newest ``SAVE_PATH/*-<MODEL>/checkpoint-last.pdparams`` (runs are dated MMDD-MODEL)."""
-    found = glob.glob(os.path.join(save_path, f'*-{model}', CHECKPOINT_NAME))
+def find_resume_checkpoint(save_path: str, model: str, name: str = CHECKPOINT_NAME) -> Optional[str]:
+    """The newest ``SAVE_PATH/*-<MODEL>/<name>`` (runs are dated MMDD-MODEL; ``name`` defaults to the
+    search checkpoint)."""
+    found = glob.glob(os.path.join(save_path, f'*-{model}', name))
     return max(found, key=os.path.getmtime) if found else None
 
 

@@ -90,9 +90,21 @@ class ParamGroupOptimizer(paddle.optimizer.Optimizer):
         total = paddle.linalg.norm(norms)
         return paddle.clip(self.grad_clip_norm / (total + 1e-6), max=1.0)
 
+    def _skip_for_inf(self) -> bool:
+        """``paddle.amp.GradScaler.step`` sets ``found_inf`` before calling :meth:`step`: skip the update
+        when the scaled gradients overflowed, as Paddle's own optimizers do, and report it back as a bool."""
+        found_inf = self._get_auxiliary_var('found_inf')
+        if found_inf is None:
+            return False
+        skip = bool(found_inf)
+        self._set_auxiliary_var('found_inf', skip)
+        return skip
+
     @paddle.no_grad()
     def step(self) -> None:
         """Update every parameter that has a gradient; the others are not touched."""
+        if self._skip_for_inf():
+            return
         found = self._with_grads()
         coef = self._clip_coef([grad for _, _, grad, _ in found])
         for index, param, grad, group in found:

@@ -1,0 +1,163 @@
+"""What ``retrain`` sets up before its loop: input checks, optimizer/scheduler/EMA/loss/AMP, resume."""
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Union
+
+import paddle
+import paddle.nn as nn
+
+from pimm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from pimm.models import load_checkpoint, resume_checkpoint
+from pimm.optim import create_optimizer, list_optimizers
+from pimm.scheduler import Scheduler, create_scheduler
+from pimm.scheduler.scheduler_factory import SCHEDULERS
+from pimm.utils import CheckpointFileError, ModelEma, load_paddle_file
+
+from .distributed import gpu_count
+from .errors import UserError
+from .model_builder import ModelInfo, build_model
+from .output import create_output_dir
+from .search_setup import check_data_folders
+from .train_state import check_compatible, find_resume_checkpoint
+
+__all__ = ['LAST_CHECKPOINT', 'EVAL_METRICS', 'Training', 'check_retrain_inputs', 'build_training',
+           'checkpoint_identity', 'find_resume', 'resume_training', 'optional_number']
+
+LAST_CHECKPOINT = 'last.pdparams'   # CheckpointSaver's every-epoch file
+# EVAL_METRICS -> (evaluate() key, lower is better)
+EVAL_METRICS = {'prec1': ('top1', False), 'prec5': ('top5', False), 'loss': ('loss', True)}
+
+
+def optional_number(key: str, value: Any) -> Union[None, float, List[float]]:
+    """A key that may be unset (None, '' or the official configs' string 'None'), a number or a list."""
+    if value is None or (isinstance(value, str) and value.strip() in ('', 'None', 'none')):
+        return None
+    numbers = value if isinstance(value, (list, tuple)) else [value]
+    if not numbers or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+        raise UserError(f'{key} must be a number, a list of numbers or None, got {value!r}')
+    return [float(v) for v in numbers] if isinstance(value, (list, tuple)) else float(value)
+
+
+def _check_choices(cfg) -> None:
+    choices = {'OPT': list_optimizers(), 'SCHED': list(SCHEDULERS), 'EVAL_METRICS': list(EVAL_METRICS)}
+    for key, valid in choices.items():
+        if str(cfg.get(key)).lower() not in valid:
+            raise UserError(f"{key} must be one of {', '.join(valid)}, got '{cfg.get(key)}'")
+
+
+def _check_augmentation(cfg) -> None:
+    aug = cfg.AUGMENTATION
+    if not 0. <= aug.SMOOTHING < 1.:
+        raise UserError(f'AUGMENTATION.SMOOTHING must be in [0, 1), got {aug.SMOOTHING}')
+    if (aug.MIXUP > 0 or aug.CUTMIX > 0) and cfg.DATASET.BATCH_SIZE % 2:
+        raise UserError(f'AUGMENTATION.MIXUP/CUTMIX mix images in pairs: DATASET.BATCH_SIZE '
+                        f'{cfg.DATASET.BATCH_SIZE} must be even')
+
+
+def _check_resume(cfg) -> None:
+    if cfg.RESUME_PATH and not os.path.isfile(cfg.RESUME_PATH):
+        raise UserError(f"RESUME_PATH '{cfg.RESUME_PATH}' not found")
+    run_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, '', 'retrain', write=False)
+    if not (cfg.RESUME_PATH or cfg.AUTO_RESUME) and os.path.isfile(os.path.join(run_dir, LAST_CHECKPOINT)):
+        raise UserError(f"'{run_dir}' already holds a retrain run: AUTO_RESUME True continues it, another "
+                        f"MODEL or SAVE_PATH starts a new one")
+
+
+def check_retrain_inputs(cfg) -> ModelInfo:
+    """Everything a user can get wrong, checked before any process or file is started."""
+    _check_choices(cfg)
+    if cfg.AMP and gpu_count() == 0:
+        raise UserError('AMP needs a GPU (paddle.amp float16 auto_cast with a GradScaler) and this Paddle '
+                        'sees none: set AMP False to train in float32 on CPU')
+    _check_augmentation(cfg)
+    for key in ('LR_NOISE', 'START_EPOCH'):
+        optional_number(key, cfg.get(key))
+    if cfg.CHECKPOINT_HIST < 1 or cfg.EPOCHS < 1:
+        raise UserError('EPOCHS and CHECKPOINT_HIST must be at least 1')
+    check_data_folders(cfg)
+    info = build_model(cfg)[1]  # an unknown SELECTION or a bad ARCH_FILE / INPUT_ARCH fails here
+    _check_resume(cfg)
+    return info
+
+
+@dataclass
+class Training:
+    """The pieces one optimisation step needs."""
+    optimizer: paddle.optimizer.Optimizer
+    scheduler: Scheduler
+    num_epochs: int                                 # EPOCHS, plus COOLDOWN_EPOCHS for cosine
+    ema: Optional[ModelEma]
+    loss_fn: Callable[[paddle.Tensor, paddle.Tensor], paddle.Tensor]
+    mixup: Optional[Any]                            # pimm.data.Mixup when MIXUP or CUTMIX > 0
+    scaler: Optional[paddle.amp.GradScaler]         # AMP only
+
+
+def _scheduler(cfg, optimizer, updates_per_epoch: int):
+    return create_scheduler(
+        optimizer, sched=cfg.SCHED.lower(), epochs=cfg.EPOCHS, decay_epochs=cfg.DECAY_EPOCHS,
+        decay_rate=cfg.DECAY_RATE, warmup_epochs=cfg.WARMUP_EPOCHS, warmup_lr=cfg.WARMUP_LR, min_lr=cfg.MIN_LR,
+        cooldown_epochs=cfg.COOLDOWN_EPOCHS, lr_noise=optional_number('LR_NOISE', cfg.LR_NOISE),
+        lr_noise_pct=cfg.LR_NOISE_PCT, lr_noise_std=cfg.LR_NOISE_STD, seed=cfg.SEED,
+        updates_per_epoch=updates_per_epoch, step_on_epochs=not cfg.SCHED_ON_UPDATES)
+
+
+def _loss_and_mixup(cfg):
+    aug = cfg.AUGMENTATION
+    if aug.MIXUP > 0 or aug.CUTMIX > 0:
+        from pimm.data import Mixup
+        mixup = Mixup(mixup_alpha=aug.MIXUP, cutmix_alpha=aug.CUTMIX, label_smoothing=aug.SMOOTHING,
+                      num_classes=cfg.DATASET.NUM_CLASSES)
+        return SoftTargetCrossEntropy(), mixup     # the mixed targets carry the smoothing
+    return LabelSmoothingCrossEntropy(aug.SMOOTHING), None
+
+
+def build_training(cfg, net: nn.Layer, updates_per_epoch: int) -> Training:
+    """timm's recipe: optimizer by OPT (no weight decay on biases and BN), scheduler by SCHED, EMA, loss."""
+    optimizer = create_optimizer(net, opt=cfg.OPT.lower(), lr=cfg.LR, weight_decay=cfg.WEIGHT_DECAY,
+                                 momentum=cfg.MOMENTUM, eps=cfg.OPT_EPS, filter_bias_and_bn=True,
+                                 grad_clip_norm=cfg.CLIP_GRAD)
+    scheduler, num_epochs = _scheduler(cfg, optimizer, updates_per_epoch)
+    ema = None
+    if cfg.NET.EMA.USE:
+        ema = ModelEma(net, decay=cfg.NET.EMA.DECAY, device='cpu' if cfg.NET.EMA.FORCE_CPU else None)
+    loss_fn, mixup = _loss_and_mixup(cfg)
+    # Paddle's AMP recipe: float16 auto_cast around forward + loss, GradScaler around backward + step
+    scaler = paddle.amp.GradScaler(init_loss_scaling=1024) if cfg.AMP else None
+    return Training(optimizer, scheduler, int(num_epochs), ema, loss_fn, mixup, scaler)
+
+
+def checkpoint_identity(info: ModelInfo, num_classes: int) -> Dict[str, Any]:
+    """What a checkpoint must share with this config to be resumed (stored in its ``args``)."""
+    return {'arch': info.path, 'num_classes': num_classes}
+
+
+def find_resume(cfg) -> Optional[str]:
+    """RESUME_PATH, else with AUTO_RESUME the newest ``SAVE_PATH/*-<MODEL>/last.pdparams``."""
+    if cfg.RESUME_PATH:
+        return cfg.RESUME_PATH
+    return find_resume_checkpoint(cfg.SAVE_PATH, cfg.MODEL, LAST_CHECKPOINT) if cfg.AUTO_RESUME else None
+
+
+def _check_checkpoint(path: str, identity: Dict[str, Any]) -> None:
+    try:
+        state = load_paddle_file(path)
+    except CheckpointFileError as e:
+        raise UserError(str(e)) from None
+    args = state.get('args') if isinstance(state, dict) else None
+    if isinstance(args, dict) and 'arch' in args:
+        check_compatible({k: args.get(k) for k in identity}, identity, path)
+
+
+def resume_training(path: str, identity: Dict[str, Any], net: nn.Layer, training: Training) -> int:
+    """Weights, optimizer state and EMA from ``path`` (a retrain checkpoint); returns the next epoch.
+    A checkpoint of another architecture or class count is refused naming the difference."""
+    _check_checkpoint(path, identity)
+    try:
+        start_epoch = resume_checkpoint(net, path, training.optimizer, log_info=False)
+        if training.ema is not None:
+            load_checkpoint(training.ema.module, path, use_ema=True)
+    except CheckpointFileError as e:
+        raise UserError(str(e)) from None
+    except (KeyError, ValueError) as e:
+        raise UserError(f'{path}: {e.args[0] if e.args else e}') from None
+    return start_epoch or 0

@@ -1,0 +1,33 @@
+"""The README's quickstart, as a user runs it: the demo search on CPU within 10 minutes."""
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+
+import yaml
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+LIMIT_SECONDS = 600
+
+
+def test_quickstart_search_within_ten_minutes(tmp_path):
+    # the README command, only with its data and outputs redirected into the test's folder
+    start = time.time()
+    proc = subprocess.run([sys.executable, 'tools/main.py', 'train', 'configs/demo/train.yaml',
+                           'DATA_DIR', str(tmp_path / 'digits'), 'SAVE_PATH', str(tmp_path / 'output')],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=LIMIT_SECONDS + 60)
+    elapsed = time.time() - start
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert elapsed < LIMIT_SECONDS, f'quickstart took {elapsed:.0f}s'
+    assert 'wrote the digits demo dataset' in proc.stdout
+    assert 'chosen architecture' in proc.stdout and 'retrain it:' in proc.stdout
+    with open(os.path.join(REPO_ROOT, 'configs', 'demo', 'train.yaml')) as f:
+        supernet = yaml.safe_load(f)['SUPERNET']
+    best_file, = glob.glob(str(tmp_path / 'output' / '*' / 'best_arch.json'))
+    with open(best_file) as f:
+        best = json.load(f)
+    assert supernet['FLOPS_MINIMUM'] <= best['flops'] <= supernet['FLOPS_MAXIMUM']
+    assert best['top1'] > 10.0   # ten classes: clearly above chance with inherited weights
+    print(f"quickstart: {elapsed:.0f}s, arch {best['arch']}, {best['flops']:.1f} MFLOPs, top-1 {best['top1']:.1f}")

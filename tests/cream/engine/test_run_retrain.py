@@ -1,0 +1,214 @@
+"""``tools/main.py retrain`` at tiny size: outputs, the test mode reading the best checkpoint, exact AUTO_RESUME,
+bad input as one line; and the official per-model retrain configs."""
+import csv
+import glob
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from Paddle_Cream.config import load_config
+from Paddle_Cream.data.demo_dataset import ensure_demo_dataset
+from Paddle_Cream.models import published_models
+from pimm.utils import load_paddle_file
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+ARCH = [[0], [0], [0], [0], [0], [0], [0]]
+OTHER_ARCH = [[0], [1], [0], [0], [0], [0], [0]]
+EPOCHS = 3
+
+
+def _load_main():
+    spec = importlib.util.spec_from_file_location('cream_main', os.path.join(REPO_ROOT, 'tools', 'main.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.fixture(scope='module')
+def digits(tmp_path_factory):
+    """12 images per digit: 10 train, 2 val per class."""
+    root = str(tmp_path_factory.mktemp('digits') / 'digits')
+    ensure_demo_dataset('digits', root, log=lambda _: None, per_class=12)
+    return root
+
+
+def write_arch(path, arch):
+    with open(path, 'w') as f:
+        json.dump({'arch': arch, 'flops': 1.0}, f)
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def arch_file(tmp_path_factory):
+    return write_arch(tmp_path_factory.mktemp('arch') / 'best_arch.json', ARCH)
+
+
+def retrain_args(data, out, arch, *extra):
+    # a step schedule does not depend on EPOCHS, so 2 epochs + 1 resumed equal 3 straight
+    args = ['retrain', 'configs/demo/retrain.yaml', 'DATA_DIR', data, 'SAVE_PATH', out, 'NET.ARCH_FILE', arch,
+            'EPOCHS', EPOCHS, 'DATASET.BATCH_SIZE', 16, 'WORKERS', 0, 'SCHED', 'step', 'DECAY_EPOCHS', 1,
+            'DECAY_RATE', 0.5, 'WARMUP_EPOCHS', 0, 'NET.EMA.DECAY', 0.9, *extra]
+    return [str(a) for a in args]
+
+
+def run_main(args, timeout=600):
+    return subprocess.run([sys.executable, 'tools/main.py', *map(str, args)], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def run_dir(out):
+    dirs = glob.glob(os.path.join(str(out), '*-demo_retrain'))
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def read_rows(out):
+    with open(os.path.join(run_dir(out), 'summary.csv')) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope='module')
+def retrained(digits, arch_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp('retrain')
+    proc = run_main(retrain_args(digits, out, arch_file))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc
+
+
+def test_retrain_writes_checkpoints_summary_and_curves(retrained):
+    out, proc = retrained
+    d = run_dir(out)
+    for name in ('model_best.pdparams', 'last.pdparams', 'summary.csv', 'curves.png', 'retrain.log',
+                 'retrain_config.yaml', 'arch.json'):
+        assert os.path.exists(os.path.join(d, name)), name
+    assert len(glob.glob(os.path.join(d, 'checkpoint-*.pdparams'))) == EPOCHS   # CHECKPOINT_HIST 3 in the demo
+    assert 'MACs' in proc.stdout and 'params' in proc.stdout
+    rows = read_rows(out)
+    assert [int(r['epoch']) for r in rows] == list(range(EPOCHS))
+    best = load_paddle_file(os.path.join(d, 'model_best.pdparams'))
+    assert best['metric'] == max(float(r['eval_ema_top1']) for r in rows)   # ranked by EMA top-1
+    assert best['args']['arch'] == ARCH and 'state_dict_ema' in best and 'optimizer' in best
+    assert 'evaluate it: python tools/main.py test' in proc.stdout
+
+
+def test_test_mode_reads_the_best_checkpoint(retrained, tmp_path):
+    """The command the run prints at the end, run as printed (plus where to write and dygraph for exactness)."""
+    out, proc = retrained
+    command = proc.stdout.split('evaluate it: ')[1].splitlines()[0].split()
+    assert command[:4] == ['python', 'tools/main.py', 'test', 'configs/test.yaml']
+    best = os.path.join(run_dir(out), 'model_best.pdparams')
+    assert command[command.index('RESUME_PATH') + 1] == best and 'NET.ARCH_FILE' in command
+    test = run_main(command[2:] + ['INFERENCE', 'dygraph', 'WORKERS', 0, 'SAVE_PATH', tmp_path])
+    assert test.returncode == 0, test.stderr[-3000:]
+    with open(glob.glob(str(tmp_path / '*' / 'results.json'))[0]) as f:
+        results = json.load(f)
+    assert results['images'] == 20 and results['arch'] == ARCH
+    assert abs(results['top1'] - load_paddle_file(best)['metric']) < 1e-6   # the EMA weights, as validated
+
+
+def test_auto_resume_continues_the_run_exactly(digits, arch_file, retrained, tmp_path):
+    full_out, _ = retrained
+    first = run_main(retrain_args(digits, tmp_path, arch_file, 'EPOCHS', EPOCHS - 1))
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = run_main(retrain_args(digits, tmp_path, arch_file, 'AUTO_RESUME', True))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f'continuing at epoch {EPOCHS - 1}' in again.stdout
+    full, resumed = read_rows(full_out), read_rows(tmp_path)
+    for key in ('epoch', 'train_loss', 'eval_loss', 'eval_top1', 'eval_ema_top1', 'lr'):
+        assert [r[key] for r in full] == [r[key] for r in resumed], key
+    assert len(glob.glob(os.path.join(run_dir(tmp_path), 'checkpoint-*.pdparams'))) == EPOCHS
+
+
+def test_two_processes_train_one_model_and_rank_0_writes(digits, arch_file, tmp_path):
+    proc = run_main(retrain_args(digits, tmp_path, arch_file, 'NUM_GPU', 2, 'EPOCHS', 1, 'DATASET.BATCH_SIZE', 8))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    d = run_dir(tmp_path)
+    logs = sorted(glob.glob(os.path.join(d, 'retrain_launch_logs', 'workerlog.*')))
+    assert len(logs) == 2
+    with open(logs[0]) as f:
+        assert '2 process(es)' in f.read()
+    assert len(read_rows(tmp_path)) == 1 and os.path.exists(os.path.join(d, 'model_best.pdparams'))
+    assert not glob.glob(os.path.join(d, '.*.tmp'))
+
+
+def test_every_recipe_option_runs(digits, arch_file, tmp_path):
+    """Mixup + CutMix (soft targets), RandAugment, random erasing, random interpolation, drop-path, clipping,
+    lr noise, AdamW, and the schedule stepped per update (so the 1-epoch warmup is done within epoch 0)."""
+    proc = run_main(retrain_args(
+        digits, tmp_path, arch_file, 'EPOCHS', 1, 'OPT', 'adamw', 'SCHED_ON_UPDATES', True,
+        'WARMUP_EPOCHS', 1, 'LR_NOISE', '[0.5]', 'CLIP_GRAD', 1.0, 'NET.DROP_PATH_RATE', 0.1,
+        'AUGMENTATION.MIXUP', 0.2, 'AUGMENTATION.CUTMIX', 1.0, 'AUGMENTATION.AA', 'rand-m9-mstd0.5',
+        'AUGMENTATION.RE_PROB', 0.2, 'AUGMENTATION.RE_MODE', 'pixel', 'AUGMENTATION.TRAIN_INTERPOLATION', 'random'))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    row = read_rows(tmp_path)[0]
+    assert float(row['lr']) > 1e-4 and float(row['train_loss']) > 0
+
+
+@pytest.fixture(scope='module')
+def bad_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp('bad')
+    (d / 'broken.json').write_text('{"arch": [[0], [3]')
+    return {'outside': write_arch(d / 'outside.json', [[0], [6], [0], [0], [0], [0], [0]]),
+            'broken': str(d / 'broken.json'), 'other': write_arch(d / 'other.json', OTHER_ARCH)}
+
+
+BAD_INPUTS = [
+    (['NET.ARCH_FILE', '/nonexistent/best_arch.json'], ['/nonexistent/best_arch.json', 'not found']),
+    (['NET.ARCH_FILE', '{broken}'], ['broken.json', 'not a valid architecture file']),
+    (['NET.ARCH_FILE', '{outside}'], ['choice 6', '0..5']),
+    (['AMP', 'True'], ['AMP needs a GPU']),
+    (['OPT', 'lamb'], ['OPT must be one of', 'rmsproptf']),
+    (['DATASET.DEMO', "''", 'DATA_DIR', '/nonexistent/imagenet'], ['/nonexistent/imagenet/train']),
+    (['NET.ARCH_FILE', '{other}', 'RESUME_PATH', '{last}'], ['arch=', '[1]', 'resume only with']),
+]
+
+
+@pytest.mark.parametrize('extra, words', BAD_INPUTS)
+def test_bad_input_is_one_line(digits, arch_file, retrained, bad_files, tmp_path, capsys, extra, words):
+    files = dict(bad_files, last=os.path.join(run_dir(retrained[0]), 'last.pdparams'))
+    extra = [e.format(**files) for e in extra]
+    code = _load_main()(retrain_args(digits, tmp_path / 'out', arch_file, *extra))
+    err = capsys.readouterr().err
+    assert code != 0
+    lines = [line for line in err.splitlines() if line.strip() and 'it/s' not in line]
+    assert len(lines) == 1 and lines[0].startswith('error:'), err
+    for w in words:
+        assert w in lines[0], lines[0]
+    assert not glob.glob(str(tmp_path / 'out' / '*' / '*.pdparams'))
+
+
+def test_a_second_run_on_the_same_day_needs_auto_resume(digits, arch_file, retrained, capsys):
+    code = _load_main()(retrain_args(digits, retrained[0], arch_file))
+    assert code != 0 and 'AUTO_RESUME True continues it' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('selection', ['14', '43', '114', '287', '481', '604'])
+def test_official_retrain_configs(selection):
+    cfg = load_config(os.path.join(REPO_ROOT, 'configs', 'retrain', f'{selection}.yaml'))
+    assert cfg.NET.SELECTION == int(selection)
+    assert cfg.DATASET.IMAGE_SIZE == published_models()[selection]['input_size']
+    assert (cfg.OPT, cfg.OPT_EPS, cfg.MOMENTUM, cfg.LR, cfg.WEIGHT_DECAY) == ('rmsproptf', 1e-3, 0.9, 0.064, 1e-5)
+    assert cfg.DATASET.BATCH_SIZE * cfg.NUM_GPU == 1024
+    assert (cfg.WARMUP_EPOCHS, cfg.WARMUP_LR, cfg.EPOCHS) == (3, 1e-6, 500)
+    if selection in ('14', '43'):
+        assert (cfg.SCHED, cfg.DECAY_EPOCHS, cfg.DECAY_RATE) == ('step', 2.4, 0.973)
+    else:
+        assert cfg.SCHED == 'cosine'
+    assert (cfg.NET.DROPOUT_RATE, cfg.NET.EMA.USE, cfg.NET.EMA.DECAY) == (0.2, True, 0.9999)
+    aug = cfg.AUGMENTATION
+    assert (aug.AA, aug.RE_PROB, aug.RE_MODE, aug.SMOOTHING, aug.TRAIN_INTERPOLATION) == (
+        'rand-m9-mstd0.5', 0.2, 'pixel', 0.1, 'random')
+    assert (aug.MIXUP, aug.CUTMIX) == (0.0, 0.0)
+
+
+def test_generic_and_demo_retrain_configs():
+    generic = load_config(os.path.join(REPO_ROOT, 'configs', 'retrain', 'retrain.yaml'))
+    assert generic.NET.SELECTION == -1 and generic.OPT == 'rmsproptf' and generic.SCHED == 'cosine'
+    demo = load_config(os.path.join(REPO_ROOT, 'configs', 'demo', 'retrain.yaml'))
+    assert (demo.DATA_DIR, demo.DATASET.DEMO, demo.DATASET.NUM_CLASSES, demo.DATASET.IMAGE_SIZE) == (
+        './data/digits', 'digits', 10, 32)
+    assert demo.NET.SELECTION == -1 and demo.EPOCHS <= 10 and demo.DATASET.BATCH_SIZE <= 32
