@@ -2,7 +2,8 @@
 """Paddle_Cream command line: ``python tools/main.py MODE CONFIG [KEY VALUE ...]``.
 
 MODE: train (Cream or SPOS supernet search), retrain (train one child network from
-scratch), test (evaluate a network and report paper parity).
+scratch), test (evaluate a network and report paper parity), evolve (SPOS evolutionary search on a
+search checkpoint, RESUME_PATH), rank (inherited vs retrained top-1 rank correlation of random paths).
 CONFIG: a YAML file of config keys (see Paddle_Cream/config/defaults.py);
 KEY VALUE pairs after it override the file. NUM_GPU > 1 runs the mode under
 paddle.distributed.launch (GPUs, or gloo CPU processes without GPUs).
@@ -20,7 +21,7 @@ warnings.filterwarnings('ignore', message='No ccache found')
 # Paddle's C++ warnings (glog level 1) would bury the one-line errors users should see
 os.environ.setdefault('GLOG_minloglevel', '2')
 
-USAGE = 'usage: python tools/main.py {train,retrain,test} CONFIG [KEY VALUE ...]'
+USAGE = 'usage: python tools/main.py {train,retrain,test,evolve,rank} CONFIG [KEY VALUE ...]'
 
 
 def _modes():
@@ -29,9 +30,12 @@ def _modes():
     from Paddle_Cream.engine.run_test import check_test_inputs, run_test
     from Paddle_Cream.engine.run_train import run_train
     from Paddle_Cream.engine.search_setup import check_train_inputs
+    from Paddle_Cream.engine.run_evolve import check_evolve_inputs, run_evolve
+    from Paddle_Cream.engine.run_rank import check_rank_inputs, run_rank
     # mode -> (checks run before any process is launched, the mode itself)
     return {'train': (check_train_inputs, run_train), 'retrain': (check_retrain_inputs, run_retrain),
-            'test': (check_test_inputs, run_test)}
+            'test': (check_test_inputs, run_test), 'evolve': (check_evolve_inputs, run_evolve),
+            'rank': (check_rank_inputs, run_rank)}
 
 
 def _user_errors():

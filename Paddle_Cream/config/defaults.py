@@ -109,4 +109,19 @@ DEFAULTS = {
         'PRE_PROB': [0.05, 0.2, 0.05, 0.5, 0.05, 0.15],
         'VAL_PATHS': 1,           # random paths validated after each epoch
     },
+    'EVOLVE': {                   # tools/main.py evolve: SPOS evolutionary search on a search checkpoint
+        'POPULATION': 50,         # candidates of the first generation (random paths within the limit)
+        'TOP_K': 10,              # parents: the best this-many paths ever evaluated
+        'MUTATION_PROB': 0.1,     # each searched layer of a mutation child re-drawn with this probability
+        'MUTATION_NUM': 25,       # mutation children per generation
+        'CROSSOVER_NUM': 25,      # crossover children per generation (layer-wise from two parents)
+        'GENERATIONS': 20,
+        'BN_BATCHES': 200,        # training batches recomputing BatchNorm statistics for each candidate
+        'EVAL_BATCHES': 40,       # validation batches scoring each candidate (the whole set when smaller)
+        'FLOPS_LIMIT': None,      # MFLOPs; None: SUPERNET.FLOPS_MAXIMUM
+    },
+    'RANK': {                     # tools/main.py rank: inherited vs retrained top-1 rank correlation
+        'NUM_PATHS': 30,          # random paths within the budget
+        'RETRAIN_EPOCHS': None,   # None: EPOCHS; each path retrained from scratch with the retrain recipe
+    },
 }

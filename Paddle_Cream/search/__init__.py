@@ -3,3 +3,5 @@ from .board import BoardEntry, PrioritizedBoard
 from .flops_budget import load_flops_op_table, search_for_layer
 from .meta_matching import MetaMatcher, preserved_bn_stats
 from .sampler import DEFAULT_PRE_PROB, HOW_TO_PROB, PathSampler, UniformFlopsSampler
+from .evolution import EvolutionSearch
+from .rank_correlation import kendall_tau, spearman_rho

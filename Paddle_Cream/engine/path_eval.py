@@ -1,0 +1,132 @@
+"""Scoring one path of a trained hypernetwork, as SPOS does (SPEC 9), shared by ``evolve`` and ``rank``.
+
+Before a path is scored its BatchNorm statistics are recomputed: every BN layer's running mean is reset
+to 0 and variance to 1, then ``EVOLVE.BN_BATCHES`` training batches go through the path in train mode
+without gradients. The running statistics are the plain average over those batches (cumulative
+averaging, as SPOS sets PyTorch's momentum to None): before batch ``i`` (1-based) Paddle's momentum is
+set to ``(i - 1) / i``, so ``running = (i-1)/i * running + 1/i * batch``. The path is then scored (top-1)
+in eval mode on ``EVOLVE.EVAL_BATCHES`` validation batches.
+
+Both sets are fixed so a score is reproducible: a seeded random subset of the training images (at most
+``BN_BATCHES * BATCH_SIZE``) and of the validation images (at most ``EVAL_BATCHES * BATCH_SIZE *
+VAL_BATCH_MUL``; the whole set when smaller), both with the evaluation transform (resize + centre crop,
+no augmentation), visited in the same order every time.
+"""
+import os
+from typing import Dict, List, Sequence
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+
+from pimm.data import DatasetError, ImageDataset, create_loader
+
+from ..models.hypernet import HyperNet
+from .errors import UserError
+from .evaluate import evaluate
+from .retrain_setup import optional_number
+from .train_state import load_train_state
+
+__all__ = ['load_search_checkpoint', 'fixed_loaders', 'PathEvaluator', 'check_path_eval_inputs', 'flops_limit']
+
+
+def check_path_eval_inputs(cfg, mode: str) -> Dict:
+    """RESUME_PATH must be a search checkpoint; returns it loaded (one-line UserError otherwise)."""
+    if not cfg.RESUME_PATH:
+        raise UserError(f'{mode} needs RESUME_PATH: the checkpoint-last.pdparams of a tools/main.py train run')
+    if not os.path.isfile(cfg.RESUME_PATH):
+        raise UserError(f"RESUME_PATH '{cfg.RESUME_PATH}' not found")
+    if cfg.NUM_GPU > 1:
+        raise UserError(f'{mode} runs in one process: set NUM_GPU 1')
+    e = cfg.EVOLVE
+    if e.BN_BATCHES < 1 or e.EVAL_BATCHES < 1:
+        raise UserError('EVOLVE.BN_BATCHES and EVOLVE.EVAL_BATCHES must be at least 1')
+    flops_limit(cfg)
+    from .search_setup import check_data_folders
+    check_data_folders(cfg)
+    return load_train_state(cfg.RESUME_PATH)
+
+
+def flops_limit(cfg) -> float:
+    limit = optional_number('EVOLVE.FLOPS_LIMIT', cfg.EVOLVE.FLOPS_LIMIT)
+    if isinstance(limit, list):
+        raise UserError(f'EVOLVE.FLOPS_LIMIT must be one number (MFLOPs) or None, got {cfg.EVOLVE.FLOPS_LIMIT!r}')
+    return float(cfg.SUPERNET.FLOPS_MAXIMUM if limit is None else limit)
+
+
+def load_search_checkpoint(cfg, path: str):
+    """``(hypernet with the checkpoint's weights in eval mode, the checkpoint's search identity)``."""
+    state = load_train_state(path)
+    ident = state['search']
+    hypernet = HyperNet(list(ident['sta_num']), int(ident['num_classes']), global_pool=cfg.NET.GP,
+                        resolution=int(ident['image_size']))
+    missing, unexpected = hypernet.set_state_dict(state['state_dict']) or ([], [])
+    if missing or unexpected:
+        raise UserError(f'{path}: weights do not fit the hypernetwork {ident["sta_num"]} '
+                        f'({len(missing)} missing, {len(unexpected)} unexpected keys)')
+    hypernet.eval()
+    return hypernet, ident
+
+
+def _subset(dataset: ImageDataset, count: int, seed: int) -> ImageDataset:
+    if count < len(dataset):
+        keep = np.sort(np.random.RandomState(seed).permutation(len(dataset))[:count])
+        dataset.samples = [dataset.samples[i] for i in keep]
+    return dataset
+
+
+def fixed_loaders(cfg, image_size: int):
+    """(BN recalibration loader, scoring loader): fixed subsets, evaluation transform, fixed order."""
+    if cfg.DATASET.DEMO:
+        from ..data.demo_dataset import ensure_demo_dataset
+        ensure_demo_dataset(cfg.DATASET.DEMO, cfg.DATA_DIR)
+    try:
+        train = ImageDataset(os.path.join(cfg.DATA_DIR, cfg.DATASET.TRAIN_SPLIT))
+        val = ImageDataset(os.path.join(cfg.DATA_DIR, cfg.DATASET.VAL_SPLIT), class_to_idx=train.class_to_idx)
+    except DatasetError as e:
+        raise UserError(str(e)) from None
+    bs, val_bs = cfg.DATASET.BATCH_SIZE, cfg.DATASET.BATCH_SIZE * cfg.DATASET.VAL_BATCH_MUL
+    train = _subset(train, cfg.EVOLVE.BN_BATCHES * bs, cfg.SEED)
+    val = _subset(val, cfg.EVOLVE.EVAL_BATCHES * val_bs, cfg.SEED + 1)
+    common = dict(is_training=False, num_workers=cfg.WORKERS, crop_pct=cfg.DATASET.CROP_PCT,
+                  interpolation=cfg.DATASET.INTERPOLATION)
+    # a last partial batch is dropped from the BN set unless it is the only one
+    bn = create_loader(train, image_size, bs, drop_last=len(train) >= bs, **common)
+    return bn, create_loader(val, image_size, val_bs, **common)
+
+
+def _bn_layers(net: nn.Layer) -> List[nn.Layer]:
+    return [m for m in net.sublayers(include_self=True) if isinstance(m, nn.layer.norm._BatchNormBase)]
+
+
+class PathEvaluator:
+    """``score(path) -> {'top1', 'top5', 'loss', ...}`` after recomputing BN statistics for ``path``."""
+
+    def __init__(self, hypernet: HyperNet, bn_loader, val_loader):
+        self.hypernet, self.bn_loader, self.val_loader = hypernet, bn_loader, val_loader
+        self.bns = _bn_layers(hypernet)
+
+    def recalibrate(self, path: Sequence[Sequence[int]]) -> None:
+        momenta = [bn._momentum for bn in self.bns]
+        for bn in self.bns:
+            bn._mean.set_value(paddle.zeros_like(bn._mean))
+            bn._variance.set_value(paddle.ones_like(bn._variance))
+        self.hypernet.train()
+        try:
+            with paddle.no_grad():
+                for i, (images, _) in enumerate(self.bn_loader, start=1):
+                    for bn in self.bns:
+                        bn._momentum = (i - 1.) / i
+                    self.hypernet(images if isinstance(images, paddle.Tensor) else paddle.to_tensor(images), path)
+        finally:
+            for bn, m in zip(self.bns, momenta):
+                bn._momentum = m
+            self.hypernet.eval()
+
+    def score(self, path: Sequence[Sequence[int]]) -> Dict[str, float]:
+        self.recalibrate(path)
+
+        def run(images):
+            with paddle.no_grad():
+                return self.hypernet(paddle.to_tensor(images), path).numpy()
+        return evaluate(run, self.val_loader, len(self.val_loader), show_progress=False)

@@ -1,0 +1,98 @@
+"""``tools/main.py evolve``: the SPOS evolutionary search on a trained supernet (SPEC 9).
+
+Loads the hypernetwork of a ``tools/main.py train`` checkpoint (RESUME_PATH), scores candidates with
+:class:`~Paddle_Cream.engine.path_eval.PathEvaluator` (BN recomputed per path, fixed batches) inside
+:class:`~Paddle_Cream.search.evolution.EvolutionSearch`, and writes ``best_arch.json`` (the format of the
+Cream search's, ``method: 'spos'``), ``evolve_history.json`` and ``evolve.png``.
+"""
+import os
+import time
+from typing import Dict
+
+from ..search.evolution import EvolutionSearch
+from ..search.flops_table import PathFlops
+from .output import create_output_dir, setup_logging, write_json_atomic
+from .path_eval import PathEvaluator, check_path_eval_inputs, fixed_loaders, flops_limit, load_search_checkpoint
+from .seeding import seed_everything
+from .errors import UserError
+
+__all__ = ['check_evolve_inputs', 'run_evolve']
+
+
+def check_evolve_inputs(cfg) -> None:
+    """RESUME_PATH a search checkpoint, sane EVOLVE numbers (checked before anything is written)."""
+    e = cfg.EVOLVE
+    if e.POPULATION < 1 or e.TOP_K < 1 or e.GENERATIONS < 1 or e.MUTATION_NUM < 0 or e.CROSSOVER_NUM < 0:
+        raise UserError('EVOLVE.POPULATION, TOP_K and GENERATIONS must be at least 1, MUTATION_NUM and '
+                        'CROSSOVER_NUM at least 0')
+    if not 0. <= e.MUTATION_PROB <= 1.:
+        raise UserError(f'EVOLVE.MUTATION_PROB must be in [0, 1], got {e.MUTATION_PROB}')
+    check_path_eval_inputs(cfg, 'evolve')
+
+
+def _plot(history, path: str) -> None:
+    from .plots import _figure, _save
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    gens = [h['generation'] for h in history]
+    for key, label in (('best_so_far', 'best so far'), ('best_top1', 'generation best'),
+                       ('mean_top1', 'generation mean')):
+        pts = [(g, h[key]) for g, h in zip(gens, history) if h[key] is not None]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker='o', label=label)
+    ax.set_xlabel('generation')
+    ax.set_ylabel('val top-1 (%), BN recomputed')
+    ax.set_title('SPOS evolutionary search')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def run_evolve(cfg) -> Dict:
+    check_evolve_inputs(cfg)
+    out_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, cfg.dump(), 'evolve')
+    log = setup_logging(os.path.join(out_dir, 'evolve.log')).info
+    seed_everything(cfg.SEED)
+    hypernet, ident = load_search_checkpoint(cfg, cfg.RESUME_PATH)
+    path_flops = PathFlops(hypernet, int(ident['resolution']))
+    limit = flops_limit(cfg)
+    bn_loader, val_loader = fixed_loaders(cfg, int(ident['image_size']))
+    evaluator = PathEvaluator(hypernet, bn_loader, val_loader)
+    e = cfg.EVOLVE
+    log(f"evolving {ident['method']} supernet {cfg.RESUME_PATH} (layers {ident['sta_num']}): population "
+        f"{e.POPULATION}, top-{e.TOP_K}, {e.MUTATION_NUM} mutations (p {e.MUTATION_PROB}) + {e.CROSSOVER_NUM} "
+        f"crossovers, {e.GENERATIONS} generations, FLOPs <= {limit}M at {ident['resolution']}px; each candidate: "
+        f"BN over {len(bn_loader)} train batches, top-1 on {len(val_loader.dataset)} val images")
+    try:
+        search = EvolutionSearch(ident['sta_num'], path_flops.flops, limit, population=e.POPULATION,
+                                 top_k=e.TOP_K, mutation_prob=e.MUTATION_PROB, mutation_num=e.MUTATION_NUM,
+                                 crossover_num=e.CROSSOVER_NUM, generations=e.GENERATIONS, seed=cfg.SEED)
+    except ValueError as err:
+        raise UserError(f'EVOLVE: {err}') from None
+    details = {}
+
+    def score(path):
+        metrics = evaluator.score(path)
+        details[str(path)] = metrics
+        return metrics['top1']
+    start = time.time()
+    try:
+        best, best_top1, history = search.run(score, log)
+    except RuntimeError as err:
+        raise UserError(f'EVOLVE.FLOPS_LIMIT {limit}: {err}') from None
+    from .run_train import _retrain_config
+    arch_file = os.path.join(out_dir, 'best_arch.json')
+    result = dict(arch=best, flops=path_flops.flops(best), top1=best_top1, top5=details[str(best)]['top5'],
+                  resolution=int(ident['resolution']), flops_budget=[0, limit], method='spos',
+                  checkpoint=os.path.abspath(cfg.RESUME_PATH), evaluated=len(search.scores),
+                  retrain_command=f'python tools/main.py retrain {_retrain_config(cfg)} NET.SELECTION -1 '
+                                  f'NET.ARCH_FILE {arch_file} DATA_DIR {cfg.DATA_DIR}')
+    write_json_atomic(result, arch_file)
+    write_json_atomic(dict(generations=history, flops_limit=limit, evaluated=len(search.scores),
+                           seconds=time.time() - start), os.path.join(out_dir, 'evolve_history.json'))
+    _plot(history, os.path.join(out_dir, 'evolve.png'))
+    log(f"chosen architecture {best}: {result['flops']:.1f} MFLOPs (limit {limit}), val top-1 {best_top1:.2f} "
+        f"with inherited weights and recomputed BN; {len(search.scores)} candidates in {time.time() - start:.0f}s")
+    log(f'files in {out_dir}: best_arch.json, evolve_history.json, evolve.png, evolve.log')
+    log(f"retrain it: {result['retrain_command']}")
+    return result

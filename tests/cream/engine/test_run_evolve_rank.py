@@ -1,0 +1,115 @@
+"""``tools/main.py evolve`` and ``rank`` at tiny size on a 1-epoch SPOS search checkpoint, and bad input."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import paddle
+import pytest
+
+from Paddle_Cream.data.demo_dataset import ensure_demo_dataset
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+COMMON = ['SUPERNET.FLOPS_MINIMUM', 0, 'SUPERNET.FLOPS_MAXIMUM', 150, 'DATASET.BATCH_SIZE', 16, 'WORKERS', 0]
+EVOLVE = ['EVOLVE.POPULATION', 4, 'EVOLVE.TOP_K', 2, 'EVOLVE.MUTATION_NUM', 2, 'EVOLVE.CROSSOVER_NUM', 2,
+          'EVOLVE.GENERATIONS', 2, 'EVOLVE.BN_BATCHES', 2, 'EVOLVE.EVAL_BATCHES', 1, 'EVOLVE.FLOPS_LIMIT', 130]
+
+
+def run_main(args, timeout=300):
+    return subprocess.run([sys.executable, 'tools/main.py', *map(str, args)], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def one_dir(out, model):
+    dirs = glob.glob(os.path.join(str(out), f'*-{model}'))
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+@pytest.fixture(scope='module')
+def digits(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('digits') / 'digits')
+    ensure_demo_dataset('digits', root, log=lambda _: None, per_class=12)
+    return root
+
+
+@pytest.fixture(scope='module')
+def checkpoint(digits, tmp_path_factory):
+    out = tmp_path_factory.mktemp('search')
+    proc = run_main(['train', 'configs/demo/train.yaml', 'DATA_DIR', digits, 'SAVE_PATH', out, 'EPOCHS', 1,
+                     'SUPERNET.METHOD', 'spos', 'MODEL', 'spos', *COMMON])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return os.path.join(one_dir(out, 'spos'), 'checkpoint-last.pdparams')
+
+
+def evolve_args(digits, out, checkpoint):
+    return ['evolve', 'configs/demo/evolve.yaml', 'DATA_DIR', digits, 'SAVE_PATH', out, 'RESUME_PATH', checkpoint,
+            *COMMON, *EVOLVE]
+
+
+def test_evolve_writes_a_winner_whose_score_is_reproducible(digits, checkpoint, tmp_path):
+    proc = run_main(evolve_args(digits, tmp_path, checkpoint))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    d = one_dir(tmp_path, 'demo_evolve')
+    for name in ('best_arch.json', 'evolve_history.json', 'evolve.png', 'evolve.log'):
+        assert os.path.exists(os.path.join(d, name)), name
+    with open(os.path.join(d, 'best_arch.json')) as f:
+        best = json.load(f)
+    assert best['method'] == 'spos' and 'NET.ARCH_FILE' in best['retrain_command']
+    assert [len(s) for s in best['arch'][1:-1]] == [1, 1, 2, 1, 1] and best['flops'] <= 130
+    with open(os.path.join(d, 'evolve_history.json')) as f:
+        history = json.load(f)['generations']
+    assert len(history) == 2 and history[-1]['best_so_far'] == best['top1']
+    assert all(e['flops'] <= 130 for h in history for e in h['top_k'])
+
+    # a fresh evaluation (same BN recomputation and batches) gives the recorded score
+    from Paddle_Cream.config import load_config
+    from Paddle_Cream.engine.path_eval import PathEvaluator, fixed_loaders, load_search_checkpoint
+    from Paddle_Cream.search.flops_table import PathFlops
+    cfg = load_config(os.path.join(REPO_ROOT, 'configs/demo/evolve.yaml'),
+                      [str(a) for a in ['DATA_DIR', digits, 'RESUME_PATH', checkpoint, *COMMON, *EVOLVE]])
+    hypernet, ident = load_search_checkpoint(cfg, checkpoint)
+    evaluator = PathEvaluator(hypernet, *fixed_loaders(cfg, ident['image_size']))
+    other = history[0]['top_k'][-1]['arch']
+    evaluator.score(other)                      # another path first: its BN statistics must not leak
+    assert evaluator.score(best['arch'])['top1'] == best['top1']
+    assert PathFlops(hypernet, ident['resolution']).flops(best['arch']) == pytest.approx(best['flops'])
+
+    # BN statistics are the plain average of the recalibration batches (checked on the stem BN)
+    batches = [paddle.to_tensor(images) for images, _ in evaluator.bn_loader]
+    with paddle.no_grad():
+        means = [hypernet.conv_stem(x).mean(axis=[0, 2, 3]).numpy() for x in batches]
+    assert len(batches) == 2
+    np.testing.assert_allclose(hypernet.bn1._mean.numpy(), np.mean(means, axis=0), rtol=1e-4, atol=1e-5)
+
+
+def test_rank_writes_correlations_and_plot(digits, checkpoint, tmp_path):
+    proc = run_main(['rank', 'configs/demo/rank.yaml', 'DATA_DIR', digits, 'SAVE_PATH', tmp_path, 'RESUME_PATH',
+                     checkpoint, *COMMON, 'RANK.NUM_PATHS', 3, 'RANK.RETRAIN_EPOCHS', 1, 'EVOLVE.BN_BATCHES', 2])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    d = one_dir(tmp_path, 'demo_rank')
+    assert os.path.exists(os.path.join(d, 'rank.png'))
+    with open(os.path.join(d, 'rank.json')) as f:
+        rank = json.load(f)
+    assert rank['num_paths'] == 3 and len(rank['paths']) == 3 and rank['retrain_epochs'] == 1
+    assert len({str(p['arch']) for p in rank['paths']}) == 3
+    for key in ('kendall_tau', 'spearman_rho'):   # None when one side is constant (tiny data)
+        assert rank[key] is None or -1 <= rank[key] <= 1
+    assert all(0 <= p['inherited_top1'] <= 100 and 0 <= p['retrained_top1'] <= 100 for p in rank['paths'])
+    assert 'Kendall tau-b' in proc.stdout
+
+
+@pytest.mark.parametrize('mode', ['evolve', 'rank'])
+def test_bad_input_is_one_line(digits, tmp_path, mode):
+    config = f'configs/demo/{mode}.yaml'
+    proc = run_main([mode, config, 'DATA_DIR', digits, 'SAVE_PATH', tmp_path])
+    assert proc.returncode != 0
+    assert proc.stderr.strip().count('\n') == 0 and 'needs RESUME_PATH' in proc.stderr, proc.stderr
+    not_search = tmp_path / 'weights.pdparams'
+    paddle.save({'weight': paddle.zeros([2])}, str(not_search))
+    proc = run_main([mode, config, 'DATA_DIR', digits, 'SAVE_PATH', tmp_path, 'RESUME_PATH', not_search])
+    assert proc.returncode != 0
+    assert proc.stderr.strip().count('\n') == 0 and 'not a search checkpoint' in proc.stderr, proc.stderr
+    assert not glob.glob(os.path.join(str(tmp_path), f'*-demo_{mode}'))   # nothing written
