@@ -1,0 +1,72 @@
+"""The demo loop at tiny size, chained through the files each step writes:
+Cream search -> retrain its best_arch.json -> test the retrained checkpoint, and
+SPOS search -> evolve -> rank. Every step is the real command with configs/demo/."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from Paddle_Cream.data.demo_dataset import ensure_demo_dataset
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+SEARCH = ['DATASET.BATCH_SIZE', 16, 'EPOCHS', 2, 'SUPERNET.FLOPS_MINIMUM', 0, 'SUPERNET.FLOPS_MAXIMUM', 150,
+          'SUPERNET.META_STA_EPOCH', 0, 'SUPERNET.UPDATE_ITER', 3, 'SUPERNET.POOL_SIZE', 3, 'WORKERS', 0]
+
+
+@pytest.fixture(scope='module')
+def digits(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('loop') / 'digits')
+    ensure_demo_dataset('digits', root, log=lambda _: None, per_class=12)
+    return root
+
+
+def main(*args):
+    proc = subprocess.run([sys.executable, 'tools/main.py', *map(str, args)], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def one(pattern):
+    found = glob.glob(pattern)
+    assert len(found) == 1, (pattern, found)
+    return found[0]
+
+
+def test_cream_search_retrain_test(digits, tmp_path):
+    main('train', 'configs/demo/train.yaml', 'DATA_DIR', digits, 'SAVE_PATH', tmp_path / 'search', *SEARCH)
+    arch_file = one(str(tmp_path / 'search' / '*' / 'best_arch.json'))
+    main('retrain', 'configs/demo/retrain.yaml', 'DATA_DIR', digits, 'SAVE_PATH', tmp_path / 'retrain',
+         'NET.ARCH_FILE', arch_file, 'EPOCHS', 2, 'DATASET.BATCH_SIZE', 16, 'WORKERS', 0)
+    best = one(str(tmp_path / 'retrain' / '*' / 'model_best.pdparams'))
+    main('test', 'configs/test.yaml', 'NET.SELECTION', -1, 'NET.ARCH_FILE', arch_file, 'RESUME_PATH', best,
+         'DATA_DIR', digits, 'DATASET.NUM_CLASSES', 10, 'DATASET.IMAGE_SIZE', 32, 'DATASET.CROP_PCT', 1.0,
+         'SAVE_PATH', tmp_path / 'test', 'WORKERS', 0)
+    with open(one(str(tmp_path / 'test' / '*' / 'results.json'))) as f:
+        results = json.load(f)
+    with open(arch_file) as f:
+        assert results['arch'] == json.load(f)['arch']
+    assert results['images'] == 20
+
+
+def test_spos_search_evolve_rank(digits, tmp_path):
+    main('train', 'configs/demo/train.yaml', 'DATA_DIR', digits, 'SAVE_PATH', tmp_path / 'search',
+         'SUPERNET.METHOD', 'spos', *SEARCH)
+    ckpt = one(str(tmp_path / 'search' / '*' / 'checkpoint-last.pdparams'))
+    main('evolve', 'configs/demo/evolve.yaml', 'DATA_DIR', digits, 'SAVE_PATH', tmp_path / 'evolve',
+         'RESUME_PATH', ckpt, 'SUPERNET.FLOPS_MINIMUM', 0, 'SUPERNET.FLOPS_MAXIMUM', 150,
+         'EVOLVE.POPULATION', 4, 'EVOLVE.TOP_K', 2, 'EVOLVE.MUTATION_NUM', 2, 'EVOLVE.CROSSOVER_NUM', 2,
+         'EVOLVE.GENERATIONS', 2, 'EVOLVE.BN_BATCHES', 2, 'EVOLVE.EVAL_BATCHES', 2, 'WORKERS', 0)
+    with open(one(str(tmp_path / 'evolve' / '*' / 'best_arch.json'))) as f:
+        best = json.load(f)
+    assert best['flops'] <= 150 and best['method'] == 'spos'
+    main('rank', 'configs/demo/rank.yaml', 'DATA_DIR', digits, 'SAVE_PATH', tmp_path / 'rank', 'RESUME_PATH', ckpt,
+         'SUPERNET.FLOPS_MINIMUM', 0, 'SUPERNET.FLOPS_MAXIMUM', 150, 'RANK.NUM_PATHS', 3,
+         'RANK.RETRAIN_EPOCHS', 1, 'EVOLVE.BN_BATCHES', 2, 'EVOLVE.EVAL_BATCHES', 2, 'WORKERS', 0)
+    with open(one(str(tmp_path / 'rank' / '*' / 'rank.json'))) as f:
+        rank = json.load(f)
+    assert 'kendall_tau' in rank and 'spearman_rho' in rank
+    assert os.path.exists(one(str(tmp_path / 'rank' / '*' / 'rank.png')))
