@@ -9,6 +9,7 @@ Needs the dev requirements (torch, timm). Example:
 """
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,11 +41,11 @@ def time_ours(folder, name, workers, batch_size, inference, fast_decode):
     import pimm
     from pimm.data import ImageDataset, create_loader
     from Paddle_Cream.engine.evaluate import evaluate
-    from Paddle_Cream.engine.inference import create_runner
+    from Paddle_Cream.engine.inference import create_runner, threads_beside_loader
     model = pimm.create_model(f'cream_{name}')
     size = model.default_cfg['input_size'][-1]
     start = time.time()
-    runner = create_runner(model, size, inference)
+    runner = create_runner(model, size, inference, threads_beside_loader(workers))  # as tools/main.py test
     setup = time.time() - start
     loader = create_loader(ImageDataset(folder), size, batch_size, num_workers=workers, crop_pct=0.875,
                            interpolation='bicubic', fast_decode=fast_decode)
@@ -106,6 +107,20 @@ def time_models_only(name, batch_size, inference, repeats=5):
     return out
 
 
+def measure_in_subprocess(side: str, folder: str, args) -> float:
+    """Images/s of one whole evaluation by ``side`` (timm | ours | fast), in a fresh process."""
+    cmd = [sys.executable, os.path.abspath(__file__), '--measure', side, '--folder', folder, '--model', args.model,
+           '--workers', str(args.workers), '--batch-size', str(args.batch_size), '--inference', args.inference]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def measure(side: str, args) -> float:
+    if side == 'timm':
+        return time_timm(args.folder, args.model, args.workers, args.batch_size)
+    return time_ours(args.folder, args.model, args.workers, args.batch_size, args.inference, side == 'fast')[0]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--folder', help='ImageNet-style folder of JPEGs (default: generate --images of them)')
@@ -115,7 +130,12 @@ def main():
     p.add_argument('--batch-size', type=int, default=100)
     p.add_argument('--inference', default='predictor', choices=['predictor', 'dygraph'])
     p.add_argument('--fast-decode', action='store_true', help='also time PIL draft() decoding (approximate)')
+    p.add_argument('--repeats', type=int, default=3, help='interleaved runs per side; the median is reported')
+    p.add_argument('--measure', choices=['timm', 'ours', 'fast'], help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.measure:  # one side, in the process measure_in_subprocess started
+        print(measure(args.measure, args))
+        return
     tmp = None
     folder = args.folder
     if not folder:
@@ -123,21 +143,29 @@ def main():
         folder = tmp.name
         print(f'writing {args.images} JPEGs to {folder} ...', flush=True)
         make_images(folder, args.images)
-    ours, setup = time_ours(folder, args.model, args.workers, args.batch_size, args.inference, False)
-    theirs = time_timm(folder, args.model, args.workers, args.batch_size)
-    rows = [('timm + PyTorch eager', theirs), (f'pimm + Paddle {args.inference}', ours)]
-    if args.fast_decode:
-        fast, _ = time_ours(folder, args.model, args.workers, args.batch_size, args.inference, True)
-        rows.append((f'pimm + Paddle {args.inference}, FAST_DECODE (approximate)', fast))
-    print(f'\nCream-{args.model}, {args.workers} workers, batch {args.batch_size}, {os.cpu_count()} CPU cores; '
-          f'predictor export {setup:.1f}s (once, not timed below)')
+    n_images = sum(len(files) for _, _, files in os.walk(folder))
+    sides = ['timm', 'ours'] + (['fast'] if args.fast_decode else [])
+    # Each measurement runs in a fresh process (no thread pools, caches or imports left
+    # over from the other side), and the sides alternate so that a burst of load on the
+    # machine hits both alike; each side's median is reported.
+    samples = {side: [] for side in sides}
+    for i in range(args.repeats):
+        for side in sides:
+            samples[side].append(measure_in_subprocess(side, folder, args))
+        print(f'repeat {i + 1}/{args.repeats}: ' + ', '.join(f'{k} {v[-1]:.1f} img/s' for k, v in samples.items()),
+              flush=True)
+    rate = {side: float(np.median(values)) for side, values in samples.items()}
+    labels = {'timm': 'timm + PyTorch eager', 'ours': f'pimm + Paddle {args.inference}',
+              'fast': f'pimm + Paddle {args.inference}, FAST_DECODE (approximate)'}
+    print(f'\nCream-{args.model}, {n_images} images, {args.workers} workers, batch {args.batch_size}, '
+          f'{os.cpu_count()} CPU cores, median of {args.repeats} alternating runs, one process each')
     print('| whole evaluation | images/s | vs timm |\n|---|---|---|')
-    for label, rate in rows:
-        print(f'| {label} | {rate:.1f} | {rate / theirs:.2f}x |')
+    for side in sides:
+        print(f"| {labels[side]} | {rate[side]:.1f} | {rate[side] / rate['timm']:.2f}x |")
     models = time_models_only(args.model, args.batch_size, args.inference)
     print('\n| model only (fixed batch) | images/s | vs PyTorch |\n|---|---|---|')
-    for label, rate in models.items():
-        print(f"| {label} | {rate:.1f} | {rate / models['pytorch eager']:.2f}x |")
+    for label, speed in models.items():
+        print(f"| {label} | {speed:.1f} | {speed / models['pytorch eager']:.2f}x |")
 
 
 if __name__ == '__main__':

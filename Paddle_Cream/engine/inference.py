@@ -9,7 +9,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-__all__ = ['create_runner', 'DygraphRunner', 'PredictorRunner']
+__all__ = ['create_runner', 'DygraphRunner', 'PredictorRunner', 'threads_beside_loader']
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -56,8 +56,22 @@ class PredictorRunner:
         return self._output.copy_to_cpu()
 
 
+def threads_beside_loader(loader_workers: int, processes: int = 1) -> int:
+    """Math threads for the predictor: this process's share of the cores minus its loader workers.
+
+    The workers decode JPEGs while the model runs; giving the model every core as well
+    oversubscribes the machine (measured on 2 cores with 2 workers: 1 thread evaluates
+    Cream-14 about 20% faster than 2).
+    """
+    cores = max(1, (os.cpu_count() or 1) // max(1, processes))
+    return max(1, cores - max(0, loader_workers))
+
+
 def create_runner(model: nn.Layer, input_size: int, kind: str = 'auto', threads: int = 0) -> Runner:
-    """``kind``: 'dygraph', 'predictor', or 'auto' (predictor on CPU, dygraph on GPU)."""
+    """``kind``: 'dygraph', 'predictor', or 'auto' (predictor on CPU, dygraph on GPU).
+
+    ``threads``: the predictor's CPU math threads (0: all cores).
+    """
     if kind not in ('auto', 'dygraph', 'predictor'):
         raise ValueError(f"INFERENCE must be 'auto', 'dygraph' or 'predictor', got '{kind}'")
     on_gpu = 'gpu' in paddle.device.get_device()

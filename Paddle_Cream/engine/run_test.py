@@ -9,7 +9,7 @@ from pimm.utils import format_complexity, model_complexity
 from .distributed import get_rank, init_distributed, is_main_process
 from .errors import UserError
 from .evaluate import evaluate
-from .inference import create_runner
+from .inference import create_runner, threads_beside_loader
 from .model_builder import build_model, load_weights
 from .output import create_output_dir, setup_logging, write_json_atomic
 
@@ -67,7 +67,7 @@ def run_test(cfg) -> Dict[str, object]:
     loader = create_loader(dataset, info.input_size, batch_size, is_training=False, num_workers=cfg.WORKERS,
                            distributed=world > 1, crop_pct=cfg.DATASET.CROP_PCT,
                            interpolation=cfg.DATASET.INTERPOLATION, fast_decode=cfg.FAST_DECODE)
-    runner = create_runner(model, info.input_size, cfg.INFERENCE)
+    runner = create_runner(model, info.input_size, cfg.INFERENCE, threads_beside_loader(cfg.WORKERS, world))
     log(f'evaluating {len(dataset)} images of {len(dataset.classes)} classes in {val_dir} '
         f'({world} process(es), {getattr(runner, "name", "runner")}, batch {batch_size})')
     metrics = evaluate(runner, loader, len(loader), show_progress=main)

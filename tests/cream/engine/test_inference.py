@@ -1,10 +1,13 @@
 """The exported Paddle Inference predictor gives the dygraph network's logits."""
+import os
+
 import numpy as np
 import paddle
+import pytest
 
 import Paddle_Cream  # noqa: F401
 import pimm
-from Paddle_Cream.engine.inference import DygraphRunner, PredictorRunner
+from Paddle_Cream.engine.inference import DygraphRunner, PredictorRunner, threads_beside_loader
 
 
 def test_predictor_matches_dygraph():
@@ -22,3 +25,10 @@ def test_predictor_matches_dygraph():
     # a different batch size goes through the same predictor
     np.testing.assert_allclose(PredictorRunner(model, 64)(x[:2]), expected[:2], rtol=1e-4,
                                atol=1e-4 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize('cores,workers,processes,expected', [
+    (2, 2, 1, 1), (8, 4, 1, 4), (8, 0, 1, 8), (8, 2, 2, 2), (2, 4, 1, 1), (1, 0, 4, 1)])
+def test_threads_beside_loader_leaves_the_loader_its_cores(monkeypatch, cores, workers, processes, expected):
+    monkeypatch.setattr(os, 'cpu_count', lambda: cores)
+    assert threads_beside_loader(workers, processes) == expected
