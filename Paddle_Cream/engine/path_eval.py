@@ -22,18 +22,27 @@ import paddle.nn as nn
 from pimm.data import DatasetError, ImageDataset, create_loader
 
 from ..models.hypernet import HyperNet
+from .demo_data import prepare_demo_data
 from .errors import UserError
 from .evaluate import evaluate
 from .retrain_setup import optional_number
-from .train_state import load_train_state
+from .train_state import find_resume_checkpoint, load_train_state
 
 __all__ = ['load_search_checkpoint', 'fixed_loaders', 'PathEvaluator', 'check_path_eval_inputs', 'flops_limit']
 
 
 def check_path_eval_inputs(cfg, mode: str) -> Dict:
-    """RESUME_PATH must be a search checkpoint; returns it loaded (one-line UserError otherwise)."""
+    """RESUME_PATH must be a search checkpoint; returns it loaded (one-line UserError otherwise).
+
+    Without RESUME_PATH the newest search checkpoint under SAVE_PATH is taken (set in ``cfg``, so the
+    run's saved config and log name it).
+    """
     if not cfg.RESUME_PATH:
-        raise UserError(f'{mode} needs RESUME_PATH: the checkpoint-last.pdparams of a tools/main.py train run')
+        newest = find_resume_checkpoint(cfg.SAVE_PATH, '*')
+        if newest is None:
+            raise UserError(f'{mode} needs RESUME_PATH: the checkpoint-last.pdparams of a tools/main.py train run '
+                            f"(none found in '{cfg.SAVE_PATH}')")
+        cfg.set('RESUME_PATH', newest)
     if not os.path.isfile(cfg.RESUME_PATH):
         raise UserError(f"RESUME_PATH '{cfg.RESUME_PATH}' not found")
     if cfg.NUM_GPU > 1:
@@ -77,9 +86,7 @@ def _subset(dataset: ImageDataset, count: int, seed: int) -> ImageDataset:
 
 def fixed_loaders(cfg, image_size: int):
     """(BN recalibration loader, scoring loader): fixed subsets, evaluation transform, fixed order."""
-    if cfg.DATASET.DEMO:
-        from ..data.demo_dataset import ensure_demo_dataset
-        ensure_demo_dataset(cfg.DATASET.DEMO, cfg.DATA_DIR)
+    prepare_demo_data(cfg)
     try:
         train = ImageDataset(os.path.join(cfg.DATA_DIR, cfg.DATASET.TRAIN_SPLIT))
         val = ImageDataset(os.path.join(cfg.DATA_DIR, cfg.DATASET.VAL_SPLIT), class_to_idx=train.class_to_idx)

@@ -27,7 +27,7 @@ from .output import create_output_dir, setup_logging, write_json_atomic
 from .path_eval import PathEvaluator, check_path_eval_inputs, fixed_loaders, flops_limit, load_search_checkpoint
 from .plots import plot_xy
 from .retrain_setup import build_training, optional_number
-from .run_retrain import _train_epoch
+from .run_retrain import train_one_epoch
 from .search_setup import train_loaders
 from .seeding import epoch_seed, seed_everything
 
@@ -64,7 +64,7 @@ def _retrain(cfg, path, image_size: int, num_classes: int, epochs: int, train_lo
     for epoch in range(epochs):
         seed_everything(epoch_seed(cfg.SEED, epoch))
         set_loader_epoch(train_loader, epoch)
-        loss, updates = _train_epoch(net, training, train_loader, epoch, updates, log, False, 0)
+        loss, updates = train_one_epoch(net, training, train_loader, epoch, updates, log, False, 0)
         training.scheduler.step(epoch + 1)
     net.eval()
 

@@ -24,7 +24,7 @@ from .search_setup import train_loaders
 from .seeding import epoch_seed, seed_everything
 from .summary import read_summary, write_summary
 
-__all__ = ['run_retrain', 'SUMMARY']
+__all__ = ['run_retrain', 'train_one_epoch', 'SUMMARY']
 
 SUMMARY = 'summary.csv'
 
@@ -63,8 +63,8 @@ def _tensor(batch) -> paddle.Tensor:
     return batch if isinstance(batch, paddle.Tensor) else paddle.to_tensor(batch)
 
 
-def _train_epoch(model: nn.Layer, training: Training, loader, epoch: int, num_updates: int, log,
-                 show: bool, log_interval: int) -> Tuple[float, int]:
+def train_one_epoch(model: nn.Layer, training: Training, loader, epoch: int, num_updates: int, log,
+                    show: bool, log_interval: int) -> Tuple[float, int]:
     """(mean training loss over all processes, updates done so far)."""
     model.train()
     sums = np.zeros(2)
@@ -227,7 +227,7 @@ def _run_epoch(run: _Run, epoch: int, num_updates: int) -> int:
     if training.mixup is not None and off and epoch >= off:
         training.mixup.mixup_enabled = False
     start = time.time()
-    train_loss, num_updates = _train_epoch(run.model, training, run.train_loader, epoch, num_updates, run.log,
+    train_loss, num_updates = train_one_epoch(run.model, training, run.train_loader, epoch, num_updates, run.log,
                                            run.main, cfg.LOG_INTERVAL)
     lr = training.optimizer.get_lr()
     metrics = _epoch_metrics(run.net, training, run.val_loader, run.main)

@@ -7,6 +7,7 @@ from pimm.data import DatasetError, ImageDataset, create_loader
 from pimm.utils import format_complexity, model_complexity
 
 from .distributed import get_rank, init_distributed, is_main_process
+from .demo_data import prepare_demo_data
 from .errors import UserError
 from .evaluate import evaluate
 from .inference import create_runner, threads_beside_loader
@@ -38,6 +39,7 @@ def check_test_inputs(cfg) -> str:
         raise UserError('test needs weights: set RESUME_PATH to a .pth.tar or .pdparams file')
     if not os.path.isfile(cfg.RESUME_PATH):
         raise UserError(f"RESUME_PATH '{cfg.RESUME_PATH}' not found")
+    prepare_demo_data(cfg)  # before any process is launched: one writer
     val_dir = os.path.join(cfg.DATA_DIR, cfg.DATASET.VAL_SPLIT)
     if not os.path.isdir(val_dir):
         raise UserError(f"validation folder '{val_dir}' not found (DATA_DIR/{cfg.DATASET.VAL_SPLIT})")

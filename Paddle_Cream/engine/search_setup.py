@@ -5,6 +5,7 @@ from typing import Dict, List, Tuple
 from pimm.data import DatasetError, ImageDataset, create_loader
 
 from ..search import search_for_layer
+from .demo_data import prepare_demo_data
 from .errors import UserError
 from .train_state import check_compatible, find_resume_checkpoint, load_train_state
 
@@ -47,14 +48,7 @@ def check_data_folders(cfg) -> None:
 
 def train_loaders(cfg, image_size: int, world: int):
     """Training loader (RandAugment, random erasing, ... from AUGMENTATION.*) and validation loader."""
-    if cfg.DATASET.DEMO:
-        from ..data.demo_dataset import ensure_demo_dataset
-        from .distributed import is_main_process
-        if is_main_process() or world == 1:
-            ensure_demo_dataset(cfg.DATASET.DEMO, cfg.DATA_DIR)
-        if world > 1:
-            import paddle.distributed as dist
-            dist.barrier()
+    prepare_demo_data(cfg, world)
     aug = cfg.AUGMENTATION
     try:
         train_set = ImageDataset(os.path.join(cfg.DATA_DIR, cfg.DATASET.TRAIN_SPLIT))

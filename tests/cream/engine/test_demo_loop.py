@@ -42,9 +42,8 @@ def test_cream_search_retrain_test(digits, tmp_path):
     main('retrain', 'configs/demo/retrain.yaml', 'DATA_DIR', digits, 'SAVE_PATH', tmp_path / 'retrain',
          'NET.ARCH_FILE', arch_file, 'EPOCHS', 2, 'DATASET.BATCH_SIZE', 16, 'WORKERS', 0)
     best = one(str(tmp_path / 'retrain' / '*' / 'model_best.pdparams'))
-    main('test', 'configs/test.yaml', 'NET.SELECTION', -1, 'NET.ARCH_FILE', arch_file, 'RESUME_PATH', best,
-         'DATA_DIR', digits, 'DATASET.NUM_CLASSES', 10, 'DATASET.IMAGE_SIZE', 32, 'DATASET.CROP_PCT', 1.0,
-         'SAVE_PATH', tmp_path / 'test', 'WORKERS', 0)
+    main('test', 'configs/demo/test.yaml', 'NET.ARCH_FILE', arch_file, 'RESUME_PATH', best,
+         'DATA_DIR', digits, 'SAVE_PATH', tmp_path / 'test', 'WORKERS', 0)
     with open(one(str(tmp_path / 'test' / '*' / 'results.json'))) as f:
         results = json.load(f)
     with open(arch_file) as f:
@@ -63,13 +62,15 @@ def test_spos_search_evolve_rank(digits, tmp_path):
     with open(one(str(tmp_path / 'evolve' / '*' / 'best_arch.json'))) as f:
         best = json.load(f)
     assert best['flops'] <= 150 and best['method'] == 'spos'
-    main('rank', 'configs/demo/rank.yaml', 'DATA_DIR', digits, 'SAVE_PATH', tmp_path / 'rank', 'RESUME_PATH', ckpt,
+    # no RESUME_PATH: rank takes the newest search checkpoint under SAVE_PATH
+    main('rank', 'configs/demo/rank.yaml', 'DATA_DIR', digits, 'SAVE_PATH', tmp_path / 'search',
          'SUPERNET.FLOPS_MINIMUM', 0, 'SUPERNET.FLOPS_MAXIMUM', 150, 'RANK.NUM_PATHS', 3,
          'RANK.RETRAIN_EPOCHS', 1, 'EVOLVE.BN_BATCHES', 2, 'EVOLVE.EVAL_BATCHES', 2, 'WORKERS', 0)
-    with open(one(str(tmp_path / 'rank' / '*' / 'rank.json'))) as f:
+    with open(one(str(tmp_path / 'search' / '*-demo_rank' / 'rank.json'))) as f:
         rank = json.load(f)
+    assert rank['checkpoint'] == os.path.abspath(ckpt)
     assert 'kendall_tau' in rank and 'spearman_rho' in rank
-    assert os.path.exists(one(str(tmp_path / 'rank' / '*' / 'rank.png')))
+    assert os.path.exists(one(str(tmp_path / 'search' / '*-demo_rank' / 'rank.png')))
 
 
 def test_retraining_a_searched_arch_on_the_demo_data_learns(tmp_path):
