@@ -35,7 +35,7 @@ def read_arch_file(path: str) -> List[List[int]]:
             arch = json.load(f)['arch']
         return validate_path(arch)
     except (ValueError, KeyError, TypeError) as e:
-        reason = f'no "arch" entry' if isinstance(e, KeyError) else str(e)
+        reason = 'no "arch" entry' if isinstance(e, KeyError) else str(e)
         raise UserError(f"NET.ARCH_FILE '{path}' is not a valid architecture file: {reason}") from None
 
 

@@ -7,7 +7,7 @@ import tempfile
 import time
 from typing import Any, Optional
 
-__all__ = ['create_output_dir', 'setup_logging', 'write_json_atomic']
+__all__ = ['create_output_dir', 'setup_logging', 'write_json_atomic', 'retrain_command']
 
 
 def create_output_dir(save_path: str, model: str, config_dump: str, mode: str, write: bool = True) -> str:
@@ -49,3 +49,10 @@ def write_json_atomic(obj: Any, path: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def retrain_command(cfg, arch_file: str) -> str:
+    """The ``tools/main.py retrain`` line for a search's ``best_arch.json``: the demo's CPU recipe after a
+    demo search, the paper's otherwise."""
+    config = 'configs/demo/retrain.yaml' if cfg.DATASET.DEMO else 'configs/retrain/retrain.yaml'
+    return f'python tools/main.py retrain {config} NET.SELECTION -1 NET.ARCH_FILE {arch_file} DATA_DIR {cfg.DATA_DIR}'

@@ -1,9 +1,9 @@
-"""PNG plots people look at: the board (top-1 against FLOPs) and the training curves."""
+"""PNG plots people look at: the board (top-1 against FLOPs), training curves, evolution, rank scatter."""
 import os
 import tempfile
 from typing import Dict, List, Sequence
 
-__all__ = ['plot_board', 'plot_curves', 'plot_xy']
+__all__ = ['plot_board', 'plot_curves', 'plot_evolution', 'plot_xy']
 
 
 def _figure():
@@ -79,5 +79,22 @@ def plot_xy(xs: Sequence[float], ys: Sequence[float], path: str, xlabel: str, yl
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_evolution(history: Sequence[Dict], path: str) -> None:
+    """Top-1 against generation of an evolutionary search: best so far, each generation's best and mean."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for key, label in (('best_so_far', 'best so far'), ('best_top1', 'generation best'),
+                       ('mean_top1', 'generation mean')):
+        points = [(h['generation'], h[key]) for h in history if h[key] is not None]
+        ax.plot([g for g, _ in points], [v for _, v in points], marker='o', label=label)
+    ax.set_xlabel('generation')
+    ax.set_ylabel('val top-1 (%), BN recomputed')
+    ax.set_title('SPOS evolutionary search')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     _save(fig, path)
     plt.close(fig)

@@ -11,7 +11,8 @@ from typing import Dict
 
 from ..search.evolution import EvolutionSearch
 from ..search.flops_table import PathFlops
-from .output import create_output_dir, setup_logging, write_json_atomic
+from .output import create_output_dir, retrain_command, setup_logging, write_json_atomic
+from .plots import plot_evolution
 from .path_eval import PathEvaluator, check_path_eval_inputs, fixed_loaders, flops_limit, load_search_checkpoint
 from .seeding import seed_everything
 from .errors import UserError
@@ -28,24 +29,6 @@ def check_evolve_inputs(cfg) -> None:
     if not 0. <= e.MUTATION_PROB <= 1.:
         raise UserError(f'EVOLVE.MUTATION_PROB must be in [0, 1], got {e.MUTATION_PROB}')
     check_path_eval_inputs(cfg, 'evolve')
-
-
-def _plot(history, path: str) -> None:
-    from .plots import _figure, _save
-    plt = _figure()
-    fig, ax = plt.subplots(figsize=(5, 4))
-    gens = [h['generation'] for h in history]
-    for key, label in (('best_so_far', 'best so far'), ('best_top1', 'generation best'),
-                       ('mean_top1', 'generation mean')):
-        pts = [(g, h[key]) for g, h in zip(gens, history) if h[key] is not None]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker='o', label=label)
-    ax.set_xlabel('generation')
-    ax.set_ylabel('val top-1 (%), BN recomputed')
-    ax.set_title('SPOS evolutionary search')
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    _save(fig, path)
-    plt.close(fig)
 
 
 def run_evolve(cfg) -> Dict:
@@ -80,17 +63,15 @@ def run_evolve(cfg) -> Dict:
         best, best_top1, history = search.run(score, log)
     except RuntimeError as err:
         raise UserError(f'EVOLVE.FLOPS_LIMIT {limit}: {err}') from None
-    from .run_train import _retrain_config
     arch_file = os.path.join(out_dir, 'best_arch.json')
     result = dict(arch=best, flops=path_flops.flops(best), top1=best_top1, top5=details[str(best)]['top5'],
                   resolution=int(ident['resolution']), flops_budget=[0, limit], method='spos',
                   checkpoint=os.path.abspath(cfg.RESUME_PATH), evaluated=len(search.scores),
-                  retrain_command=f'python tools/main.py retrain {_retrain_config(cfg)} NET.SELECTION -1 '
-                                  f'NET.ARCH_FILE {arch_file} DATA_DIR {cfg.DATA_DIR}')
+                  retrain_command=retrain_command(cfg, arch_file))
     write_json_atomic(result, arch_file)
     write_json_atomic(dict(generations=history, flops_limit=limit, evaluated=len(search.scores),
                            seconds=time.time() - start), os.path.join(out_dir, 'evolve_history.json'))
-    _plot(history, os.path.join(out_dir, 'evolve.png'))
+    plot_evolution(history, os.path.join(out_dir, 'evolve.png'))
     log(f"chosen architecture {best}: {result['flops']:.1f} MFLOPs (limit {limit}), val top-1 {best_top1:.2f} "
         f"with inherited weights and recomputed BN; {len(search.scores)} candidates in {time.time() - start:.0f}s")
     log(f'files in {out_dir}: best_arch.json, evolve_history.json, evolve.png, evolve.log')

@@ -6,7 +6,7 @@ import Paddle_Cream  # noqa: F401  (registers the cream_* models)
 from pimm.data import DatasetError, ImageDataset, create_loader
 from pimm.utils import format_complexity, model_complexity
 
-from .distributed import get_rank, init_distributed, is_main_process
+from .distributed import init_distributed, is_main_process
 from .demo_data import prepare_demo_data
 from .errors import UserError
 from .evaluate import evaluate

@@ -3,13 +3,13 @@ import hashlib
 import json
 import os
 import time
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 import paddle
 from tqdm import tqdm
 
-from pimm.data import ImageDataset, create_loader, set_loader_epoch
+from pimm.data import set_loader_epoch
 from pimm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from pimm.utils import count_params
 
@@ -18,9 +18,8 @@ from ..search import MetaMatcher, PathSampler, PrioritizedBoard, UniformFlopsSam
 from ..search.flops_table import PathFlops
 from ..search.supernet_step import SearchSettings, SupernetStep
 from .distributed import init_distributed, is_main_process
-from .errors import UserError
 from .evaluate import evaluate
-from .output import create_output_dir, setup_logging, write_json_atomic
+from .output import create_output_dir, retrain_command, setup_logging, write_json_atomic
 from .plots import plot_board, plot_curves
 from .search_setup import build_optimization, check_train_inputs, resume_if_asked, train_loaders
 from .seeding import epoch_seed, seed_everything
@@ -158,11 +157,6 @@ def _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matc
     plot_curves(rows, os.path.join(out_dir, 'curves.png'), title=f'{s.METHOD} supernet training')
 
 
-def _retrain_config(cfg) -> str:
-    """The demo's CPU retrain recipe after a demo search, the paper's otherwise."""
-    return 'configs/demo/retrain.yaml' if cfg.DATASET.DEMO else 'configs/retrain/retrain.yaml'
-
-
 def _finish(cfg, out_dir, hypernet, board, path_flops, val_loader, rows, resolution, main, log) -> Dict:
     """best_arch.json: the board's best path (Cream picks it directly from the prioritized paths)."""
     if board is None or len(board) == 0:
@@ -175,8 +169,7 @@ def _finish(cfg, out_dir, hypernet, board, path_flops, val_loader, rows, resolut
     result = dict(arch=best.path, flops=best.flops, top1=val['top1'], top5=val['top5'], board_top1=best.top1,
                   resolution=resolution, flops_budget=[cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM],
                   method=cfg.SUPERNET.METHOD, checkpoint=os.path.join(out_dir, 'checkpoint-last.pdparams'),
-                  retrain_command=f'python tools/main.py retrain {_retrain_config(cfg)} NET.SELECTION -1 '
-                                  f'NET.ARCH_FILE {arch_file} DATA_DIR {cfg.DATA_DIR}')
+                  retrain_command=retrain_command(cfg, arch_file))
     if main:
         write_json_atomic(result, arch_file)
         log(f"chosen architecture {best.path}: {best.flops:.1f} MFLOPs (budget [{cfg.SUPERNET.FLOPS_MINIMUM}, "

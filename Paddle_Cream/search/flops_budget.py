@@ -1,7 +1,7 @@
 """Which hypernetwork fits a FLOPs budget: layers per searched stage and input resolution (SPEC 4)."""
 import json
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ..models.search_space import DATA_DIR, NUM_SEARCHED_STAGES
 

@@ -1,8 +1,7 @@
 """One supernet training iteration, Cream (SPEC 5) or SPOS (SPEC 9): the algorithm in one place."""
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
-import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F

@@ -1,11 +1,10 @@
 """EfficientNet / MobileNetV3 building blocks, with timm's names and parameter layout."""
 from typing import Callable, Optional
 
-import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .layers import BatchNorm2d, DropPath, create_act_layer, create_conv2d, get_act_layer, make_divisible
+from .layers import BatchNorm2d, DropPath, create_act_layer, create_conv2d, make_divisible
 
 __all__ = ['SqueezeExcite', 'ConvBnAct', 'DepthwiseSeparableConv', 'InvertedResidual']
 

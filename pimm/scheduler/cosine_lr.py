@@ -27,9 +27,8 @@ class CosineLRScheduler(Scheduler):
         self.cycle_mul = cycle_mul
         self.cycle_decay = cycle_decay
         self.cycle_limit = cycle_limit
-        self.warmup_prefix = warmup_prefix
         self.k_decay = k_decay
-        self._setup_warmup(warmup_t, warmup_lr_init)
+        self._setup_warmup(warmup_t, warmup_lr_init, warmup_prefix)
 
     def _cycle(self, t: Union[int, float]) -> Tuple[int, float, float]:
         """(cycle index, cycle length, time within the cycle)."""
@@ -40,11 +39,7 @@ class CosineLRScheduler(Scheduler):
         i = t // self.t_initial
         return i, self.t_initial, t - self.t_initial * i
 
-    def _get_lr(self, t: Union[int, float]) -> List[float]:
-        if t < self.warmup_t:
-            return self._warmup_lrs(t)
-        if self.warmup_prefix:
-            t = t - self.warmup_t
+    def _decayed_lrs(self, t: Union[int, float]) -> List[float]:
         i, t_i, t_curr = self._cycle(t)
         if i >= self.cycle_limit:
             return [self.lr_min for _ in self.base_values]

@@ -24,14 +24,9 @@ class LinearLRScheduler(Scheduler):
             raise ValueError(f'need t_initial > 0 and lr_min >= 0, got {t_initial} and {lr_min}')
         self.t_initial = t_initial
         self.lr_min = lr_min
-        self.warmup_prefix = warmup_prefix
-        self._setup_warmup(warmup_t, warmup_lr_init)
+        self._setup_warmup(warmup_t, warmup_lr_init, warmup_prefix)
 
-    def _get_lr(self, t: Union[int, float]) -> List[float]:
-        if t < self.warmup_t:
-            return self._warmup_lrs(t)
-        if self.warmup_prefix:
-            t = t - self.warmup_t
+    def _decayed_lrs(self, t: Union[int, float]) -> List[float]:
         if t >= self.t_initial:
             return [self.lr_min for _ in self.base_values]
         remaining = 1 - t / self.t_initial

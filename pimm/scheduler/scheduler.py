@@ -128,9 +128,16 @@ class Scheduler(ABC):
 
     set_state_dict = load_state_dict
 
-    @abstractmethod
     def _get_lr(self, t: Union[int, float]) -> List[float]:
-        """The lr of every slot at time ``t``."""
+        """The lr of every slot at time ``t``: the warmup, then the decay (from the warmup's end with
+        ``warmup_prefix``)."""
+        if t < self.warmup_t:
+            return self._warmup_lrs(t)
+        return self._decayed_lrs(t - self.warmup_t if self.warmup_prefix else t)
+
+    @abstractmethod
+    def _decayed_lrs(self, t: Union[int, float]) -> List[float]:
+        """The lr of every slot at time ``t`` of the decay (warmup excluded)."""
 
     def _get_values(self, t: Union[int, float], on_epoch: bool = True) -> Optional[List[float]]:
         return self._get_lr(t) if on_epoch == self.t_in_epochs else None
@@ -185,8 +192,10 @@ class Scheduler(ABC):
             if abs(noise) < self.noise_pct:
                 return noise
 
-    def _setup_warmup(self, warmup_t: Union[int, float], warmup_lr_init: float) -> None:
-        """Linear warmup from ``warmup_lr_init`` to each base lr over ``warmup_t``; starts at ``warmup_lr_init``."""
+    def _setup_warmup(self, warmup_t: Union[int, float], warmup_lr_init: float, warmup_prefix: bool) -> None:
+        """Linear warmup from ``warmup_lr_init`` to each base lr over ``warmup_t``; starts at ``warmup_lr_init``.
+        ``warmup_prefix``: the decay's clock starts when the warmup ends."""
+        self.warmup_prefix = warmup_prefix
         self.warmup_t = warmup_t
         self.warmup_lr_init = warmup_lr_init
         if warmup_t:

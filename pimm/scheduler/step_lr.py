@@ -22,12 +22,7 @@ class StepLRScheduler(Scheduler):
             raise ValueError(f'decay_t must be > 0, got {decay_t}')
         self.decay_t = decay_t
         self.decay_rate = decay_rate
-        self.warmup_prefix = warmup_prefix
-        self._setup_warmup(warmup_t, warmup_lr_init)
+        self._setup_warmup(warmup_t, warmup_lr_init, warmup_prefix)
 
-    def _get_lr(self, t: Union[int, float]) -> List[float]:
-        if t < self.warmup_t:
-            return self._warmup_lrs(t)
-        if self.warmup_prefix:
-            t = t - self.warmup_t
+    def _decayed_lrs(self, t: Union[int, float]) -> List[float]:
         return [v * (self.decay_rate ** (t // self.decay_t)) for v in self.base_values]

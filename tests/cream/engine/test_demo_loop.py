@@ -4,28 +4,15 @@ SPOS search -> evolve -> rank. Every step is the real command with configs/demo/
 import glob
 import json
 import os
-import subprocess
-import sys
 
-import pytest
+from cli import run_main
 
-from Paddle_Cream.data.demo_dataset import ensure_demo_dataset
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 SEARCH = ['DATASET.BATCH_SIZE', 16, 'EPOCHS', 2, 'SUPERNET.FLOPS_MINIMUM', 0, 'SUPERNET.FLOPS_MAXIMUM', 150,
           'SUPERNET.META_STA_EPOCH', 0, 'SUPERNET.UPDATE_ITER', 3, 'SUPERNET.POOL_SIZE', 3, 'WORKERS', 0]
 
 
-@pytest.fixture(scope='module')
-def digits(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('loop') / 'digits')
-    ensure_demo_dataset('digits', root, log=lambda _: None, per_class=12)
-    return root
-
-
 def main(*args):
-    proc = subprocess.run([sys.executable, 'tools/main.py', *map(str, args)], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=900)
+    proc = run_main(args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 

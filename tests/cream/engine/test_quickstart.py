@@ -8,7 +8,8 @@ import time
 
 import yaml
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from cli import REPO_ROOT
+
 LIMIT_SECONDS = 600
 
 

@@ -2,37 +2,16 @@
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import paddle
 import pytest
 
-from Paddle_Cream.data.demo_dataset import ensure_demo_dataset
+from cli import REPO_ROOT, run_dir, run_main
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 COMMON = ['SUPERNET.FLOPS_MINIMUM', 0, 'SUPERNET.FLOPS_MAXIMUM', 150, 'DATASET.BATCH_SIZE', 16, 'WORKERS', 0]
 EVOLVE = ['EVOLVE.POPULATION', 4, 'EVOLVE.TOP_K', 2, 'EVOLVE.MUTATION_NUM', 2, 'EVOLVE.CROSSOVER_NUM', 2,
           'EVOLVE.GENERATIONS', 2, 'EVOLVE.BN_BATCHES', 2, 'EVOLVE.EVAL_BATCHES', 1, 'EVOLVE.FLOPS_LIMIT', 130]
-
-
-def run_main(args, timeout=300):
-    return subprocess.run([sys.executable, 'tools/main.py', *map(str, args)], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def one_dir(out, model):
-    dirs = glob.glob(os.path.join(str(out), f'*-{model}'))
-    assert len(dirs) == 1, dirs
-    return dirs[0]
-
-
-@pytest.fixture(scope='module')
-def digits(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('digits') / 'digits')
-    ensure_demo_dataset('digits', root, log=lambda _: None, per_class=12)
-    return root
 
 
 @pytest.fixture(scope='module')
@@ -41,7 +20,7 @@ def checkpoint(digits, tmp_path_factory):
     proc = run_main(['train', 'configs/demo/train.yaml', 'DATA_DIR', digits, 'SAVE_PATH', out, 'EPOCHS', 1,
                      'SUPERNET.METHOD', 'spos', 'MODEL', 'spos', *COMMON])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return os.path.join(one_dir(out, 'spos'), 'checkpoint-last.pdparams')
+    return os.path.join(run_dir(out, 'spos'), 'checkpoint-last.pdparams')
 
 
 def evolve_args(digits, out, checkpoint):
@@ -52,7 +31,7 @@ def evolve_args(digits, out, checkpoint):
 def test_evolve_writes_a_winner_whose_score_is_reproducible(digits, checkpoint, tmp_path):
     proc = run_main(evolve_args(digits, tmp_path, checkpoint))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    d = one_dir(tmp_path, 'demo_evolve')
+    d = run_dir(tmp_path, 'demo_evolve')
     for name in ('best_arch.json', 'evolve_history.json', 'evolve.png', 'evolve.log'):
         assert os.path.exists(os.path.join(d, name)), name
     with open(os.path.join(d, 'best_arch.json')) as f:
@@ -89,7 +68,7 @@ def test_rank_writes_correlations_and_plot(digits, checkpoint, tmp_path):
     proc = run_main(['rank', 'configs/demo/rank.yaml', 'DATA_DIR', digits, 'SAVE_PATH', tmp_path, 'RESUME_PATH',
                      checkpoint, *COMMON, 'RANK.NUM_PATHS', 3, 'RANK.RETRAIN_EPOCHS', 1, 'EVOLVE.BN_BATCHES', 2])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    d = one_dir(tmp_path, 'demo_rank')
+    d = run_dir(tmp_path, 'demo_rank')
     assert os.path.exists(os.path.join(d, 'rank.png'))
     with open(os.path.join(d, 'rank.json')) as f:
         rank = json.load(f)

@@ -1,39 +1,21 @@
 """``tools/main.py retrain`` at tiny size: outputs, the test mode reading the best checkpoint, exact AUTO_RESUME,
 bad input as one line; and the official per-model retrain configs."""
-import csv
 import glob
-import importlib.util
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from Paddle_Cream.config import load_config
-from Paddle_Cream.data.demo_dataset import ensure_demo_dataset
 from Paddle_Cream.models import published_models
 from pimm.utils import load_paddle_file
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from cli import REPO_ROOT, load_main, read_rows, run_dir, run_main
+
 ARCH = [[0], [0], [0], [0], [0], [0], [0]]
 OTHER_ARCH = [[0], [1], [0], [0], [0], [0], [0]]
 EPOCHS = 3
-
-
-def _load_main():
-    spec = importlib.util.spec_from_file_location('cream_main', os.path.join(REPO_ROOT, 'tools', 'main.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
-@pytest.fixture(scope='module')
-def digits(tmp_path_factory):
-    """12 images per digit: 10 train, 2 val per class."""
-    root = str(tmp_path_factory.mktemp('digits') / 'digits')
-    ensure_demo_dataset('digits', root, log=lambda _: None, per_class=12)
-    return root
+MODEL = 'demo_retrain'
 
 
 def write_arch(path, arch):
@@ -55,22 +37,6 @@ def retrain_args(data, out, arch, *extra):
     return [str(a) for a in args]
 
 
-def run_main(args, timeout=600):
-    return subprocess.run([sys.executable, 'tools/main.py', *map(str, args)], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def run_dir(out):
-    dirs = glob.glob(os.path.join(str(out), '*-demo_retrain'))
-    assert len(dirs) == 1, dirs
-    return dirs[0]
-
-
-def read_rows(out):
-    with open(os.path.join(run_dir(out), 'summary.csv')) as f:
-        return list(csv.DictReader(f))
-
-
 @pytest.fixture(scope='module')
 def retrained(digits, arch_file, tmp_path_factory):
     out = tmp_path_factory.mktemp('retrain')
@@ -81,13 +47,13 @@ def retrained(digits, arch_file, tmp_path_factory):
 
 def test_retrain_writes_checkpoints_summary_and_curves(retrained):
     out, proc = retrained
-    d = run_dir(out)
+    d = run_dir(out, MODEL)
     for name in ('model_best.pdparams', 'last.pdparams', 'summary.csv', 'curves.png', 'retrain.log',
                  'retrain_config.yaml', 'arch.json'):
         assert os.path.exists(os.path.join(d, name)), name
     assert len(glob.glob(os.path.join(d, 'checkpoint-*.pdparams'))) == EPOCHS   # CHECKPOINT_HIST 3 in the demo
     assert 'MACs' in proc.stdout and 'params' in proc.stdout
-    rows = read_rows(out)
+    rows = read_rows(out, MODEL)
     assert [int(r['epoch']) for r in rows] == list(range(EPOCHS))
     best = load_paddle_file(os.path.join(d, 'model_best.pdparams'))
     assert best['metric'] == max(float(r['eval_ema_top1']) for r in rows)   # ranked by EMA top-1
@@ -100,7 +66,7 @@ def test_test_mode_reads_the_best_checkpoint(retrained, tmp_path):
     out, proc = retrained
     command = proc.stdout.split('evaluate it: ')[1].splitlines()[0].split()
     assert command[:4] == ['python', 'tools/main.py', 'test', 'configs/test.yaml']
-    best = os.path.join(run_dir(out), 'model_best.pdparams')
+    best = os.path.join(run_dir(out, MODEL), 'model_best.pdparams')
     assert command[command.index('RESUME_PATH') + 1] == best and 'NET.ARCH_FILE' in command
     test = run_main(command[2:] + ['INFERENCE', 'dygraph', 'WORKERS', 0, 'SAVE_PATH', tmp_path])
     assert test.returncode == 0, test.stderr[-3000:]
@@ -117,21 +83,21 @@ def test_auto_resume_continues_the_run_exactly(digits, arch_file, retrained, tmp
     again = run_main(retrain_args(digits, tmp_path, arch_file, 'AUTO_RESUME', True))
     assert again.returncode == 0, again.stderr[-3000:]
     assert f'continuing at epoch {EPOCHS - 1}' in again.stdout
-    full, resumed = read_rows(full_out), read_rows(tmp_path)
+    full, resumed = read_rows(full_out, MODEL), read_rows(tmp_path, MODEL)
     for key in ('epoch', 'train_loss', 'eval_loss', 'eval_top1', 'eval_ema_top1', 'lr'):
         assert [r[key] for r in full] == [r[key] for r in resumed], key
-    assert len(glob.glob(os.path.join(run_dir(tmp_path), 'checkpoint-*.pdparams'))) == EPOCHS
+    assert len(glob.glob(os.path.join(run_dir(tmp_path, MODEL), 'checkpoint-*.pdparams'))) == EPOCHS
 
 
 def test_two_processes_train_one_model_and_rank_0_writes(digits, arch_file, tmp_path):
     proc = run_main(retrain_args(digits, tmp_path, arch_file, 'NUM_GPU', 2, 'EPOCHS', 1, 'DATASET.BATCH_SIZE', 8))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    d = run_dir(tmp_path)
+    d = run_dir(tmp_path, MODEL)
     logs = sorted(glob.glob(os.path.join(d, 'retrain_launch_logs', 'workerlog.*')))
     assert len(logs) == 2
     with open(logs[0]) as f:
         assert '2 process(es)' in f.read()
-    assert len(read_rows(tmp_path)) == 1 and os.path.exists(os.path.join(d, 'model_best.pdparams'))
+    assert len(read_rows(tmp_path, MODEL)) == 1 and os.path.exists(os.path.join(d, 'model_best.pdparams'))
     assert not glob.glob(os.path.join(d, '.*.tmp'))
 
 
@@ -144,7 +110,7 @@ def test_every_recipe_option_runs(digits, arch_file, tmp_path):
         'AUGMENTATION.MIXUP', 0.2, 'AUGMENTATION.CUTMIX', 1.0, 'AUGMENTATION.AA', 'rand-m9-mstd0.5',
         'AUGMENTATION.RE_PROB', 0.2, 'AUGMENTATION.RE_MODE', 'pixel', 'AUGMENTATION.TRAIN_INTERPOLATION', 'random'))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    row = read_rows(tmp_path)[0]
+    row = read_rows(tmp_path, MODEL)[0]
     assert float(row['lr']) > 1e-4 and float(row['train_loss']) > 0
 
 
@@ -169,9 +135,9 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize('extra, words', BAD_INPUTS)
 def test_bad_input_is_one_line(digits, arch_file, retrained, bad_files, tmp_path, capsys, extra, words):
-    files = dict(bad_files, last=os.path.join(run_dir(retrained[0]), 'last.pdparams'))
+    files = dict(bad_files, last=os.path.join(run_dir(retrained[0], MODEL), 'last.pdparams'))
     extra = [e.format(**files) for e in extra]
-    code = _load_main()(retrain_args(digits, tmp_path / 'out', arch_file, *extra))
+    code = load_main()(retrain_args(digits, tmp_path / 'out', arch_file, *extra))
     err = capsys.readouterr().err
     assert code != 0
     lines = [line for line in err.splitlines() if line.strip() and 'it/s' not in line]
@@ -182,7 +148,7 @@ def test_bad_input_is_one_line(digits, arch_file, retrained, bad_files, tmp_path
 
 
 def test_a_second_run_on_the_same_day_needs_auto_resume(digits, arch_file, retrained, capsys):
-    code = _load_main()(retrain_args(digits, retrained[0], arch_file))
+    code = load_main()(retrain_args(digits, retrained[0], arch_file))
     assert code != 0 and 'AUTO_RESUME True continues it' in capsys.readouterr().err
 
 

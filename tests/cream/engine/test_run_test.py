@@ -7,8 +7,6 @@ score (nearly) 100% top-1; >= 98% is required, the margin being for near-ties.
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,9 +14,9 @@ import timm.data
 import torch
 from PIL import Image
 
+import cli
 from timm_reference import build_timm_cream, published_table, randomize, save_official_checkpoint
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 NUM_CLASSES = 4
 NUM_IMAGES = 23          # odd, so 2 processes get unequal shards
 ARCH = published_table()['14']['arch']
@@ -72,8 +70,7 @@ def labelled(tmp_path_factory):
 
 
 def run_main(*args, timeout=600):
-    return subprocess.run([sys.executable, 'tools/main.py', *map(str, args)], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return cli.run_main(args, timeout)
 
 
 def base_args(root, out, *extra):

@@ -1,5 +1,4 @@
 """``tools/main.py train`` at tiny size: outputs, exact resume after a kill, 2 processes, bad input."""
-import csv
 import glob
 import json
 import os
@@ -10,18 +9,10 @@ import time
 
 import pytest
 
-from Paddle_Cream.data.demo_dataset import ensure_demo_dataset
+from cli import REPO_ROOT, read_rows, run_dir, run_main
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 EPOCHS = 4
-
-
-@pytest.fixture(scope='module')
-def digits(tmp_path_factory):
-    """12 images per digit: 10 train, 2 val per class."""
-    root = str(tmp_path_factory.mktemp('digits') / 'digits')
-    ensure_demo_dataset('digits', root, log=lambda _: None, per_class=12)
-    return root
+MODEL = 'demo_search'
 
 
 def tiny_args(data, out, *extra):
@@ -30,22 +21,6 @@ def tiny_args(data, out, *extra):
             'DATASET.BATCH_SIZE', 16, 'SUPERNET.FLOPS_MINIMUM', 0, 'SUPERNET.FLOPS_MAXIMUM', 150,
             'SUPERNET.META_STA_EPOCH', 0, 'SUPERNET.UPDATE_ITER', 3, 'SUPERNET.POOL_SIZE', 3, 'WORKERS', 0,
             *map(str, extra)]
-
-
-def run_main(args, timeout=900):
-    return subprocess.run([sys.executable, 'tools/main.py', *map(str, args)], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def run_dir(out):
-    dirs = glob.glob(os.path.join(str(out), '*-demo_search'))
-    assert len(dirs) == 1, dirs
-    return dirs[0]
-
-
-def read_rows(out):
-    with open(os.path.join(run_dir(out), 'summary.csv')) as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope='module')
@@ -58,7 +33,7 @@ def uninterrupted(digits, tmp_path_factory):
 
 def test_search_writes_its_results(uninterrupted):
     out, proc = uninterrupted
-    d = run_dir(out)
+    d = run_dir(out, MODEL)
     for name in ('best_arch.json', 'board.json', 'board.png', 'curves.png', 'summary.csv', 'train.log',
                  'checkpoint-last.pdparams', 'train_config.yaml'):
         assert os.path.exists(os.path.join(d, name)), name
@@ -72,7 +47,7 @@ def test_search_writes_its_results(uninterrupted):
         board = json.load(f)
     assert 1 <= len(board) <= 3 and board[0]['arch'] == best['arch']
     assert [e['top1'] for e in board] == sorted((e['top1'] for e in board), reverse=True)
-    assert len(read_rows(out)) == EPOCHS
+    assert len(read_rows(out, MODEL)) == EPOCHS
     assert 'meta-matching update' in proc.stdout
     assert 'chosen architecture' in proc.stdout
 
@@ -84,18 +59,18 @@ def test_killed_run_resumes_to_the_same_board_and_losses(digits, uninterrupted, 
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:   # kill it once epoch 1 is checkpointed
-        if glob.glob(str(out / '*' / 'summary.csv')) and len(read_rows(out)) >= 2:
+        if glob.glob(str(out / '*' / 'summary.csv')) and len(read_rows(out, MODEL)) >= 2:
             break
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert len(read_rows(out)) < EPOCHS, 'the run ended before it could be interrupted'
+    assert len(read_rows(out, MODEL)) < EPOCHS, 'the run ended before it could be interrupted'
     resumed = run_main(tiny_args(digits, out, 'AUTO_RESUME', 'True'))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert 'resumed from' in resumed.stdout
-    with open(os.path.join(run_dir(full_out), 'board.json')) as f, open(os.path.join(run_dir(out), 'board.json')) as g:
+    with open(os.path.join(run_dir(full_out, MODEL), 'board.json')) as f, open(os.path.join(run_dir(out, MODEL), 'board.json')) as g:
         assert json.load(f) == json.load(g)
-    full, again = read_rows(full_out), read_rows(out)
+    full, again = read_rows(full_out, MODEL), read_rows(out, MODEL)
     for key in ('train_loss', 'train_top1', 'eval_loss', 'eval_top1', 'board_size'):
         assert [r[key] for r in full] == [r[key] for r in again], key
 
@@ -104,14 +79,14 @@ def test_two_processes_hold_identical_boards(digits, tmp_path):
     out = tmp_path / 'two'
     proc = run_main(tiny_args(digits, out, 'NUM_GPU', 2, 'EPOCHS', 2))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    logs = sorted(glob.glob(os.path.join(run_dir(out), 'train_launch_logs', 'workerlog.*')))
+    logs = sorted(glob.glob(os.path.join(run_dir(out, MODEL), 'train_launch_logs', 'workerlog.*')))
     assert len(logs) == 2
     digests = []
     for log in logs:
         with open(log) as f:
             digests.append([line.split('board digest ')[1].strip() for line in f if 'board digest' in line])
     assert digests[0] and digests[0] == digests[1]
-    assert os.path.exists(os.path.join(run_dir(out), 'best_arch.json'))
+    assert os.path.exists(os.path.join(run_dir(out, MODEL), 'best_arch.json'))
 
 
 @pytest.mark.parametrize('extra, words', [
@@ -131,7 +106,7 @@ def test_bad_input_is_one_line(digits, tmp_path, extra, words):
 
 def test_resume_from_another_config_is_refused(digits, uninterrupted, tmp_path):
     full_out, _ = uninterrupted
-    ckpt = os.path.join(run_dir(full_out), 'checkpoint-last.pdparams')
+    ckpt = os.path.join(run_dir(full_out, MODEL), 'checkpoint-last.pdparams')
     proc = run_main(tiny_args(digits, tmp_path / 'out', 'SUPERNET.FLOPS_MAXIMUM', 200, 'RESUME_PATH', ckpt))
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip() and 'it/s' not in line]

@@ -1,0 +1,37 @@
+"""Running ``tools/main.py`` from the tests: as a user does (a subprocess) or its ``main`` in-process."""
+import csv
+import glob
+import importlib.util
+import os
+import subprocess
+import sys
+from typing import Callable, Dict, List, Sequence
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_main(args: Sequence, timeout: float = 900) -> subprocess.CompletedProcess:
+    """``python tools/main.py ARGS`` from the repo root; stdout/stderr captured as text."""
+    return subprocess.run([sys.executable, 'tools/main.py', *map(str, args)], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def load_main() -> Callable[[List[str]], int]:
+    """``tools/main.py``'s ``main(argv) -> exit code``, for tests that read its stderr with capsys."""
+    spec = importlib.util.spec_from_file_location('cream_main', os.path.join(REPO_ROOT, 'tools', 'main.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def run_dir(out, model: str) -> str:
+    """The one ``<MMDD>-<model>`` run folder under ``out``."""
+    dirs = glob.glob(os.path.join(str(out), f'*-{model}'))
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def read_rows(out, model: str) -> List[Dict[str, str]]:
+    """The rows of that run's ``summary.csv``."""
+    with open(os.path.join(run_dir(out, model), 'summary.csv')) as f:
+        return list(csv.DictReader(f))
