@@ -116,8 +116,9 @@ DEFAULTS = {
         'MUTATION_NUM': 25,       # mutation children per generation
         'CROSSOVER_NUM': 25,      # crossover children per generation (layer-wise from two parents)
         'GENERATIONS': 20,
-        'BN_BATCHES': 200,        # training batches recomputing BatchNorm statistics for each candidate
+        'BN_BATCHES': 200,        # training batches (of DATASET.BATCH_SIZE) recomputing BN statistics per candidate
         'EVAL_BATCHES': 40,       # validation batches scoring each candidate (the whole set when smaller)
+        'EVAL_BATCH_SIZE': 200,   # images per scoring batch (SPEC 9: 40 batches of 200)
         'FLOPS_LIMIT': None,      # MFLOPs; None: SUPERNET.FLOPS_MAXIMUM
     },
     'RANK': {                     # tools/main.py rank: inherited vs retrained top-1 rank correlation

@@ -8,8 +8,8 @@ set to ``(i - 1) / i``, so ``running = (i-1)/i * running + 1/i * batch``. The pa
 in eval mode on ``EVOLVE.EVAL_BATCHES`` validation batches.
 
 Both sets are fixed so a score is reproducible: a seeded random subset of the training images (at most
-``BN_BATCHES * BATCH_SIZE``) and of the validation images (at most ``EVAL_BATCHES * BATCH_SIZE *
-VAL_BATCH_MUL``; the whole set when smaller), both with the evaluation transform (resize + centre crop,
+``BN_BATCHES * DATASET.BATCH_SIZE``) and of the validation images (at most ``EVAL_BATCHES *
+EVAL_BATCH_SIZE``; the whole set when smaller), both with the evaluation transform (resize + centre crop,
 no augmentation), visited in the same order every time.
 """
 import os
@@ -48,8 +48,8 @@ def check_path_eval_inputs(cfg, mode: str) -> Dict:
     if cfg.NUM_GPU > 1:
         raise UserError(f'{mode} runs in one process: set NUM_GPU 1')
     e = cfg.EVOLVE
-    if e.BN_BATCHES < 1 or e.EVAL_BATCHES < 1:
-        raise UserError('EVOLVE.BN_BATCHES and EVOLVE.EVAL_BATCHES must be at least 1')
+    if min(e.BN_BATCHES, e.EVAL_BATCHES, e.EVAL_BATCH_SIZE) < 1:
+        raise UserError('EVOLVE.BN_BATCHES, EVOLVE.EVAL_BATCHES and EVOLVE.EVAL_BATCH_SIZE must be at least 1')
     flops_limit(cfg)
     from .search_setup import check_data_folders
     check_data_folders(cfg)
@@ -92,7 +92,7 @@ def fixed_loaders(cfg, image_size: int):
         val = ImageDataset(os.path.join(cfg.DATA_DIR, cfg.DATASET.VAL_SPLIT), class_to_idx=train.class_to_idx)
     except DatasetError as e:
         raise UserError(str(e)) from None
-    bs, val_bs = cfg.DATASET.BATCH_SIZE, cfg.DATASET.BATCH_SIZE * cfg.DATASET.VAL_BATCH_MUL
+    bs, val_bs = cfg.DATASET.BATCH_SIZE, cfg.EVOLVE.EVAL_BATCH_SIZE
     train = _subset(train, cfg.EVOLVE.BN_BATCHES * bs, cfg.SEED)
     val = _subset(val, cfg.EVOLVE.EVAL_BATCHES * val_bs, cfg.SEED + 1)
     common = dict(is_training=False, num_workers=cfg.WORKERS, crop_pct=cfg.DATASET.CROP_PCT,

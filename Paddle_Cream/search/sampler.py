@@ -112,7 +112,8 @@ class UniformFlopsSampler(_BudgetedSampler):
     """The SPOS baseline's FLOPs-uniform sampler: each call picks one of ``num_bins`` equal FLOPs
     bins inside the budget uniformly, then draws uniform paths until one falls in that bin; after
     ``max_misses`` misses it takes the next path within the whole budget (``RuntimeError`` if none
-    appears in ``max_tries`` further draws)."""
+    appears in ``max_tries`` further draws). The official code then took any path, even one
+    outside the budget; here the budget always holds, as the issue asks (re-draw outside it)."""
 
     def __init__(self, sta_num: Sequence[int], flops_fn: FlopsFn, flops_minimum: float, flops_maximum: float,
                  num_bins: int = 7, max_misses: int = 500, seed: int = 0, max_tries: int = 1000):
