@@ -2,7 +2,7 @@
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import paddle.nn as nn
 
@@ -26,15 +26,21 @@ class ModelInfo:
     paper: Dict[str, float] = field(default_factory=dict)   # paper_top1/top5 for published models
 
 
-def read_arch_file(path: str) -> List[List[int]]:
-    """The ``arch`` of a ``best_arch.json`` written by a search, validated."""
+def read_arch_file(path: str) -> Tuple[List[List[int]], Optional[int]]:
+    """``(arch, resolution)`` of a ``best_arch.json`` written by a search, validated; ``resolution``
+    (the input size its FLOPs were counted at) is None when the file has none."""
     if not os.path.isfile(path):
         raise UserError(f"NET.ARCH_FILE '{path}' not found")
     try:
         with open(path) as f:
-            arch = json.load(f)['arch']
-        return validate_path(arch)
-    except (ValueError, KeyError, TypeError) as e:
+            record = json.load(f)
+        arch = validate_path(record['arch'])
+        resolution = record.get('resolution')
+        if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int)
+                                       or resolution < 1):
+            raise ValueError(f'resolution must be a positive integer, got {resolution!r}')
+        return arch, resolution
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         reason = 'no "arch" entry' if isinstance(e, KeyError) else str(e)
         raise UserError(f"NET.ARCH_FILE '{path}' is not a valid architecture file: {reason}") from None
 
@@ -42,7 +48,8 @@ def read_arch_file(path: str) -> List[List[int]]:
 def build_model(cfg) -> (nn.Layer, ModelInfo):
     """``NET.SELECTION`` 14/43/114/287/481/604 for a published model, or -1 with
     ``NET.ARCH_FILE`` (a best_arch.json) or ``NET.INPUT_ARCH``; input size from
-    ``DATASET.IMAGE_SIZE`` when set, else the model's own."""
+    ``DATASET.IMAGE_SIZE`` when set, else the model's own (an arch file's search resolution,
+    224 for ``INPUT_ARCH``)."""
     net = cfg.NET
     kwargs = dict(num_classes=cfg.DATASET.NUM_CLASSES, drop_rate=net.DROPOUT_RATE,
                   drop_path_rate=net.DROP_PATH_RATE, global_pool=net.GP)
@@ -50,10 +57,13 @@ def build_model(cfg) -> (nn.Layer, ModelInfo):
     selection = int(net.SELECTION)
     if selection == -1:
         try:
-            path = read_arch_file(net.ARCH_FILE) if net.ARCH_FILE else validate_path(net.INPUT_ARCH)
+            if net.ARCH_FILE:
+                path, resolution = read_arch_file(net.ARCH_FILE)
+            else:
+                path, resolution = validate_path(net.INPUT_ARCH), None
         except ValueError as e:
             raise UserError(f'NET.INPUT_ARCH is not a valid architecture: {e}') from None
-        size = cfg.DATASET.IMAGE_SIZE or 224
+        size = cfg.DATASET.IMAGE_SIZE or resolution or 224
         model = ChildNet(path, input_size=size, **kwargs)
         return model, ModelInfo('ChildNet', path, size)
     if str(selection) not in table:

@@ -1,0 +1,43 @@
+"""``build_model`` for a searched architecture: the input size an arch file carries, and its validation."""
+import json
+
+import pytest
+
+from Paddle_Cream.config import load_config
+from Paddle_Cream.engine.errors import UserError
+from Paddle_Cream.engine.model_builder import build_model
+
+ARCH = [[0], [3], [3], [3, 1], [3], [3], [0]]
+
+
+def arch_file(tmp_path, **extra):
+    path = tmp_path / 'best_arch.json'
+    path.write_text(json.dumps(dict(arch=ARCH, flops=50.0, **extra)))
+    return str(path)
+
+
+def info_for(*overrides):
+    cfg = load_config('configs/retrain/retrain.yaml', [str(o) for o in overrides])
+    return build_model(cfg)[1]
+
+
+@pytest.mark.parametrize('extra, image_size, expected', [
+    (dict(resolution=160), 0, 160),   # the search's resolution, where its FLOPs were counted
+    (dict(resolution=160), 96, 96),   # DATASET.IMAGE_SIZE wins when set
+    ({}, 0, 224),                     # a file without one: 224
+])
+def test_arch_file_input_size(tmp_path, extra, image_size, expected):
+    info = info_for('NET.SELECTION', -1, 'NET.ARCH_FILE', arch_file(tmp_path, **extra),
+                    'DATASET.IMAGE_SIZE', image_size)
+    assert (info.name, info.path, info.input_size) == ('ChildNet', ARCH, expected)
+
+
+def test_input_arch_defaults_to_224():
+    info = info_for('NET.SELECTION', -1, 'NET.INPUT_ARCH', json.dumps(ARCH).replace(' ', ''))
+    assert (info.path, info.input_size) == (ARCH, 224)
+
+
+@pytest.mark.parametrize('resolution', ['224', 0, True, 1.5])
+def test_bad_resolution_is_refused(tmp_path, resolution):
+    with pytest.raises(UserError, match='not a valid architecture file: resolution must be a positive integer'):
+        info_for('NET.SELECTION', -1, 'NET.ARCH_FILE', arch_file(tmp_path, resolution=resolution))
