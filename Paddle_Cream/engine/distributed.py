@@ -13,7 +13,8 @@ import paddle
 import paddle.distributed as dist
 
 __all__ = ['launched_world_size', 'init_distributed', 'get_rank', 'get_world_size', 'is_main_process',
-           'all_reduce_sum', 'all_reduce_max', 'broadcast_array', 'broadcast_parameters', 'launch_command', 'gpu_count']
+           'all_reduce_sum', 'all_reduce_max', 'broadcast_array', 'broadcast_parameters', 'launch_command', 'gpu_count',
+           'data_parallel']
 
 
 def launched_world_size() -> int:
@@ -33,6 +34,21 @@ def init_distributed() -> int:
     if world > 1 and not dist.is_initialized():
         dist.init_parallel_env()
     return world
+
+
+def data_parallel(net: paddle.nn.Layer, world: int, sync_bn: bool = False,
+                  find_unused_parameters: bool = False) -> paddle.nn.Layer:
+    """What trains: ``net`` itself in one process; above one, ``paddle.DataParallel`` around it, with
+    every BatchNorm first turned into ``paddle.nn.SyncBatchNorm`` when ``sync_bn`` (GPUs only).
+
+    The conversion replaces ``net``'s BatchNorm sublayers in place and keeps their parameter and
+    statistics tensors, so optimizers, EMA and checkpoints built on ``net`` are unaffected.
+    """
+    if world <= 1:
+        return net
+    if sync_bn:
+        net = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    return paddle.DataParallel(net, find_unused_parameters=find_unused_parameters)
 
 
 def get_rank() -> int:

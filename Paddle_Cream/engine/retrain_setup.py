@@ -17,7 +17,7 @@ from .distributed import gpu_count
 from .errors import UserError
 from .model_builder import ModelInfo, build_model
 from .output import create_output_dir
-from .search_setup import check_data_folders
+from .search_setup import check_data_folders, check_training_keys
 from .train_state import check_compatible, find_resume_checkpoint
 
 __all__ = ['LAST_CHECKPOINT', 'EVAL_METRICS', 'Training', 'check_retrain_inputs', 'build_training',
@@ -66,6 +66,7 @@ def _check_resume(cfg) -> None:
 def check_retrain_inputs(cfg) -> ModelInfo:
     """Everything a user can get wrong, checked before any process or file is started."""
     _check_choices(cfg)
+    check_training_keys(cfg)
     if cfg.AMP and gpu_count() == 0:
         raise UserError('AMP needs a GPU (paddle.amp float16 auto_cast with a GradScaler) and this Paddle '
                         'sees none: set AMP False to train in float32 on CPU')
@@ -153,7 +154,7 @@ def resume_training(path: str, identity: Dict[str, Any], net: nn.Layer, training
     A checkpoint of another architecture or class count is refused naming the difference."""
     _check_checkpoint(path, identity)
     try:
-        start_epoch = resume_checkpoint(net, path, training.optimizer, log_info=False)
+        start_epoch = resume_checkpoint(net, path, training.optimizer, log_info=False, loss_scaler=training.scaler)
         if training.ema is not None:
             load_checkpoint(training.ema.module, path, use_ema=True)
     except CheckpointFileError as e:

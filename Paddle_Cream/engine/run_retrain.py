@@ -13,7 +13,7 @@ import Paddle_Cream  # noqa: F401  (registers the cream_* models)
 from pimm.data import DEFAULT_CROP_PCT, set_loader_epoch
 from pimm.utils import CheckpointSaver, format_complexity, model_complexity, update_summary
 
-from .distributed import all_reduce_sum, init_distributed, is_main_process
+from .distributed import all_reduce_sum, data_parallel, get_rank, init_distributed, is_main_process
 from .evaluate import evaluate
 from .model_builder import ModelInfo, build_model
 from .output import create_output_dir, setup_logging, write_json_atomic
@@ -191,7 +191,7 @@ def _prepare(cfg, resume: Optional[str]) -> _Run:
         f'{format_complexity(*model_complexity(net, info.input_size))}; {world} process(es)')
     train_loader, val_loader = train_loaders(cfg, info.input_size, world)
     training = build_training(cfg, net, len(train_loader))
-    model = paddle.DataParallel(net) if world > 1 else net
+    model = data_parallel(net, world, cfg.BATCHNORM.SYNC_BN)
     metric = ('ema_' if training.ema is not None else '') + EVAL_METRICS[cfg.EVAL_METRICS.lower()][0]
     return _Run(cfg, info, net, model, training, train_loader, val_loader, out_dir, log, main, metric)
 
@@ -209,7 +209,7 @@ def _resume(run: _Run, resume: Optional[str]) -> int:
         run.saver = CheckpointSaver(run.net, run.training.optimizer, args=args, model_ema=run.training.ema,
                                     checkpoint_dir=run.out_dir, recovery_dir=run.out_dir,
                                     decreasing=EVAL_METRICS[cfg.EVAL_METRICS.lower()][1],
-                                    max_history=cfg.CHECKPOINT_HIST)
+                                    max_history=cfg.CHECKPOINT_HIST, amp_scaler=run.training.scaler)
         rows = _previous_rows(resume, start_epoch, run.out_dir)
         _restore_saver(run.saver, rows, 'eval_' + run.metric, run.out_dir)
     if start_epoch > 0:
@@ -221,7 +221,8 @@ def _resume(run: _Run, resume: Optional[str]) -> int:
 def _run_epoch(run: _Run, epoch: int, num_updates: int) -> int:
     """Train one epoch, validate (and the EMA), step the schedule, write the epoch's files; returns updates."""
     cfg, training = run.cfg, run.training
-    seed_everything(epoch_seed(cfg.SEED, epoch))
+    # per rank, as timm does: the processes' dropout, drop-path and augmentation draws must differ
+    seed_everything(epoch_seed(cfg.SEED + get_rank(), epoch))
     set_loader_epoch(run.train_loader, epoch)
     off = cfg.AUGMENTATION.MIXUP_OFF_EPOCH
     if training.mixup is not None and off and epoch >= off:

@@ -17,7 +17,7 @@ from ..models.hypernet import HyperNet
 from ..search import MetaMatcher, PathSampler, PrioritizedBoard, UniformFlopsSampler, search_for_layer
 from ..search.flops_table import PathFlops
 from ..search.supernet_step import SearchSettings, SupernetStep
-from .distributed import init_distributed, is_main_process
+from .distributed import data_parallel, init_distributed, is_main_process
 from .evaluate import evaluate
 from .output import create_output_dir, retrain_command, setup_logging, write_json_atomic
 from .plots import plot_board, plot_curves
@@ -97,7 +97,7 @@ def run_train(cfg) -> Dict:
 
     hypernet = HyperNet(sta_num, cfg.DATASET.NUM_CLASSES, drop_rate=cfg.NET.DROPOUT_RATE,
                         drop_path_rate=cfg.NET.DROP_PATH_RATE, global_pool=cfg.NET.GP, resolution=image_size)
-    model = paddle.DataParallel(hypernet, find_unused_parameters=True) if world > 1 else hypernet
+    model = data_parallel(hypernet, world, cfg.BATCHNORM.SYNC_BN, find_unused_parameters=True)
     path_flops = PathFlops(hypernet, resolution)
     log(f'hypernetwork: layers per searched stage {sta_num}, search resolution {resolution}px, training at '
         f'{image_size}px, {count_params(hypernet) / 1e6:.2f}M params; FLOPs budget '

@@ -6,6 +6,7 @@ from pimm.data import DatasetError, ImageDataset, create_loader
 
 from ..search import search_for_layer
 from .demo_data import prepare_demo_data
+from .distributed import gpu_count
 from .errors import UserError
 from .train_state import check_compatible, find_resume_checkpoint, load_train_state
 
@@ -15,8 +16,23 @@ _CHOICES = {'SUPERNET.METHOD': ('cream', 'spos'), 'SUPERNET.PICK_METHOD': ('meta
             'SUPERNET.HOW_TO_PROB': ('even', 'pre_prob', 'teacher')}
 
 
+def check_training_keys(cfg) -> None:
+    """Keys of the official configs that search and retrain share but this port cannot honour as given."""
+    bn = cfg.BATCHNORM
+    if bn.SYNC_BN and cfg.NUM_GPU > 1 and gpu_count() == 0:
+        raise UserError('BATCHNORM.SYNC_BN needs GPUs (paddle.nn.SyncBatchNorm) and this Paddle sees none: '
+                        'set it False for CPU processes')
+    if bn.BN_TF or bn.BN_MOMENTUM != 0.1 or bn.BN_EPS != 1e-5:
+        raise UserError('BATCHNORM.BN_TF, BN_MOMENTUM and BN_EPS are not used (nor by the official code): the '
+                        'networks keep PyTorch\'s BatchNorm momentum 0.1 and eps 1e-5; remove them')
+    if cfg.RECOVERY_INTERVAL:
+        raise UserError(f'RECOVERY_INTERVAL {cfg.RECOVERY_INTERVAL}: mid-epoch recovery files are not supported; '
+                        'every epoch ends with an atomic checkpoint that AUTO_RESUME continues from')
+
+
 def check_train_inputs(cfg) -> None:
     """Everything a user can get wrong, checked before any process or file is started."""
+    check_training_keys(cfg)
     for key, valid in _CHOICES.items():
         if cfg.get(key) not in valid:
             raise UserError(f"{key} must be one of {', '.join(valid)}, got '{cfg.get(key)}'")

@@ -70,8 +70,9 @@ def load_checkpoint(model: nn.Layer, checkpoint_path: str, use_ema: bool = True,
 
 
 def resume_checkpoint(model: nn.Layer, checkpoint_path: str, optimizer: Optional[paddle.optimizer.Optimizer] = None,
-                      log_info: bool = True) -> Optional[int]:
-    """Restore model (and optimizer) from a training checkpoint; return the epoch to start from."""
+                      log_info: bool = True, loss_scaler: Any = None) -> Optional[int]:
+    """Restore model (and optimizer, and the AMP ``loss_scaler`` when the checkpoint has its state) from a
+    training checkpoint; return the epoch to start from."""
     checkpoint = load_paddle_file(checkpoint_path)
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get('state_dict'), dict):
         load_checkpoint(model, checkpoint_path, use_ema=False)
@@ -81,6 +82,8 @@ def resume_checkpoint(model: nn.Layer, checkpoint_path: str, optimizer: Optional
     model.set_state_dict(state_dict)
     if optimizer is not None and isinstance(checkpoint.get('optimizer'), dict):
         optimizer.set_state_dict(checkpoint['optimizer'])
+    if loss_scaler is not None and isinstance(checkpoint.get('amp_scaler'), dict) and checkpoint['amp_scaler']:
+        loss_scaler.load_state_dict(checkpoint['amp_scaler'])
     epoch = checkpoint.get('epoch')
     if log_info:
         _logger.info("resumed from '%s' (epoch %s)", os.fspath(checkpoint_path), epoch)

@@ -52,18 +52,20 @@ class CheckpointSaver:
     and ``recovery-<epoch>-<batch>.pdparams`` on request. Every file appears atomically (temp + rename).
 
     A checkpoint holds ``epoch``, ``arch``, ``state_dict``, ``optimizer``, ``version`` (2: resume at
-    epoch + 1), ``metric``, ``state_dict_ema`` (with ``model_ema``) and ``args`` as a plain dict; it loads
-    with ``pimm.models.load_checkpoint`` / ``resume_checkpoint``.
+    epoch + 1), ``metric``, ``state_dict_ema`` (with ``model_ema``), ``amp_scaler`` (the AMP loss scaler's
+    state, with ``amp_scaler``) and ``args`` as a plain dict; it loads with ``pimm.models.load_checkpoint`` /
+    ``resume_checkpoint``.
     """
     extension = '.pdparams'
 
     def __init__(self, model: nn.Layer, optimizer: paddle.optimizer.Optimizer, args: Any = None,
                  model_ema: Any = None, checkpoint_prefix: str = 'checkpoint', recovery_prefix: str = 'recovery',
                  checkpoint_dir: str = '', recovery_dir: str = '', decreasing: bool = False,
-                 max_history: int = 10) -> None:
+                 max_history: int = 10, amp_scaler: Any = None) -> None:
         if max_history < 1:
             raise ValueError(f'max_history must be >= 1, got {max_history}')
         self.model, self.optimizer, self.args, self.model_ema = model, optimizer, args, model_ema
+        self.amp_scaler = amp_scaler
         self.checkpoint_files: List[Tuple[str, Optional[float]]] = []  # best first, unranked (no metric) last
         self.best_epoch: Optional[int] = None
         self.best_metric: Optional[float] = None
@@ -90,6 +92,8 @@ class CheckpointSaver:
         if self.model_ema is not None:
             ema = getattr(self.model_ema, 'module', self.model_ema)
             state['state_dict_ema'] = unwrap_model(ema).state_dict()
+        if self.amp_scaler is not None:
+            state['amp_scaler'] = self.amp_scaler.state_dict()
         if metric is not None:
             state['metric'] = metric
         save_paddle_file(state, path)

@@ -130,6 +130,9 @@ BAD_INPUTS = [
     (['OPT', 'lamb'], ['OPT must be one of', 'rmsproptf']),
     (['DATASET.DEMO', "''", 'DATA_DIR', '/nonexistent/imagenet'], ['/nonexistent/imagenet/train']),
     (['NET.ARCH_FILE', '{other}', 'RESUME_PATH', '{last}'], ['arch=', '[1]', 'resume only with']),
+    (['BATCHNORM.SYNC_BN', 'True', 'NUM_GPU', '2'], ['SYNC_BN needs GPUs']),
+    (['BATCHNORM.BN_TF', 'True'], ['BN_TF, BN_MOMENTUM and BN_EPS are not used']),
+    (['RECOVERY_INTERVAL', '100'], ['RECOVERY_INTERVAL 100', 'AUTO_RESUME']),
 ]
 
 

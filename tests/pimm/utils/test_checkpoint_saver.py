@@ -92,6 +92,35 @@ def test_contents_load_and_resume(tmp_path):
         np.testing.assert_allclose(restored.state_dict()[k].numpy(), v.numpy(), rtol=1e-6, atol=1e-7)
 
 
+class _LossScaler:
+    """Stands in for an enabled ``paddle.amp.GradScaler`` (on CPU Paddle disables it: its state is {})."""
+
+    def __init__(self, scale):
+        self.state = {'scale': np.array([scale], dtype=np.float32), 'incr_count': 7, 'decr_count': 0}
+
+    def state_dict(self):
+        return self.state
+
+    def load_state_dict(self, state):
+        self.state = state
+
+
+def test_amp_scaler_state_is_saved_and_resumed(tmp_path):
+    """timm keeps the loss scale across a resume; restarting it at the initial value would re-run the
+    overflow search (skipped steps) after every resume."""
+    model = _net()
+    saver = CheckpointSaver(model, create_optimizer(model, 'sgd', lr=0.1), checkpoint_dir=str(tmp_path),
+                            amp_scaler=_LossScaler(32768.))
+    saver.save_checkpoint(0, metric=1.)
+    restored = _LossScaler(1024.)
+    assert resume_checkpoint(_net(), str(tmp_path / 'last.pdparams'), loss_scaler=restored) == 1
+    assert restored.state['scale'].tolist() == [32768.] and restored.state['incr_count'] == 7
+    disabled = paddle.amp.GradScaler(init_loss_scaling=1024)  # CPU: disabled, state {} is saved and skipped
+    CheckpointSaver(model, create_optimizer(model, 'sgd', lr=0.1), checkpoint_dir=str(tmp_path / 'cpu'),
+                    amp_scaler=disabled).save_checkpoint(0, metric=1.)
+    assert resume_checkpoint(_net(), str(tmp_path / 'cpu' / 'last.pdparams'), loss_scaler=disabled) == 1
+
+
 def test_recovery_files(tmp_path):
     _, _, saver = _saver(tmp_path)
     saver.save_recovery(0, batch_idx=10)
