@@ -107,6 +107,36 @@ def time_models_only(name, batch_size, inference, repeats=5):
     return out
 
 
+def time_image_steps(folder: str, name: str, count: int = 200) -> dict:
+    """Milliseconds per image on one core for each step of both sides' evaluation transform."""
+    import timm.data
+    from PIL import Image as PILImage
+    from pimm.data import ImageDataset, create_transform
+    from pimm.data.image_io import load_rgb
+    from timm_reference import published_table
+    size = published_table()[name]['input_size']
+    paths = [p for p, _ in ImageDataset(folder).samples[:count]]
+    out = {}
+
+    def timed(label, fn, items):
+        start = time.time()
+        for item in items:  # results dropped, as in a loader worker: no side pays for holding them
+            fn(item)
+        out[label] = 1e3 * (time.time() - start) / len(items)
+        return [fn(item) for item in items]  # untimed: the next step's input
+
+    ours = create_transform(size, is_training=False, crop_pct=0.875, interpolation='bicubic')
+    reference = timm.data.create_transform(size, is_training=False, interpolation='bicubic', crop_pct=0.875)
+    for _ in range(2):  # the first pass warms up (allocator, decoder); the second is reported
+        images = timed('ours: decode', load_rgb, paths)
+        for step in ours.steps:
+            images = timed(f'ours: {type(step).__name__}', step, images)
+        images = timed('timm: decode', lambda p: PILImage.open(p).convert('RGB'), paths)
+        for step in reference.transforms:
+            images = timed(f'timm: {type(step).__name__}', step, images)
+    return out
+
+
 def measure_in_subprocess(side: str, folder: str, args) -> float:
     """Images/s of one whole evaluation by ``side`` (timm | ours | fast), in a fresh process."""
     cmd = [sys.executable, os.path.abspath(__file__), '--measure', side, '--folder', folder, '--model', args.model,
@@ -162,6 +192,10 @@ def main():
     print('| whole evaluation | images/s | vs timm |\n|---|---|---|')
     for side in sides:
         print(f"| {labels[side]} | {rate[side]:.1f} | {rate[side] / rate['timm']:.2f}x |")
+    steps = time_image_steps(folder, args.model)
+    print('\n| per image, one core | ms |\n|---|---|')
+    for label, ms in steps.items():
+        print(f'| {label} | {ms:.2f} |')
     models = time_models_only(args.model, args.batch_size, args.inference)
     print('\n| model only (fixed batch) | images/s | vs PyTorch |\n|---|---|---|')
     for label, speed in models.items():
