@@ -101,7 +101,8 @@ def main():
     net, x, y, board, matcher, n = b['net'], b['x'], b['y'], b['board'], b['matcher'], args.slice
     cream, plain = b['cream'], b['plain']
     select = matcher.select_teacher = Timed(matcher.select_teacher)
-    teacher_probs = paddle.nn.functional.softmax(net(x[:n], board.best().path), -1).detach()
+    teacher = board.best()
+    teacher_probs = paddle.nn.functional.softmax(net(x[:n], teacher.path), -1).detach()
     it = [0]
 
     def run_a():
@@ -112,7 +113,8 @@ def main():
 
     def run_c():
         path, _ = b['sampler'].sample()
-        matcher.meta_step(net, path, teacher_probs, x[:n], x[n:2 * n], y[n:2 * n], student_lr=0.05, meta_lr=1e-4)
+        matcher.meta_step(net, path, teacher, teacher_probs, x[:n], x[n:2 * n], y[n:2 * n], student_lr=0.05,
+                          meta_lr=1e-4)
 
     def run_t():  # the teacher forward alone: a board path, no gradient
         with paddle.no_grad():

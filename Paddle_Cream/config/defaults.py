@@ -107,7 +107,6 @@ DEFAULTS = {
         'META_STA_EPOCH': 20,
         'HOW_TO_PROB': 'pre_prob',
         'PRE_PROB': [0.05, 0.2, 0.05, 0.5, 0.05, 0.15],
-        'VAL_PATHS': 1,           # random paths validated after each epoch
     },
     'EVOLVE': {                   # tools/main.py evolve: SPOS evolutionary search on a search checkpoint
         'POPULATION': 50,         # candidates of the first generation (random paths within the limit)

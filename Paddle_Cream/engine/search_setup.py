@@ -4,7 +4,9 @@ from typing import Dict, List, Tuple
 
 from pimm.data import DatasetError, ImageDataset, create_loader
 
+from ..models.hypernet import HyperNet
 from ..search import search_for_layer
+from ..search.flops_table import PathFlops
 from .demo_data import prepare_demo_data
 from .distributed import gpu_count
 from .errors import UserError
@@ -37,10 +39,12 @@ def check_train_inputs(cfg) -> None:
         if cfg.get(key) not in valid:
             raise UserError(f"{key} must be one of {', '.join(valid)}, got '{cfg.get(key)}'")
     s = cfg.SUPERNET
-    try:
-        search_for_layer(s.FLOPS_MINIMUM, s.FLOPS_MAXIMUM)
-    except ValueError as e:
-        raise UserError(f'SUPERNET.FLOPS_MINIMUM/FLOPS_MAXIMUM: {e}') from None
+    for key in ('RESUNIT', 'DIL_CONV'):
+        if getattr(s, key):
+            raise UserError(f'SUPERNET.{key} True: only the paper\'s search space is implemented; set it False')
+    if not s.UPDATE_2ND:
+        raise UserError('SUPERNET.UPDATE_2ND False: the meta-matching update is always second order; set it True')
+    _check_budget(cfg)
     if s.SLICE < 1 or s.POOL_SIZE < 1 or s.UPDATE_ITER < 1:
         raise UserError('SUPERNET.SLICE, POOL_SIZE and UPDATE_ITER must be at least 1')
     if cfg.DATASET.BATCH_SIZE < 2 * s.SLICE:
@@ -49,6 +53,22 @@ def check_train_inputs(cfg) -> None:
     check_data_folders(cfg)
     if cfg.RESUME_PATH and not os.path.isfile(cfg.RESUME_PATH):
         raise UserError(f"RESUME_PATH '{cfg.RESUME_PATH}' not found")
+
+
+def _check_budget(cfg) -> None:
+    """The budget must give a hypernetwork (SPEC 4) holding at least one path within it: the
+    official procedure lowers the resolution with scaled bounds, which can leave none."""
+    s = cfg.SUPERNET
+    try:
+        sta_num, resolution = search_for_layer(s.FLOPS_MINIMUM, s.FLOPS_MAXIMUM)
+    except ValueError as e:
+        raise UserError(f'SUPERNET.FLOPS_MINIMUM/FLOPS_MAXIMUM: {e}') from None
+    hypernet = HyperNet(sta_num, cfg.DATASET.NUM_CLASSES, resolution=resolution)
+    low, high = PathFlops(hypernet, resolution).bounds()
+    if low > s.FLOPS_MAXIMUM or high < s.FLOPS_MINIMUM:
+        raise UserError(f'SUPERNET.FLOPS_MINIMUM/FLOPS_MAXIMUM [{s.FLOPS_MINIMUM}, {s.FLOPS_MAXIMUM}]: the '
+                        f'hypernetwork for it ({sta_num} at {resolution}px) has paths of {low:.1f} to {high:.1f} '
+                        f'MFLOPs, none within the budget')
 
 
 def check_data_folders(cfg) -> None:

@@ -38,6 +38,14 @@ class PathFlops:
             hypernet.train()
         self.fixed_flops = fixed[0]
 
+    def bounds(self) -> Tuple[float, float]:
+        """MFLOPs of the cheapest and of the most expensive path."""
+        per_layer: Dict[Tuple[int, int], list] = {}
+        for (stage, layer, _), value in self.layer_flops.items():
+            per_layer.setdefault((stage, layer), []).append(value)
+        return (self.fixed_flops + sum(min(v) for v in per_layer.values()),
+                self.fixed_flops + sum(max(v) for v in per_layer.values()))
+
     def flops(self, path: Sequence[Sequence[int]]) -> float:
         """MFLOPs (conv + linear MACs / 1e6) of ``path`` at this resolution."""
         return self.fixed_flops + sum(self.layer_flops[(s, l, c)] for s in range(1, len(path) - 1)

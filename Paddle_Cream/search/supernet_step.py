@@ -68,7 +68,7 @@ class SupernetStep:
             return None
         entry, _ = self.matcher.select_teacher(self.hypernet, path, self.board, 'meta')
         teacher_probs = self._soft_labels(x[:n], entry.path)
-        info = self.matcher.meta_step(self.hypernet, path, teacher_probs, x[:n], x[n:2 * n], y[n:2 * n],
+        info = self.matcher.meta_step(self.hypernet, path, entry, teacher_probs, x[:n], x[n:2 * n], y[n:2 * n],
                                       student_lr=lr, meta_lr=self.s.meta_lr)
         broadcast_parameters(self.matcher.parameters())   # one meta layer on every rank
         return info

@@ -95,6 +95,8 @@ def test_two_processes_hold_identical_boards(digits, tmp_path):
     (['SUPERNET.HOW_TO_PROB', 'uniform'], ['HOW_TO_PROB', 'pre_prob']),
     (['DATASET.DEMO', "''", 'DATA_DIR', '/nonexistent/imagenet'], ['/nonexistent/imagenet/train']),
     (['BATCHNORM.SYNC_BN', True, 'NUM_GPU', 2], ['SYNC_BN needs GPUs']),
+    (['SUPERNET.FLOPS_MINIMUM', 0, 'SUPERNET.FLOPS_MAXIMUM', 5], ['[0, 5]', '6.6 to', 'none within the budget']),
+    (['SUPERNET.RESUNIT', True], ['SUPERNET.RESUNIT', 'search space']),
     (['BATCHNORM.BN_EPS', 0.001], ['BN_EPS are not used']),
 ])
 def test_bad_input_is_one_line(digits, tmp_path, extra, words):

@@ -56,6 +56,14 @@ def test_path_flops_equal_child_macs(hypernet):
         assert table.flops(path) == pytest.approx(macs / 1e6, rel=1e-9)
 
 
+def test_path_flops_bounds_are_the_cheapest_and_dearest_paths():
+    import itertools
+    small = HyperNet([1, 1, 1, 1, 1], num_classes=7, resolution=96)
+    table = PathFlops(small, 96)
+    every = [table.flops([[0]] + [[c] for c in choices] + [[0]]) for choices in itertools.product(range(6), repeat=5)]
+    assert table.bounds() == pytest.approx((min(every), max(every)), rel=1e-12)
+
+
 def test_path_parameters_are_exactly_the_childs(hypernet):
     path = random_path(np.random.RandomState(3))
     child = hypernet.extract_child(path)

@@ -7,8 +7,8 @@ import paddle.nn.functional as F
 import pytest
 
 from Paddle_Cream.models.hypernet import HyperNet
-from Paddle_Cream.search.board import PrioritizedBoard
-from Paddle_Cream.search.meta_matching import MetaMatcher
+from Paddle_Cream.search.board import BoardEntry, PrioritizedBoard
+from Paddle_Cream.search.meta_matching import MetaMatcher, per_slice_batch_stats
 
 NUM_CLASSES, SLICE, RES = 3, 2, 32
 PATH = [[0], [1], [2], [3], [4], [5], [0]]
@@ -33,21 +33,26 @@ def _net_and_matcher(seed=0, meta_weight_scale=2.0):
 
 
 def _batch(seed=1):
+    """(the chosen board entry, the teacher's probabilities on x_train, x_train, x_val, y_val)."""
     rng = np.random.RandomState(seed)
     dtype = paddle.get_default_dtype()
+    entry = BoardEntry(50., 10., [[0], [3], [3], [3], [3], [3], [0]], rng.randn(SLICE, 3, RES, RES).astype(dtype),
+                       rng.dirichlet(np.ones(NUM_CLASSES), size=SLICE).astype(dtype))
     teacher = rng.dirichlet(np.ones(NUM_CLASSES), size=SLICE)
     x_train = paddle.to_tensor(rng.randn(SLICE, 3, RES, RES), dtype=dtype)
     x_val = paddle.to_tensor(rng.randn(SLICE, 3, RES, RES), dtype=dtype)
     y_val = paddle.to_tensor(rng.randint(NUM_CLASSES, size=SLICE), dtype='int64')
-    return paddle.to_tensor(teacher, dtype=dtype), x_train, x_val, y_val
+    return entry, paddle.to_tensor(teacher, dtype=dtype), x_train, x_val, y_val
 
 
-def _objective(net, matcher, teacher, x_train, x_val, y_val, lr, clip):
-    """J(phi) = CE_val(theta - lr * clip(grad_theta [m * KD])), written independently of the module."""
+def _objective(net, matcher, entry, teacher, x_train, x_val, y_val, lr, clip):
+    """J(phi) = CE_val(theta - lr * clip(grad_theta [m * KD])), m the entry's matching score on its
+    stored slice (SPEC 5.3/5.6), written independently of the module."""
     params = net.path_parameters(PATH)
     theta = [p.detach().clone() for p in params]
     logits = net(x_train, PATH)
-    diff = (F.softmax(logits, axis=-1) - teacher).reshape([1, -1])
+    entry_probs = F.softmax(net(paddle.to_tensor(entry.inputs), PATH), axis=-1)
+    diff = (entry_probs - paddle.to_tensor(entry.soft_labels)).reshape([1, -1])
     m = F.sigmoid(-matcher.meta_layer(diff)).sum()
     kd = (-teacher * F.log_softmax(logits, axis=-1)).sum(-1).mean()
     grads = paddle.grad(m * kd, params)
@@ -139,16 +144,43 @@ def _board(soft_label_sums=(1., 0.2, 3.), top1s=(50., 40., 30.), seed=2):
     return board
 
 
-def test_batched_scores_equal_per_entry_scores():
+@pytest.mark.parametrize('train', [False, True])
+def test_batched_scores_equal_per_entry_scores(float64, train):
+    """One batched forward scores each entry as its own forward would (SPEC 5.4): in train mode
+    BatchNorm normalises every stored slice with that slice's statistics, not the whole board's.
+    float64: with 2-image slices, float32 BN statistics differ in the 3rd digit between kernels."""
     net, matcher = _net_and_matcher()
-    net.eval()
+    net.train() if train else net.eval()
     board = _board()
     with paddle.no_grad():
         batched = matcher.scores(net, PATH, board).numpy()
-        single = [matcher.meta_layer((F.softmax(net(paddle.to_tensor(e.inputs), PATH), -1)
-                                      - paddle.to_tensor(e.soft_labels)).reshape([1, -1])).item()
+        single = [matcher.meta_layer((F.softmax(net(paddle.to_tensor(e.inputs, 'float64'), PATH), -1)
+                                      - paddle.to_tensor(e.soft_labels, 'float64')).reshape([1, -1])).item()
                   for e in board.entries]
-    np.testing.assert_allclose(batched, single, rtol=1e-5, atol=1e-6)
+        stacked = paddle.to_tensor(np.concatenate([e.inputs for e in board.entries]), 'float64')
+        whole_board = F.softmax(net(stacked, PATH), -1)
+    np.testing.assert_allclose(batched, single, rtol=1e-6, atol=1e-8)
+    labels = paddle.to_tensor(np.concatenate([e.soft_labels for e in board.entries]), 'float64')
+    mixed = matcher.meta_layer((whole_board - labels).reshape([len(board), -1])).numpy().ravel()
+    assert np.allclose(mixed, single, rtol=1e-6, atol=1e-6) == (not train)  # plain BN would mix the slices
+
+
+def test_per_slice_batch_stats_is_batch_norm_per_slice():
+    paddle.seed(0)
+    bn = paddle.nn.BatchNorm2D(5)
+    bn.weight.set_value(paddle.rand([5]) + 0.5)
+    bn.bias.set_value(paddle.rand([5]))
+    x = paddle.randn([6, 5, 3, 4]) * 3 + 1
+    with per_slice_batch_stats(bn, 2):
+        grouped = bn(x).numpy()
+    running = bn._mean.numpy().copy()
+    alone = np.concatenate([bn(x[i:i + 2]).numpy() for i in range(0, 6, 2)])
+    np.testing.assert_allclose(grouped, alone, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(running, np.zeros(5, 'float32'))  # inside: running stats untouched
+    assert 'forward' not in vars(bn)
+    with pytest.raises(ValueError, match='slices of 4'):
+        with per_slice_batch_stats(bn, 4):
+            bn(x)
 
 
 def test_select_teacher_top1_and_meta():
