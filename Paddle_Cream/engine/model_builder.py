@@ -7,7 +7,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import paddle.nn as nn
 
 from pimm.models import check_state_dict, load_state_dict
-from pimm.utils import CheckpointFileError
+from pimm.utils import CheckpointFileError, load_paddle_file
 
 from ..models import ChildNet, create_cream, published_models, validate_path
 from .errors import UserError
@@ -31,18 +31,23 @@ def read_arch_file(path: str) -> Tuple[List[List[int]], Optional[int]]:
     (the input size its FLOPs were counted at) is None when the file has none."""
     if not os.path.isfile(path):
         raise UserError(f"NET.ARCH_FILE '{path}' not found")
+    bad = f"NET.ARCH_FILE '{path}' is not a valid architecture file"
+    expected = 'expected the best_arch.json that train or evolve writes'
     try:
         with open(path) as f:
             record = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f'{bad}: not JSON ({e}); {expected}') from None
+    if not isinstance(record, dict) or 'arch' not in record:
+        raise UserError(f'{bad}: no "arch" entry; {expected}')
+    try:
         arch = validate_path(record['arch'])
-        resolution = record.get('resolution')
-        if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int)
-                                       or resolution < 1):
-            raise ValueError(f'resolution must be a positive integer, got {resolution!r}')
-        return arch, resolution
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        reason = 'no "arch" entry' if isinstance(e, KeyError) else str(e)
-        raise UserError(f"NET.ARCH_FILE '{path}' is not a valid architecture file: {reason}") from None
+    except (ValueError, TypeError) as e:
+        raise UserError(f'{bad}: {e}') from None
+    resolution = record.get('resolution')
+    if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1):
+        raise UserError(f'{bad}: resolution must be a positive integer, got {resolution!r}')
+    return arch, resolution
 
 
 def build_model(cfg) -> (nn.Layer, ModelInfo):
@@ -76,6 +81,18 @@ def build_model(cfg) -> (nn.Layer, ModelInfo):
     return model, ModelInfo(f'Cream-{selection}', info['arch'], size, paper)
 
 
+def _trained_arch_hint(path: str) -> str:
+    """For a retrain checkpoint that does not fit: how to build the network it holds."""
+    try:
+        args = load_paddle_file(path).get('args') or {}
+        arch = validate_path(args['arch'])
+    except Exception:  # not a retrain checkpoint, or no readable architecture in it: no hint
+        return ''
+    arch_file = os.path.join(os.path.dirname(os.path.abspath(path)), 'arch.json')
+    how = f'NET.ARCH_FILE {arch_file}' if os.path.isfile(arch_file) else f"NET.INPUT_ARCH '{arch}'"
+    return f'; it holds the network {arch}: NET.SELECTION -1 {how} builds it'
+
+
 def load_weights(model: nn.Layer, path: str, use_ema: bool = True,
                  log: Optional[Callable[[str], None]] = None) -> None:
     """Load ``path`` into ``model``: an official ``.pth.tar`` converted in memory (torch not
@@ -94,7 +111,7 @@ def load_weights(model: nn.Layer, path: str, use_ema: bool = True,
     except (CheckpointError, CheckpointFileError, ConversionError) as e:
         raise UserError(str(e)) from None
     except KeyError as e:
-        raise UserError(f'{path}: {e.args[0]}') from None
+        raise UserError(f'{path}: {e.args[0]}{_trained_arch_hint(path)}') from None
     model.set_state_dict(state)
     if log:
         log(f'loaded weights from {path}')

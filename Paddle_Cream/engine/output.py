@@ -7,7 +7,9 @@ import tempfile
 import time
 from typing import Any, Optional
 
-__all__ = ['create_output_dir', 'setup_logging', 'write_json_atomic', 'retrain_command']
+from .errors import UserError
+
+__all__ = ['create_output_dir', 'refuse_existing_run', 'setup_logging', 'write_json_atomic', 'retrain_command']
 
 
 def create_output_dir(save_path: str, model: str, config_dump: str, mode: str, write: bool = True) -> str:
@@ -18,6 +20,15 @@ def create_output_dir(save_path: str, model: str, config_dump: str, mode: str, w
         with open(os.path.join(out_dir, f'{mode}_config.yaml'), 'w') as f:
             f.write(config_dump)
     return out_dir
+
+
+def refuse_existing_run(save_path: str, model: str, mode: str, marker: str, resumable: bool = False) -> None:
+    """A new run must not overwrite another's results: ``UserError`` when today's
+    ``SAVE_PATH/<MMDD>-<MODEL>/`` already holds ``marker`` (the file a finished ``mode`` run leaves)."""
+    run_dir = create_output_dir(save_path, model, '', mode, write=False)
+    if os.path.isfile(os.path.join(run_dir, marker)):
+        hint = 'AUTO_RESUME True continues it, ' if resumable else ''
+        raise UserError(f"'{run_dir}' already holds a {mode} run: {hint}another MODEL or SAVE_PATH starts a new one")
 
 
 def setup_logging(log_file: Optional[str], is_main: bool = True, name: str = 'cream') -> logging.Logger:
@@ -53,6 +64,7 @@ def write_json_atomic(obj: Any, path: str) -> None:
 
 def retrain_command(cfg, arch_file: str) -> str:
     """The ``tools/main.py retrain`` line for a search's ``best_arch.json``: the demo's CPU recipe after a
-    demo search, the paper's otherwise."""
+    demo search, the paper's otherwise; its own MODEL, so it never meets another retrain's folder."""
     config = 'configs/demo/retrain.yaml' if cfg.DATASET.DEMO else 'configs/retrain/retrain.yaml'
-    return f'python tools/main.py retrain {config} NET.SELECTION -1 NET.ARCH_FILE {arch_file} DATA_DIR {cfg.DATA_DIR}'
+    return (f'python tools/main.py retrain {config} NET.SELECTION -1 NET.ARCH_FILE {arch_file} '
+            f'DATA_DIR {cfg.DATA_DIR} MODEL {cfg.MODEL}_retrain')

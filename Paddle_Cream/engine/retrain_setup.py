@@ -16,7 +16,7 @@ from pimm.utils import CheckpointFileError, ModelEma, load_paddle_file
 from .distributed import gpu_count
 from .errors import UserError
 from .model_builder import ModelInfo, build_model
-from .output import create_output_dir
+from .output import refuse_existing_run
 from .search_setup import check_data_folders, check_training_keys
 from .train_state import check_compatible, find_resume_checkpoint
 
@@ -57,10 +57,8 @@ def _check_augmentation(cfg) -> None:
 def _check_resume(cfg) -> None:
     if cfg.RESUME_PATH and not os.path.isfile(cfg.RESUME_PATH):
         raise UserError(f"RESUME_PATH '{cfg.RESUME_PATH}' not found")
-    run_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, '', 'retrain', write=False)
-    if not (cfg.RESUME_PATH or cfg.AUTO_RESUME) and os.path.isfile(os.path.join(run_dir, LAST_CHECKPOINT)):
-        raise UserError(f"'{run_dir}' already holds a retrain run: AUTO_RESUME True continues it, another "
-                        f"MODEL or SAVE_PATH starts a new one")
+    if not (cfg.RESUME_PATH or cfg.AUTO_RESUME):
+        refuse_existing_run(cfg.SAVE_PATH, cfg.MODEL, 'retrain', LAST_CHECKPOINT, resumable=True)
 
 
 def check_retrain_inputs(cfg) -> ModelInfo:

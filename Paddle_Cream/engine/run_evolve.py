@@ -11,7 +11,7 @@ from typing import Dict
 
 from ..search.evolution import EvolutionSearch
 from ..search.flops_table import PathFlops
-from .output import create_output_dir, retrain_command, setup_logging, write_json_atomic
+from .output import create_output_dir, refuse_existing_run, retrain_command, setup_logging, write_json_atomic
 from .plots import plot_evolution
 from .path_eval import PathEvaluator, check_path_eval_inputs, fixed_loaders, flops_limit, load_search_checkpoint
 from .seeding import seed_everything
@@ -29,6 +29,7 @@ def check_evolve_inputs(cfg) -> None:
     if not 0. <= e.MUTATION_PROB <= 1.:
         raise UserError(f'EVOLVE.MUTATION_PROB must be in [0, 1], got {e.MUTATION_PROB}')
     check_path_eval_inputs(cfg, 'evolve')
+    refuse_existing_run(cfg.SAVE_PATH, cfg.MODEL, 'evolve', 'best_arch.json')
 
 
 def run_evolve(cfg) -> Dict:

@@ -23,7 +23,7 @@ from ..search.rank_correlation import kendall_tau, spearman_rho
 from ..search.sampler import PathSampler
 from .errors import UserError
 from .evaluate import evaluate
-from .output import create_output_dir, setup_logging, write_json_atomic
+from .output import create_output_dir, refuse_existing_run, setup_logging, write_json_atomic
 from .path_eval import PathEvaluator, check_path_eval_inputs, fixed_loaders, flops_limit, load_search_checkpoint
 from .plots import plot_xy
 from .retrain_setup import build_training, optional_number
@@ -49,6 +49,7 @@ def check_rank_inputs(cfg) -> None:
     if cfg.AMP:
         raise UserError('rank retrains in float32: set AMP False')
     check_path_eval_inputs(cfg, 'rank')
+    refuse_existing_run(cfg.SAVE_PATH, cfg.MODEL, 'rank', 'rank.json')
 
 
 def _retrain(cfg, path, image_size: int, num_classes: int, epochs: int, train_loader, val_loader, log) -> float:

@@ -24,7 +24,7 @@ from .plots import plot_board, plot_curves
 from .search_setup import build_optimization, check_train_inputs, resume_if_asked, train_loaders
 from .seeding import epoch_seed, seed_everything
 from .summary import write_summary
-from .train_state import save_train_state
+from .train_state import CHECKPOINT_NAME, save_train_state
 
 __all__ = ['run_train']
 
@@ -160,8 +160,13 @@ def _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matc
 def _finish(cfg, out_dir, hypernet, board, path_flops, val_loader, rows, resolution, main, log) -> Dict:
     """best_arch.json: the board's best path (Cream picks it directly from the prioritized paths)."""
     if board is None or len(board) == 0:
-        log(f'no board (SUPERNET.METHOD {cfg.SUPERNET.METHOD}, or META_STA_EPOCH {cfg.SUPERNET.META_STA_EPOCH} '
-            f'>= EPOCHS): run `tools/main.py evolve` on {out_dir} to choose an architecture')
+        why = ('SPOS keeps no board' if board is None else
+               f'the board stayed empty (it fills after META_STA_EPOCH {cfg.SUPERNET.META_STA_EPOCH}; EPOCHS '
+               f'{cfg.EPOCHS})')
+        config = 'configs/demo/evolve.yaml' if cfg.DATASET.DEMO else 'configs/evolve.yaml'
+        log(f'{why}: choose an architecture by evolutionary search: python tools/main.py evolve {config} '
+            f'RESUME_PATH {os.path.join(out_dir, CHECKPOINT_NAME)} DATA_DIR {cfg.DATA_DIR} '
+            f'EVOLVE.FLOPS_LIMIT {cfg.SUPERNET.FLOPS_MAXIMUM} MODEL {cfg.MODEL}_evolve')
         return {}
     best = board.best()
     val = _validate_path(hypernet, best.path, val_loader, main)

@@ -10,7 +10,8 @@ from ..search.flops_table import PathFlops
 from .demo_data import prepare_demo_data
 from .distributed import gpu_count
 from .errors import UserError
-from .train_state import check_compatible, find_resume_checkpoint, load_train_state
+from .output import refuse_existing_run
+from .train_state import CHECKPOINT_NAME, check_compatible, find_resume_checkpoint, load_train_state
 
 __all__ = ['check_train_inputs', 'check_data_folders', 'train_loaders', 'build_optimization', 'resume_if_asked']
 
@@ -53,6 +54,8 @@ def check_train_inputs(cfg) -> None:
     check_data_folders(cfg)
     if cfg.RESUME_PATH and not os.path.isfile(cfg.RESUME_PATH):
         raise UserError(f"RESUME_PATH '{cfg.RESUME_PATH}' not found")
+    if not (cfg.RESUME_PATH or cfg.AUTO_RESUME):
+        refuse_existing_run(cfg.SAVE_PATH, cfg.MODEL, 'search', CHECKPOINT_NAME, resumable=True)
 
 
 def _check_budget(cfg) -> None:

@@ -52,20 +52,21 @@ def preserved_bn_stats(model: nn.Layer) -> Iterator[None]:
 
 def _batch_norm_per_slice(layer: nn.Layer, slice_size: int):
     """A train-mode forward for ``layer`` (a BatchNorm2D) normalising each run of ``slice_size`` images
-    with that run's own (biased) batch statistics, as if it went through alone; running stats untouched."""
+    with that run's own (biased) batch statistics, as if it went through alone; running stats untouched.
+
+    The P slices are moved into the channel axis, ``[P*S, C, H, W] -> [S, P*C, H, W]``, so Paddle's
+    fused batch-norm kernel computes one statistic per (slice, channel) over (S, H, W)."""
     def forward(x: paddle.Tensor) -> paddle.Tensor:
         n, c, h, w = x.shape
         if n % slice_size:
             raise ValueError(f'{n} images do not split into slices of {slice_size}')
-        groups = x.reshape([n // slice_size, slice_size, c, h, w])
-        mean = groups.mean(axis=[1, 3, 4], keepdim=True)
-        var = (groups - mean).square().mean(axis=[1, 3, 4], keepdim=True)
-        out = (groups - mean) / paddle.sqrt(var + layer._epsilon)
-        if layer.weight is not None:
-            out = out * layer.weight.reshape([1, 1, c, 1, 1])
-        if layer.bias is not None:
-            out = out + layer.bias.reshape([1, 1, c, 1, 1])
-        return out.reshape([n, c, h, w])
+        p = n // slice_size
+        folded = x.reshape([p, slice_size, c, h, w]).transpose([1, 0, 2, 3, 4]).reshape([slice_size, p * c, h, w])
+        weight = None if layer.weight is None else layer.weight.tile([p])
+        bias = None if layer.bias is None else layer.bias.tile([p])
+        out = F.batch_norm(folded, paddle.zeros([p * c], x.dtype), paddle.ones([p * c], x.dtype), weight, bias,
+                           training=True, epsilon=layer._epsilon)
+        return out.reshape([slice_size, p, c, h, w]).transpose([1, 0, 2, 3, 4]).reshape([n, c, h, w])
     return forward
 
 

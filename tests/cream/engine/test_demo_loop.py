@@ -17,6 +17,14 @@ def main(*args):
     return proc
 
 
+def refused(*args):
+    """The one stderr line of a run that must fail."""
+    proc = run_main(args)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode != 0 and len(lines) == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    return lines[0]
+
+
 def one(pattern):
     found = glob.glob(pattern)
     assert len(found) == 1, (pattern, found)
@@ -36,12 +44,21 @@ def test_cream_search_retrain_test(digits, tmp_path):
     with open(arch_file) as f:
         assert results['arch'] == json.load(f)['arch']
     assert results['images'] == 20
+    # the retrained checkpoint tested without its architecture: the error says how to build it
+    line = refused('test', 'configs/demo/test.yaml', 'RESUME_PATH', best, 'DATA_DIR', digits,
+                   'SAVE_PATH', tmp_path / 'test2', 'WORKERS', 0)
+    assert 'NET.SELECTION -1 NET.ARCH_FILE' in line and 'arch.json' in line
 
 
 def test_spos_search_evolve_rank(digits, tmp_path):
-    main('train', 'configs/demo/train.yaml', 'DATA_DIR', digits, 'SAVE_PATH', tmp_path / 'search',
-         'SUPERNET.METHOD', 'spos', *SEARCH)
+    proc = main('train', 'configs/demo/train.yaml', 'DATA_DIR', digits, 'SAVE_PATH', tmp_path / 'search',
+                'SUPERNET.METHOD', 'spos', *SEARCH)
     ckpt = one(str(tmp_path / 'search' / '*' / 'checkpoint-last.pdparams'))
+    # the printed next step is a whole command
+    assert f'python tools/main.py evolve configs/demo/evolve.yaml RESUME_PATH {ckpt} DATA_DIR {digits}' in proc.stdout
+    line = refused('train', 'configs/demo/train.yaml', 'DATA_DIR', digits, 'SAVE_PATH', tmp_path / 'search',
+                   'SUPERNET.METHOD', 'spos', *SEARCH)
+    assert 'already holds a search run' in line  # never overwritten by a new run
     main('evolve', 'configs/demo/evolve.yaml', 'DATA_DIR', digits, 'SAVE_PATH', tmp_path / 'evolve',
          'RESUME_PATH', ckpt, 'SUPERNET.FLOPS_MINIMUM', 0, 'SUPERNET.FLOPS_MAXIMUM', 150,
          'EVOLVE.POPULATION', 4, 'EVOLVE.TOP_K', 2, 'EVOLVE.MUTATION_NUM', 2, 'EVOLVE.CROSSOVER_NUM', 2,
@@ -58,6 +75,9 @@ def test_spos_search_evolve_rank(digits, tmp_path):
     assert rank['checkpoint'] == os.path.abspath(ckpt)
     assert 'kendall_tau' in rank and 'spearman_rho' in rank
     assert os.path.exists(one(str(tmp_path / 'search' / '*-demo_rank' / 'rank.png')))
+    line = refused('rank', 'configs/demo/rank.yaml', 'DATA_DIR', digits, 'SAVE_PATH', tmp_path / 'search',
+                   'RESUME_PATH', ckpt, 'WORKERS', 0)
+    assert 'already holds a rank run' in line
 
 
 def test_retraining_a_searched_arch_on_the_demo_data_learns(tmp_path):

@@ -41,3 +41,16 @@ def test_input_arch_defaults_to_224():
 def test_bad_resolution_is_refused(tmp_path, resolution):
     with pytest.raises(UserError, match='not a valid architecture file: resolution must be a positive integer'):
         info_for('NET.SELECTION', -1, 'NET.ARCH_FILE', arch_file(tmp_path, resolution=resolution))
+
+
+@pytest.mark.parametrize('text, words', [
+    ('[{"top1": 50.0, "path": [[0]]}]', 'no "arch" entry; expected the best_arch.json'),   # a board.json
+    ('DATA_DIR: ./data\n', 'not JSON'),                                                  # a config
+    ('{"arch": [[0], [1]]}', 'list of 7 lists'),
+])
+def test_wrong_arch_file_says_what_it_should_be(tmp_path, text, words):
+    path = tmp_path / 'arch.json'
+    path.write_text(text)
+    with pytest.raises(UserError, match='is not a valid architecture file') as err:
+        info_for('NET.SELECTION', -1, 'NET.ARCH_FILE', path)
+    assert words in str(err.value) and '\n' not in str(err.value)
