@@ -14,8 +14,7 @@ from pimm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from pimm.utils import count_params
 
 from ..models.hypernet import HyperNet
-from ..search import MetaMatcher, PathSampler, PrioritizedBoard, UniformFlopsSampler, search_for_layer
-from ..search.flops_table import PathFlops
+from ..search import MetaMatcher, PathSampler, PrioritizedBoard, UniformFlopsSampler
 from ..search.supernet_step import SearchSettings, SupernetStep
 from .distributed import data_parallel, init_distributed, is_main_process
 from .evaluate import evaluate
@@ -85,11 +84,10 @@ def _train_epoch(step: SupernetStep, loader, epoch: int, iters_done: int, schedu
 
 def run_train(cfg) -> Dict:
     """Train the hypernetwork, keep the prioritized board, write best_arch.json."""
-    check_train_inputs(cfg)
+    sta_num, resolution, path_flops = check_train_inputs(cfg)
     world = init_distributed()
     main = is_main_process()
     s = cfg.SUPERNET
-    sta_num, resolution = search_for_layer(s.FLOPS_MINIMUM, s.FLOPS_MAXIMUM)
     image_size = cfg.DATASET.IMAGE_SIZE or resolution
     out_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, cfg.dump(), 'train', write=main)
     log = setup_logging(os.path.join(out_dir, 'train.log') if main else None, main).info
@@ -98,7 +96,6 @@ def run_train(cfg) -> Dict:
     hypernet = HyperNet(sta_num, cfg.DATASET.NUM_CLASSES, drop_rate=cfg.NET.DROPOUT_RATE,
                         drop_path_rate=cfg.NET.DROP_PATH_RATE, global_pool=cfg.NET.GP, resolution=image_size)
     model = data_parallel(hypernet, world, cfg.BATCHNORM.SYNC_BN, find_unused_parameters=True)
-    path_flops = PathFlops(hypernet, resolution)
     log(f'hypernetwork: layers per searched stage {sta_num}, search resolution {resolution}px, training at '
         f'{image_size}px, {count_params(hypernet) / 1e6:.2f}M params; FLOPs budget '
         f'[{s.FLOPS_MINIMUM}, {s.FLOPS_MAXIMUM}]M counted at {resolution}px; {s.METHOD} on {world} process(es)')

@@ -33,8 +33,9 @@ def check_training_keys(cfg) -> None:
                         'every epoch ends with an atomic checkpoint that AUTO_RESUME continues from')
 
 
-def check_train_inputs(cfg) -> None:
-    """Everything a user can get wrong, checked before any process or file is started."""
+def check_train_inputs(cfg) -> Tuple[List[int], int, PathFlops]:
+    """Everything a user can get wrong, checked before any process or file is started; returns the
+    search space the budget gives: ``(sta_num, search resolution, its measured PathFlops)``."""
     check_training_keys(cfg)
     for key, valid in _CHOICES.items():
         if cfg.get(key) not in valid:
@@ -45,7 +46,7 @@ def check_train_inputs(cfg) -> None:
             raise UserError(f'SUPERNET.{key} True: only the paper\'s search space is implemented; set it False')
     if not s.UPDATE_2ND:
         raise UserError('SUPERNET.UPDATE_2ND False: the meta-matching update is always second order; set it True')
-    _check_budget(cfg)
+    space = _budget_space(cfg)
     if s.SLICE < 1 or s.POOL_SIZE < 1 or s.UPDATE_ITER < 1:
         raise UserError('SUPERNET.SLICE, POOL_SIZE and UPDATE_ITER must be at least 1')
     if cfg.DATASET.BATCH_SIZE < 2 * s.SLICE:
@@ -56,22 +57,26 @@ def check_train_inputs(cfg) -> None:
         raise UserError(f"RESUME_PATH '{cfg.RESUME_PATH}' not found")
     if not (cfg.RESUME_PATH or cfg.AUTO_RESUME):
         refuse_existing_run(cfg.SAVE_PATH, cfg.MODEL, 'search', CHECKPOINT_NAME, resumable=True)
+    return space
 
 
-def _check_budget(cfg) -> None:
-    """The budget must give a hypernetwork (SPEC 4) holding at least one path within it: the
-    official procedure lowers the resolution with scaled bounds, which can leave none."""
+def _budget_space(cfg) -> Tuple[List[int], int, PathFlops]:
+    """``(sta_num, resolution, PathFlops)`` of the hypernetwork the budget gives (SPEC 4), which must hold
+    at least one path within it: the official procedure lowers the resolution with scaled bounds, which
+    can leave none. FLOPs depend on the structure, classes and pooling only, not on drop rates."""
     s = cfg.SUPERNET
     try:
         sta_num, resolution = search_for_layer(s.FLOPS_MINIMUM, s.FLOPS_MAXIMUM)
     except ValueError as e:
         raise UserError(f'SUPERNET.FLOPS_MINIMUM/FLOPS_MAXIMUM: {e}') from None
-    hypernet = HyperNet(sta_num, cfg.DATASET.NUM_CLASSES, resolution=resolution)
-    low, high = PathFlops(hypernet, resolution).bounds()
+    path_flops = PathFlops(HyperNet(sta_num, cfg.DATASET.NUM_CLASSES, global_pool=cfg.NET.GP, resolution=resolution),
+                           resolution)
+    low, high = path_flops.bounds()
     if low > s.FLOPS_MAXIMUM or high < s.FLOPS_MINIMUM:
         raise UserError(f'SUPERNET.FLOPS_MINIMUM/FLOPS_MAXIMUM [{s.FLOPS_MINIMUM}, {s.FLOPS_MAXIMUM}]: the '
                         f'hypernetwork for it ({sta_num} at {resolution}px) has paths of {low:.1f} to {high:.1f} '
                         f'MFLOPs, none within the budget')
+    return sta_num, resolution, path_flops
 
 
 def check_data_folders(cfg) -> None:
