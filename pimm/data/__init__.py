@@ -4,7 +4,9 @@ from importlib import import_module
 from .constants import DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from .dataset import IMAGE_EXTENSIONS, DatasetError, ImageDataset
 from .image_io import CorruptImageError, load_rgb
-from .loader import ImageLoader, LoaderWorkerError, collate_numpy, create_loader, set_loader_epoch
+from .loader import (ImageLoader, LoaderWorkerError, collate_numpy, collate_uint8, create_loader, set_loader_epoch,
+                     shared_memory_bytes)
+from .prefetch import DeviceBatchTransform
 from .samplers import OrderedShardSampler
 from .transforms_factory import create_transform, resolve_image_size
 

@@ -10,11 +10,15 @@ import numpy as np
 import paddle
 
 from .constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from .dataset import CORRUPT_TARGET
 from .image_io import CorruptImageError, take_worker_error
+from .prefetch import DeviceBatchTransform
+from .random_erasing import RandomErasing
 from .samplers import OrderedShardSampler
 from .transforms_factory import create_transform
 
-__all__ = ['ImageLoader', 'LoaderWorkerError', 'collate_numpy', 'create_loader', 'set_loader_epoch']
+__all__ = ['ImageLoader', 'LoaderWorkerError', 'collate_numpy', 'collate_uint8', 'create_loader',
+           'set_loader_epoch', 'shared_memory_bytes']
 
 _QUEUE_KILLED = 'Blocking queue is killed'
 _WORKER_ERROR_WAIT_S = 1.0
@@ -59,6 +63,10 @@ def _to_tensors(batch):
 class ImageLoader(paddle.io.DataLoader):
     """``paddle.io.DataLoader`` whose data errors surface as one-line exceptions.
 
+    Takes paddle's arguments plus ``batch_transform`` (a :class:`~pimm.data.prefetch.DeviceBatchTransform`
+    applied to every batch in this process, on the batch's device; None: batches as collated)
+    and ``pin_memory`` (None: paddle's global ``use_pinned_memory()`` setting).
+
     paddle 3.3 loads in a background thread: with ``num_workers=0`` an exception from the
     dataset kills that thread and the loop waits forever, so this loader then fetches and
     collates in the calling thread instead. With worker processes paddle re-raises a worker's
@@ -67,7 +75,33 @@ class ImageLoader(paddle.io.DataLoader):
     (or :class:`LoaderWorkerError`).
     """
 
+    def __init__(self, *args, batch_transform: Optional[DeviceBatchTransform] = None,
+                 pin_memory: Optional[bool] = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if pin_memory is not None:
+            # paddle copies this attribute into each iterator it builds; setting it here keeps the
+            # choice per loader instead of flipping the process-wide paddle.io.use_pinned_memory()
+            self.pin_memory = bool(pin_memory)
+        self.batch_transform = batch_transform
+
+    def set_epoch(self, epoch: int) -> None:
+        """Pin the shuffling order and the device random erasing of the next pass to ``epoch``."""
+        set_epoch = getattr(self.batch_sampler, 'set_epoch', None)
+        if set_epoch is not None:
+            set_epoch(epoch)
+        if self.batch_transform is not None:
+            self.batch_transform.set_epoch(epoch)
+
     def __iter__(self) -> Iterator:
+        if self.batch_transform is None:
+            yield from self._collated_batches()
+            return
+        prepare = self.batch_transform.begin_pass()
+        for batch in self._collated_batches():
+            batch = prepare(batch)  # drops the uint8 batch, and its shared memory, before the step runs
+            yield batch
+
+    def _collated_batches(self) -> Iterator:
         if self.num_workers == 0:
             for indices in self.batch_sampler:
                 yield _to_tensors(self.collate_fn([self.dataset[i] for i in indices]))
@@ -95,6 +129,50 @@ def collate_numpy(batch: Sequence[Tuple[np.ndarray, int]]) -> Tuple[np.ndarray, 
     """Stack ``(image, target)`` samples into a float32 NCHW batch and an int64 target vector."""
     images, targets = zip(*batch)
     return np.stack(images).astype(np.float32, copy=False), np.asarray(targets, dtype=np.int64)
+
+
+def collate_uint8(batch: Sequence[Tuple[np.ndarray, int]]) -> Tuple[np.ndarray, np.ndarray]:
+    """Stack uint8 CHW ``(image, target)`` samples into a uint8 NCHW batch and an int64 target vector.
+
+    A corrupt image skipped by the dataset (target -1, a float placeholder) becomes zeros. A
+    batch without any uint8 image is collated as :func:`collate_numpy` does (float32, taken as
+    already normalised); uint8 images mixed with other float images raise ValueError.
+    """
+    images, targets = zip(*batch)
+    targets = np.asarray(targets, dtype=np.int64)
+    images = [np.asarray(img) for img in images]
+    is_uint8 = [img.dtype == np.uint8 for img in images]
+    if not any(is_uint8):
+        return collate_numpy(batch)
+    shape = next(img.shape for img, u in zip(images, is_uint8) if u)
+    out = np.zeros((len(images),) + shape, dtype=np.uint8)
+    for i, (img, u, target) in enumerate(zip(images, is_uint8, targets)):
+        if img.shape != shape:
+            raise ValueError(f'batch images differ in shape: {shape} and {img.shape}')
+        if u:
+            out[i] = img
+        elif target != CORRUPT_TARGET:
+            raise ValueError(f'batch mixes uint8 images with {img.dtype} images; use one transform output type')
+    return out, targets
+
+
+def shared_memory_bytes(loader: paddle.io.DataLoader) -> int:
+    """Upper bound of the /dev/shm bytes ``loader``'s worker processes hold at once (0 without workers).
+
+    Paddle keeps ``prefetch_factor * num_workers`` batches requested ahead (its
+    ``_outstanding_capacity``); a worker puts each finished batch in its own shared-memory
+    file, which lives until the batch is released, so the batch the loop holds counts too.
+    The batch's images are uint8 with a ``batch_transform`` and float32 otherwise.
+    """
+    if loader.num_workers == 0:
+        return 0
+    shape = getattr(getattr(loader.dataset, 'transform', None), 'output_shape', None)
+    batch_size = getattr(loader.batch_sampler, 'batch_size', None)
+    if shape is None or batch_size is None:
+        raise ValueError('shared_memory_bytes needs a loader from create_loader (transform output_shape, batch_size)')
+    image_dtype = np.uint8 if getattr(loader, 'batch_transform', None) is not None else np.float32
+    per_batch = batch_size * (int(np.prod(shape)) * np.dtype(image_dtype).itemsize + np.dtype(np.int64).itemsize)
+    return (loader.prefetch_factor * loader.num_workers + 1) * per_batch  # one device per process
 
 
 def _seed_worker(worker_id: int, seed: int, rank: int) -> None:
@@ -152,12 +230,21 @@ def create_loader(
         drop_last: Optional[bool] = None,
         persistent_workers: bool = True,
         seed: int = 0,
+        use_prefetcher: bool = True,
+        pin_memory: bool = True,
 ) -> ImageLoader:
     """A DataLoader (:class:`ImageLoader`) over ``dataset`` with ``dataset.transform`` set by :func:`create_transform`.
 
-    Batches are ``(images float32 [N, 3, H, W], targets int64 [N])`` (``collate_numpy``
-    unless ``collate_fn`` is given). ``num_workers`` processes decode in parallel (0: in
-    this process). ``drop_last`` defaults to ``is_training``.
+    Batches are ``(images float32 [N, 3, H, W], targets int64 [N])``. ``num_workers``
+    processes decode in parallel (0: in this process). ``drop_last`` defaults to ``is_training``.
+
+    ``use_prefetcher`` (timm's flag): the workers send uint8 batches (``collate_uint8``) and
+    this process normalises them on their device and applies random erasing there
+    (:class:`~pimm.data.prefetch.DeviceBatchTransform`); eval batches equal timm's
+    ``create_transform`` bit for bit. False: the workers normalise and erase and send float32
+    (``collate_numpy``), four times the shared memory (:func:`shared_memory_bytes`).
+    ``collate_fn`` replaces the collate function in both cases. ``pin_memory`` turns paddle's
+    pinned host staging of this loader's batches on or off (``DATASET.PIN_MEM``).
 
     Training shuffles with ``paddle.io.DistributedBatchSampler`` (across
     ``paddle.distributed`` ranks when ``distributed``); call :func:`set_loader_epoch` each
@@ -168,7 +255,8 @@ def create_loader(
     A corrupt image raises :class:`~pimm.data.image_io.CorruptImageError` (one line, with the path) from the
     loop, also when it was decoded in a worker, unless the dataset has ``skip_corrupt``.
     Each worker seeds ``random`` and ``numpy`` from ``seed``, the rank, its worker id and
-    paddle's per-iterator base seed (itself drawn from this process's numpy RNG).
+    paddle's per-iterator base seed (itself drawn from this process's numpy RNG). Device
+    random erasing draws from ``seed``, the rank and the epoch only (see set_loader_epoch).
     """
     batch_size = _check_int('batch_size', batch_size, 1)
     num_workers = _check_int('num_workers', num_workers, 0)
@@ -181,22 +269,40 @@ def create_loader(
         input_size, is_training=is_training, interpolation=interpolation, crop_pct=crop_pct, mean=mean, std=std,
         hflip=hflip, scale=tuple(scale), ratio=tuple(ratio), color_jitter=color_jitter, auto_augment=auto_augment,
         re_prob=re_prob, re_mode=re_mode,
-        re_count=re_count, fast_decode=fast_decode)
+        re_count=re_count, fast_decode=fast_decode, use_prefetcher=use_prefetcher)
     drop_last = bool(is_training if drop_last is None else drop_last)
     batch_sampler, rank = _batch_sampler(dataset, batch_size, is_training, distributed, drop_last)
+    batch_transform = None
+    if use_prefetcher:
+        # re_* were checked by create_transform, which leaves erasing to the device in this mode
+        erasing = RandomErasing(float(re_prob), mode=re_mode, max_count=int(re_count)) \
+            if is_training and re_prob > 0 else None
+        batch_transform = DeviceBatchTransform(mean, std, erasing, seed=seed, rank=rank,
+                                               zero_skipped=getattr(dataset, 'skip_corrupt', False))
     return ImageLoader(
         dataset,
         batch_sampler=batch_sampler,
         num_workers=num_workers,
-        collate_fn=collate_fn or collate_numpy,
+        collate_fn=collate_fn or (collate_uint8 if use_prefetcher else collate_numpy),
         worker_init_fn=partial(_seed_worker, seed=seed, rank=rank) if num_workers > 0 else None,
         persistent_workers=bool(persistent_workers) and num_workers > 0,
         return_list=True,
+        batch_transform=batch_transform,
+        pin_memory=bool(pin_memory),
     )
 
 
 def set_loader_epoch(loader: paddle.io.DataLoader, epoch: int) -> None:
-    """Fix the shuffling order of ``loader`` for ``epoch`` (a no-op for evaluation loaders)."""
+    """Fix the shuffling order and the device random erasing of ``loader`` for ``epoch``.
+
+    Both derive from the epoch number (and seed, rank) only, so a run resumed at epoch e
+    shuffles and erases as an uninterrupted run does at epoch e. Evaluation loaders have no
+    shuffling to fix.
+    """
+    epoch = _check_int('epoch', epoch, 0)
+    if isinstance(loader, ImageLoader):
+        loader.set_epoch(epoch)
+        return
     set_epoch = getattr(loader.batch_sampler, 'set_epoch', None)
     if set_epoch is not None:
-        set_epoch(_check_int('epoch', epoch, 0))
+        set_epoch(epoch)

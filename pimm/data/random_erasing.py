@@ -2,7 +2,8 @@
 
 Follows timm's ``RandomErasing``: rectangle geometry is drawn from Python's ``random`` in the same
 order as timm, so seeding ``random`` gives timm's rectangles; fill values come from NumPy's
-global generator (timm uses torch's).
+global generator (timm uses torch's). ``pimm.data.prefetch`` applies the same rectangles to a
+device batch with generators of its own.
 """
 import math
 import random
@@ -56,27 +57,30 @@ class RandomErasing:
         self.max_count = max_count
         self.num_splits = num_splits
 
-    def sample_boxes(self, img_h: int, img_w: int) -> Tuple[Tuple[int, int, int, int], ...]:
+    def sample_boxes(self, img_h: int, img_w: int,
+                     rng: Optional[random.Random] = None) -> Tuple[Tuple[int, int, int, int], ...]:
         """Draw the (top, left, h, w) boxes for one image; empty when it is not erased.
 
         A box is tried up to 10 times (area uniform, aspect log-uniform, both rounded) and dropped
-        if no attempt fits strictly inside the image.
+        if no attempt fits strictly inside the image. ``rng`` is a ``random.Random`` (None: the
+        ``random`` module's global generator, as timm).
         """
-        if random.random() > self.probability:
+        rng = random if rng is None else rng
+        if rng.random() > self.probability:
             return ()
         count = self.min_count
         if self.max_count != self.min_count:
-            count = random.randint(self.min_count, self.max_count)
+            count = rng.randint(self.min_count, self.max_count)
         boxes = []
         for _ in range(count):
             for _ in range(_ATTEMPTS):
-                area = random.uniform(self.min_area, self.max_area) * img_h * img_w / count
-                aspect = math.exp(random.uniform(*self.log_aspect_ratio))
+                area = rng.uniform(self.min_area, self.max_area) * img_h * img_w / count
+                aspect = math.exp(rng.uniform(*self.log_aspect_ratio))
                 h = int(round(math.sqrt(area * aspect)))
                 w = int(round(math.sqrt(area / aspect)))
                 if h < img_h and w < img_w:
-                    top = random.randint(0, img_h - h)
-                    left = random.randint(0, img_w - w)
+                    top = rng.randint(0, img_h - h)
+                    left = rng.randint(0, img_w - w)
                     boxes.append((top, left, h, w))
                     break
         return tuple(boxes)

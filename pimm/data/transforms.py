@@ -1,7 +1,8 @@
 """Individual image transforms with timm/torchvision semantics, producing numpy arrays.
 
-PIL images flow through the geometric and colour steps; the last steps turn them into
-normalised float32 CHW arrays. Randomness comes from Python's ``random`` module only, so
+PIL images flow through the geometric and colour steps; the last step turns them into
+normalised float32 CHW arrays, or into uint8 CHW arrays that the loader normalises on the
+device (``pimm.data.prefetch``). Randomness comes from Python's ``random`` module only, so
 seeding ``random`` (the loader does it per worker) makes every transform reproducible.
 """
 import math
@@ -13,7 +14,7 @@ from PIL import Image, ImageEnhance
 
 __all__ = ['INTERPOLATION_NAMES', 'pil_interpolation', 'ResizeShorterSide', 'ResizeToCover', 'CenterCropArray',
            'RandomResizedCropAndInterpolation', 'RandomHorizontalFlip', 'ColorJitter', 'ToNormalizedCHW',
-           'TransformPipeline']
+           'ToUint8CHW', 'TransformPipeline']
 
 _PIL_INTERPOLATIONS = {
     'nearest': Image.Resampling.NEAREST,
@@ -229,6 +230,14 @@ class ColorJitter:
                 f'saturation={self.saturation}, hue={self.hue})')
 
 
+def _rgb_pixels(img: ImageOrArray, channels: int) -> np.ndarray:
+    pixels = np.asarray(img)
+    if pixels.ndim != 3 or pixels.shape[2] != channels or pixels.dtype != np.uint8:
+        raise ValueError(f'expected uint8 HWC pixels with {channels} channels, '
+                         f'got {pixels.dtype} array of shape {pixels.shape}')
+    return pixels
+
+
 class ToNormalizedCHW:
     """uint8 HWC pixels (PIL image or array) to float32 CHW ``(x / 255 - mean) / std``.
 
@@ -244,10 +253,7 @@ class ToNormalizedCHW:
                        / np.asarray(self.std, np.float32)[:, None]).astype(np.float32)
 
     def __call__(self, img: ImageOrArray) -> np.ndarray:
-        pixels = np.asarray(img)
-        if pixels.ndim != 3 or pixels.shape[2] != len(self.mean) or pixels.dtype != np.uint8:
-            raise ValueError(f'expected uint8 HWC pixels with {len(self.mean)} channels, '
-                             f'got {pixels.dtype} array of shape {pixels.shape}')
+        pixels = _rgb_pixels(img, len(self.mean))
         out = np.empty((pixels.shape[2],) + pixels.shape[:2], dtype=np.float32)
         for c in range(pixels.shape[2]):
             np.take(self._table[c], pixels[:, :, c], out=out[c])
@@ -257,8 +263,22 @@ class ToNormalizedCHW:
         return f'{type(self).__name__}(mean={self.mean}, std={self.std})'
 
 
+class ToUint8CHW:
+    """uint8 HWC pixels (PIL image or array) to a contiguous uint8 CHW array, values unchanged.
+
+    The end of a ``use_prefetcher`` pipeline: a quarter of float32's bytes through the loader's
+    shared memory; the loader normalises on the device with ToNormalizedCHW's arithmetic.
+    """
+
+    def __call__(self, img: ImageOrArray) -> np.ndarray:
+        return np.ascontiguousarray(_rgb_pixels(img, 3).transpose(2, 0, 1))
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}()'
+
+
 class TransformPipeline:
-    """Steps applied in order to an RGB PIL image, ending in a float32 CHW array.
+    """Steps applied in order to an RGB PIL image, ending in a CHW array (float32 or uint8).
 
     ``output_shape`` is the (C, H, W) shape every output has; ``draft_size`` is the JPEG
     draft request for the opt-in approximate fast decode (None: decode exactly).

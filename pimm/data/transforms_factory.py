@@ -6,7 +6,7 @@ from typing import Optional, Sequence, Tuple, Union
 from .constants import DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from .transforms import (INTERPOLATION_NAMES, CenterCropArray, ColorJitter, RandomHorizontalFlip,
                          RandomResizedCropAndInterpolation, ResizeShorterSide, ResizeToCover, ToNormalizedCHW,
-                         TransformPipeline, pil_interpolation)
+                         ToUint8CHW, TransformPipeline, pil_interpolation)
 
 __all__ = ['create_transform', 'resolve_image_size']
 
@@ -122,6 +122,7 @@ def create_transform(
         re_mode: str = 'const',
         re_count: int = 1,
         fast_decode: bool = False,
+        use_prefetcher: bool = False,
 ) -> TransformPipeline:
     """A callable RGB PIL image -> normalised float32 CHW array, with timm's semantics.
 
@@ -131,6 +132,10 @@ def create_transform(
     ``auto_augment`` is given else colour jitter, normalise, then random erasing if
     ``re_prob > 0``. ``fast_decode`` (evaluation only) lets the dataset decode JPEGs with
     DCT downscaling: an approximation that changes pixels.
+
+    ``use_prefetcher`` (timm's flag) ends the pipeline in a uint8 CHW array instead, without
+    normalisation or random erasing: :func:`~pimm.data.create_loader` does both on the device
+    (``re_*`` are still checked here).
     """
     image_size = resolve_image_size(input_size)
     _check_mean_std(mean, std)
@@ -144,10 +149,16 @@ def create_transform(
         steps = _train_steps(image_size, scale, ratio, interpolation, hflip, color_jitter, auto_augment, mean)
     else:
         steps, draft_size = _eval_steps(image_size, crop_pct, interpolation, fast_decode)
-    steps.append(ToNormalizedCHW(mean, std))
+    erasing = None
     if is_training and _check_range('re_prob', re_prob, 0., 1.) > 0:
         if not isinstance(re_count, numbers.Integral) or isinstance(re_count, bool) or re_count < 1:
             raise ValueError(f're_count must be an integer >= 1, got {re_count!r}')
         from .random_erasing import RandomErasing  # imported here: optional until used
-        steps.append(RandomErasing(float(re_prob), mode=re_mode, max_count=int(re_count)))
+        erasing = RandomErasing(float(re_prob), mode=re_mode, max_count=int(re_count))
+    if use_prefetcher:
+        steps.append(ToUint8CHW())
+    else:
+        steps.append(ToNormalizedCHW(mean, std))
+        if erasing is not None:
+            steps.append(erasing)
     return TransformPipeline(steps, (3,) + image_size, draft_size=draft_size)

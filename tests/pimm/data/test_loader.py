@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from pimm.data import (CorruptImageError, ImageDataset, LoaderWorkerError, OrderedShardSampler, collate_numpy,
-                       create_loader, load_rgb, set_loader_epoch)
+                       create_loader, create_transform, load_rgb, set_loader_epoch)
 
 
 @pytest.fixture(scope='module')
@@ -41,9 +41,13 @@ def test_shard_sampler_rejects_bad_arguments(kwargs):
         OrderedShardSampler(10, **kwargs)
 
 
-def test_eval_loader_with_workers_matches_direct_transform(tiny_folder):
+@pytest.mark.parametrize('use_prefetcher', [True, False])
+def test_eval_loader_with_workers_matches_direct_transform(tiny_folder, use_prefetcher):
+    # the float pipeline applied image by image; with the prefetcher the loader normalises on the device
     ds = ImageDataset(tiny_folder)
-    loader = create_loader(ds, 24, batch_size=3, num_workers=2, crop_pct=0.9, interpolation='bicubic')
+    loader = create_loader(ds, 24, batch_size=3, num_workers=2, crop_pct=0.9, interpolation='bicubic',
+                           use_prefetcher=use_prefetcher)
+    direct = create_transform(24, crop_pct=0.9, interpolation='bicubic')
     images, targets = [], []
     for x, y in loader:
         assert isinstance(x, paddle.Tensor) and x.dtype == paddle.float32 and y.dtype == paddle.int64
@@ -52,7 +56,7 @@ def test_eval_loader_with_workers_matches_direct_transform(tiny_folder):
     images, targets = np.concatenate(images), np.concatenate(targets)
     assert len(loader) == 3 and images.shape == (7, 3, 24, 24)
     assert targets.tolist() == ds.targets
-    expected = np.stack([ds.transform(load_rgb(path)) for path, _ in ds.samples])
+    expected = np.stack([direct(load_rgb(path)) for path, _ in ds.samples])
     np.testing.assert_array_equal(images, expected)
 
 
