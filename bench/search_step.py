@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Cost of one Cream supernet iteration against a plain uniform-sampling (SPOS-like) one, one run.
+"""Cost of one Cream supernet iteration against a plain uniform-sampling (SPOS-like) one, one run;
+with ``--host``, the host-side work of an iteration before and after its fusion (bench/host_overhead.py).
 
 On one hypernetwork and one random batch, after warm-up, times (median over repeats):
  (a) plain: path sample, forward, CE, backward, optimizer step (SupernetStep, method 'spos');
@@ -12,6 +13,7 @@ Teacher selection is timed inside (b); the teacher forward (no_grad) is timed on
 Example:
 
     python bench/search_step.py --batch-size 32 --image-size 32 --num-classes 1000 --repeats 5 --iters 10
+    python bench/search_step.py --host        # the paper's [4,4,4,4,4] at batch 128 and the demo's
 """
 import argparse
 import cProfile
@@ -23,6 +25,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault('GLOG_minloglevel', '2')
 
 import numpy as np  # noqa: E402
@@ -49,6 +52,8 @@ def parse_args():
     p.add_argument('--iters', type=int, default=10, help='iterations per repeat')
     p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--profile', action='store_true', help='also print a cProfile of (b)')
+    p.add_argument('--host', action='store_true', help='host-side ms per iteration, before and after, instead')
+    p.add_argument('--real-size', action='store_true', help='with --host: also the real tensors on this CPU')
     return p.parse_args()
 
 
@@ -72,7 +77,8 @@ def build(args):
     net = HyperNet(sta_num, args.num_classes, resolution=args.image_size)
     flops = PathFlops(net, resolution).flops
     net.train()
-    opt = create_optimizer(net, opt='sgd', lr=0.05, weight_decay=1e-4, momentum=0.9, filter_bias_and_bn=True)
+    opt = create_optimizer(net, opt='sgd', lr=0.05, weight_decay=1e-4, momentum=0.9, filter_bias_and_bn=True,
+                           fused_units=net.units())
     ce, kd = LabelSmoothingCrossEntropy(0.1), SoftTargetCrossEntropy()
 
     def sampler():  # (a), (b) and (c) each get their own, same seed: the same path sequence
@@ -87,20 +93,46 @@ def build(args):
         soft = rng.dirichlet(np.ones(args.num_classes), args.slice).astype('float32')
         board.admit(50. + i, f, path, rng.randn(args.slice, 3, args.image_size, args.image_size), soft)
     matcher = MetaMatcher(args.num_classes, args.slice)
-    plain = SupernetStep(net, net, opt, sampler(), SearchSettings(method='spos'), ce, kd)
+    plain = SupernetStep(net, opt, sampler(), SearchSettings(method='spos'), ce, kd)
     settings = SearchSettings(method='cream', pick_method='meta', meta_sta_epoch=0, update_iter=10 ** 9,
                               slice_size=args.slice)
-    cream = SupernetStep(net, net, opt, sampler(), settings, ce, kd, board, matcher)
+    cream = SupernetStep(net, opt, sampler(), settings, ce, kd, board, matcher)
     return dict(net=net, x=x, y=y, board=board, matcher=matcher, plain=plain, cream=cream, sta_num=sta_num,
                 sampler=sampler())
 
 
+def host_tables(real_size: bool) -> None:
+    from host_overhead import measure_host_overhead
+    cases = [('paper [4,4,4,4,4], 1000 classes, batch 128', [4, 4, 4, 4, 4], 1000, 128, 224),
+             ('demo [1,1,2,1,1], 10 classes, batch 32', [1, 1, 2, 1, 1], 10, 32, 32)]
+    for title, sta, classes, batch, image in cases:
+        for one in (True, False) if real_size else (True,):
+            r = measure_host_overhead(sta, classes, batch, image, one_element=one)
+            what = 'host-side (1-element replica)' if one else f'real tensors on this CPU ({image}px)'
+            print(f'\n{title}: {what}, ms per iteration (median of 5 x 20)\n')
+            print('| phase | before | after | before / after |\n|---|---:|---:|---:|')
+            for phase in ('ema', 'optimizer', 'board', 'syncs'):
+                b, a = r['before'][phase], r['after'][phase]
+                print(f'| {phase} | {b:.2f} | {a:.2f} | {b / a:.1f}x |')
+            b3 = sum(r['before'][k] for k in ('ema', 'optimizer', 'board'))
+            a3 = sum(r['after'][k] for k in ('ema', 'optimizer', 'board'))
+            print(f'| EMA + optimizer + board | {b3:.2f} | {a3:.2f} | {b3 / a3:.1f}x |')
+            print(f"| device-to-host copies | {r['before']['device_to_host_copies']} | "
+                  f"{r['after']['device_to_host_copies']} | |")
+            if one:
+                print(f"goal EMA + optimizer + board < 3 ms: {'met' if a3 < 3 else 'NOT met'}; at most one "
+                      f"device-to-host copy: {'met' if r['after']['device_to_host_copies'] <= 1 else 'NOT met'}")
+
+
 def main():
     args = parse_args()
+    if args.host:
+        host_tables(args.real_size)
+        return
     b = build(args)
     net, x, y, board, matcher, n = b['net'], b['x'], b['y'], b['board'], b['matcher'], args.slice
     cream, plain = b['cream'], b['plain']
-    select = matcher.select_teacher = Timed(matcher.select_teacher)
+    select = matcher.score_slices = Timed(matcher.score_slices)
     teacher = board.best()
     teacher_probs = paddle.nn.functional.softmax(net(x[:n], teacher.path), -1).detach()
     it = [0]

@@ -60,7 +60,8 @@ def main(argv=None) -> int:
         print(__doc__.strip() + '\n\n' + USAGE)
         return 0 if argv else 2
     from Paddle_Cream.config import load_config
-    from Paddle_Cream.engine.distributed import launch_command, launched_world_size
+    from Paddle_Cream.engine.distributed import launch_command, on_cpu
+    from pimm.utils.distributed import launched_world_size
     from Paddle_Cream.engine.output import create_output_dir
     modes, errors = _modes(), _user_errors()
     mode = argv[0]
@@ -71,13 +72,14 @@ def main(argv=None) -> int:
             raise errors[0](f'{mode} needs a CONFIG file: {USAGE}')
         cfg = load_config(argv[1], argv[2:])
         preflight, run = modes[mode]
-        preflight(cfg)
+        with on_cpu():  # a parent that relaunches must not hold a CUDA context on GPU 0 for the whole run
+            preflight(cfg)
         if cfg.NUM_GPU > 1 and launched_world_size() == 1:
             out_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, cfg.dump(), mode)
-            cmd = launch_command(cfg.NUM_GPU, os.path.abspath(__file__), argv,
-                                 os.path.join(out_dir, f'{mode}_launch_logs'))
+            cmd, env = launch_command(cfg.NUM_GPU, os.path.abspath(__file__), argv,
+                                      os.path.join(out_dir, f'{mode}_launch_logs'))
             import subprocess
-            return subprocess.call(cmd)
+            return subprocess.call(cmd, env=env)
         run(cfg)
     except errors as e:
         print(f'error: {one_line(e)}', file=sys.stderr)

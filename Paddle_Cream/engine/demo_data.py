@@ -1,5 +1,5 @@
 """``DATASET.DEMO``: every mode writes the demo dataset to DATA_DIR on first use, in one place."""
-from .distributed import is_main_process
+from pimm.utils.distributed import is_main_process
 
 __all__ = ['prepare_demo_data']
 

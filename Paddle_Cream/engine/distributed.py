@@ -1,39 +1,74 @@
-"""paddle.distributed helpers: rank/world, all-reduce of sums, and the launcher command.
+"""Running a mode on several processes: the ``paddle.distributed.launch`` command, visible GPUs,
+``DataParallel``/SyncBatchNorm wrapping, and the device the parent's input checks use.
 
-``NUM_GPU`` is the number of processes. Above 1, ``tools/main.py`` re-runs
-itself under ``python -m paddle.distributed.launch``: NCCL on GPUs, gloo
-between CPU processes when Paddle has no GPU.
+``NUM_GPU`` is the number of processes. Above 1, ``tools/main.py`` re-runs itself under
+``python -m paddle.distributed.launch``: NCCL on GPUs, gloo between CPU processes when Paddle has no
+GPU. The rank/world/all-reduce helpers themselves live in :mod:`pimm.utils.distributed`.
 """
+import contextlib
 import os
 import sys
-from typing import List, Sequence
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-import numpy as np
 import paddle
-import paddle.distributed as dist
 
-__all__ = ['launched_world_size', 'init_distributed', 'get_rank', 'get_world_size', 'is_main_process',
-           'all_reduce_sum', 'all_reduce_max', 'broadcast_array', 'broadcast_parameters', 'launch_command', 'gpu_count',
-           'data_parallel']
+from .errors import UserError
 
-
-def launched_world_size() -> int:
-    """World size set by ``paddle.distributed.launch`` for this process (1 when not launched)."""
-    return int(os.environ.get('PADDLE_TRAINERS_NUM', '1'))
+__all__ = ['gpu_count', 'visible_gpus', 'launch_command', 'sync_batch_norm', 'data_parallel', 'on_cpu']
 
 
 def gpu_count() -> int:
+    """GPUs this process's CUDA runtime sees (0 for a CPU build of Paddle)."""
     if not paddle.device.is_compiled_with_cuda():
         return 0
     return paddle.device.cuda.device_count()
 
 
-def init_distributed() -> int:
-    """Join the process group when launched with several processes; returns the world size."""
-    world = launched_world_size()
-    if world > 1 and not dist.is_initialized():
-        dist.init_parallel_env()
-    return world
+def visible_gpus(env: Mapping[str, str], cuda_count: int) -> Tuple[int, str]:
+    """``(GPUs the launcher can give processes, how they were found)``.
+
+    ``paddle.distributed.launch`` (3.x) numbers processes' devices by their position in
+    ``CUDA_VISIBLE_DEVICES`` (indices, UUIDs or a SLURM subset alike); entries CUDA cannot open do not
+    count, so a process is never handed one."""
+    listed = env.get('CUDA_VISIBLE_DEVICES')
+    if listed is None or listed == 'all':
+        return cuda_count, f'{cuda_count} GPU(s) detected'
+    labels = [d for d in listed.split(',') if d.strip()]
+    return min(len(labels), cuda_count), f"CUDA_VISIBLE_DEVICES={listed!r}, {cuda_count} usable"
+
+
+def launch_command(num_procs: int, script: str, args: Sequence[str], log_dir: str,
+                   env: Optional[Mapping[str, str]] = None,
+                   cuda_count: Optional[int] = None) -> Tuple[List[str], Dict[str, str]]:
+    """``(command, environment)`` running ``script args`` on ``num_procs`` processes of this node.
+
+    Only ``--nproc_per_node`` is passed: the launcher then gives process i the i-th visible GPU
+    (``--devices`` would be read as labels out of ``CUDA_VISIBLE_DEVICES`` and fail on any subset).
+    A CPU build of Paddle gets the environment without ``CUDA_VISIBLE_DEVICES``, so the launcher
+    starts gloo processes whatever that variable says. More processes than visible GPUs, or a GPU
+    build that sees none, is a :class:`UserError`."""
+    env = dict(os.environ if env is None else env)
+    compiled_with_cuda = paddle.device.is_compiled_with_cuda() if cuda_count is None else True
+    cuda_count = gpu_count() if cuda_count is None else int(cuda_count)
+    if compiled_with_cuda:
+        usable, found = visible_gpus(env, cuda_count)
+        if usable == 0:
+            raise UserError(f'NUM_GPU {num_procs}: this Paddle is built for GPUs but sees none ({found}); '
+                            f'check CUDA_VISIBLE_DEVICES and nvidia-smi')
+        if num_procs > usable:
+            raise UserError(f'NUM_GPU {num_procs} but only {usable} GPU(s) can be used ({found}): lower NUM_GPU '
+                            f'or make more devices visible')
+    else:
+        env.pop('CUDA_VISIBLE_DEVICES', None)
+    cmd = [sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node', str(num_procs),
+           '--log_dir', log_dir, script, *args]
+    return cmd, env
+
+
+def sync_batch_norm(net: paddle.nn.Layer) -> paddle.nn.Layer:
+    """Every BatchNorm of ``net`` turned into ``paddle.nn.SyncBatchNorm`` (GPUs only), in place: the
+    parameter and statistics tensors are kept, so optimizers, EMA and checkpoints are unaffected."""
+    return paddle.nn.SyncBatchNorm.convert_sync_batchnorm(net)
 
 
 def data_parallel(net: paddle.nn.Layer, world: int, sync_bn: bool = False,
@@ -47,65 +82,20 @@ def data_parallel(net: paddle.nn.Layer, world: int, sync_bn: bool = False,
     if world <= 1:
         return net
     if sync_bn:
-        net = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        net = sync_batch_norm(net)
     return paddle.DataParallel(net, find_unused_parameters=find_unused_parameters)
 
 
-def get_rank() -> int:
-    return dist.get_rank() if launched_world_size() > 1 else 0
+@contextlib.contextmanager
+def on_cpu() -> Iterator[None]:
+    """Inside, new tensors and layers live on the CPU; the previous device is restored after.
 
-
-def get_world_size() -> int:
-    return dist.get_world_size() if launched_world_size() > 1 else 1
-
-
-def is_main_process() -> bool:
-    return get_rank() == 0
-
-
-def all_reduce_sum(values: Sequence[float]) -> np.ndarray:
-    """Element-wise sum of ``values`` over all processes (float64 for exact counts)."""
-    arr = np.asarray(values, dtype=np.float64)
-    if get_world_size() == 1:
-        return arr
-    tensor = paddle.to_tensor(arr)
-    dist.all_reduce(tensor)
-    return tensor.numpy()
-
-
-def all_reduce_max(value: float) -> float:
-    """The largest ``value`` over all processes (e.g. the slowest rank's wall time)."""
-    if get_world_size() == 1:
-        return float(value)
-    tensor = paddle.to_tensor(np.asarray([value], dtype=np.float64))
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return float(tensor.numpy()[0])
-
-
-def launch_command(num_procs: int, script: str, args: Sequence[str], log_dir: str) -> List[str]:
-    """The ``paddle.distributed.launch`` command running ``script args`` on ``num_procs`` processes."""
-    cmd = [sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node', str(num_procs),
-           '--log_dir', log_dir]
-    gpus = gpu_count()
-    if gpus:
-        if gpus < num_procs:
-            raise ValueError(f'NUM_GPU {num_procs} but only {gpus} GPU(s) are visible')
-        cmd += ['--devices', ','.join(str(i) for i in range(num_procs))]
-    return cmd + [script, *args]
-
-
-def broadcast_array(value: np.ndarray, src: int = 0) -> np.ndarray:
-    """Rank ``src``'s array on every rank (same shape and dtype everywhere)."""
-    if get_world_size() == 1:
-        return value
-    tensor = paddle.to_tensor(np.ascontiguousarray(value))
-    dist.broadcast(tensor, src=src)
-    return tensor.numpy()
-
-
-def broadcast_parameters(params, src: int = 0) -> None:
-    """Copy rank ``src``'s values of ``params`` to every rank, in place."""
-    if get_world_size() == 1:
-        return
-    for p in params:
-        dist.broadcast(p, src=src)
+    The parent of a multi-process run checks its inputs (building the hypernetwork and its FLOPs
+    table, or the retrain model) here: on the default device that would open a CUDA context on
+    GPU 0 and keep its cached memory for the whole run, beside rank 0's."""
+    previous = paddle.get_device()
+    paddle.set_device('cpu')
+    try:
+        yield
+    finally:
+        paddle.set_device(previous)

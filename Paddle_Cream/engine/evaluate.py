@@ -1,13 +1,22 @@
-"""Top-1/top-5/loss over a loader, every image counted once across processes."""
+"""Top-1/top-5/loss over a loader, every image counted once across processes.
+
+A runner returning a tensor is scored on its device (the sums stay there until the end); one returning
+a numpy array (the Paddle Inference predictor) is scored on the host.
+"""
 import time
-from typing import Callable, Dict, Iterable
+from typing import Callable, Dict, Iterable, Union
 
 import numpy as np
+import paddle
+import paddle.nn.functional as F
 from tqdm import tqdm
 
-from .distributed import all_reduce_max, all_reduce_sum
+from pimm.utils.distributed import all_reduce_max, all_reduce_sum
 
-__all__ = ['batch_metrics', 'evaluate']
+__all__ = ['batch_metrics', 'device_batch_metrics', 'evaluate']
+
+Array = Union[np.ndarray, paddle.Tensor]
+_SHOW_EVERY = 20  # batches between progress-bar accuracy updates (each one is a host synchronisation)
 
 
 def batch_metrics(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -30,18 +39,42 @@ def batch_metrics(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.array([len(targets), top1.sum(), top5.sum(), loss, skipped], dtype=np.float64)
 
 
-def evaluate(run: Callable[[np.ndarray], np.ndarray], loader: Iterable, total_batches: int = 0,
+def device_batch_metrics(logits: paddle.Tensor, targets: paddle.Tensor) -> paddle.Tensor:
+    """:func:`batch_metrics` on the logits' device (float64, no host synchronisation, no dynamic shapes)."""
+    targets = targets.reshape([-1]).astype('int64')
+    keep = (targets >= 0).astype('float64')
+    safe = paddle.clip(targets, min=0)
+    logits = logits.astype('float64')
+    k = min(5, logits.shape[1])
+    top = paddle.topk(logits, k, axis=1)[1]
+    top1 = (logits.argmax(axis=1) == safe).astype('float64') * keep  # the first of tied maxima, as numpy
+    top5 = (top == safe.unsqueeze(1)).astype('float64').sum(axis=1) * keep
+    nll = -paddle.take_along_axis(F.log_softmax(logits, axis=1), safe.unsqueeze(1), axis=1).reshape([-1]) * keep
+    return paddle.stack([keep.sum(), top1.sum(), top5.sum(), nll.sum(), (1. - keep).sum()])
+
+
+def evaluate(run: Callable[[Array], Array], loader: Iterable, total_batches: int = 0,
              show_progress: bool = True, desc: str = 'test') -> Dict[str, float]:
     """Run ``run(images) -> logits`` over ``loader``; sums are all-reduced over processes."""
-    sums = np.zeros(5)
+    host, device = np.zeros(5), None
     start = time.time()
     bar = tqdm(loader, total=total_batches or None, desc=desc, disable=not show_progress, dynamic_ncols=True)
-    for images, targets in bar:
-        images = images.numpy() if hasattr(images, 'numpy') else images
-        targets = np.asarray(targets.numpy() if hasattr(targets, 'numpy') else targets).reshape(-1)
-        sums += batch_metrics(run(images), targets)
-        if sums[0]:
-            bar.set_postfix(top1=f'{100 * sums[1] / sums[0]:.2f}', refresh=False)
+    for i, (images, targets) in enumerate(bar):
+        logits = run(images)
+        if isinstance(logits, paddle.Tensor):
+            if not isinstance(targets, paddle.Tensor):
+                targets = paddle.to_tensor(np.asarray(targets))
+            with paddle.no_grad():
+                sums = device_batch_metrics(logits, targets.to(logits.place))
+                device = sums if device is None else device + sums
+        else:
+            targets = np.asarray(targets.numpy() if hasattr(targets, 'numpy') else targets).reshape(-1)
+            host += batch_metrics(logits, targets)
+        if show_progress and i % _SHOW_EVERY == 0:
+            shown = host + (0. if device is None else device.numpy())
+            if shown[0]:
+                bar.set_postfix(top1=f'{100 * shown[1] / shown[0]:.2f}', refresh=False)
+    sums = host + (0. if device is None else device.numpy())
     elapsed = time.time() - start
     images, hit1, hit5, loss, skipped = all_reduce_sum(sums)
     elapsed = all_reduce_max(elapsed)

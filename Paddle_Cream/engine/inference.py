@@ -22,9 +22,10 @@ class DygraphRunner:
     def __init__(self, model: nn.Layer):
         self.model = model.eval()
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def __call__(self, images) -> paddle.Tensor:
+        """Logits on the model's device (images: a tensor from the loader, or an array)."""
         with paddle.no_grad():
-            return self.model(paddle.to_tensor(images)).numpy()
+            return self.model(images if isinstance(images, paddle.Tensor) else paddle.to_tensor(images))
 
 
 class PredictorRunner:
@@ -49,7 +50,9 @@ class PredictorRunner:
         self._input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self._output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def __call__(self, images) -> np.ndarray:
+        if isinstance(images, paddle.Tensor):
+            images = images.numpy()
         self._input.reshape(list(images.shape))
         self._input.copy_from_cpu(np.ascontiguousarray(images, dtype=np.float32))
         self.predictor.run()

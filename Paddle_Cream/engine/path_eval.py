@@ -96,7 +96,7 @@ def fixed_loaders(cfg, image_size: int):
     train = _subset(train, cfg.EVOLVE.BN_BATCHES * bs, cfg.SEED)
     val = _subset(val, cfg.EVOLVE.EVAL_BATCHES * val_bs, cfg.SEED + 1)
     common = dict(is_training=False, num_workers=cfg.WORKERS, crop_pct=cfg.DATASET.CROP_PCT,
-                  interpolation=cfg.DATASET.INTERPOLATION)
+                  interpolation=cfg.DATASET.INTERPOLATION, pin_memory=cfg.DATASET.PIN_MEM)
     # a last partial batch is dropped from the BN set unless it is the only one
     bn = create_loader(train, image_size, bs, drop_last=len(train) >= bs, **common)
     return bn, create_loader(val, image_size, val_bs, **common)
@@ -135,5 +135,5 @@ class PathEvaluator:
 
         def run(images):
             with paddle.no_grad():
-                return self.hypernet(paddle.to_tensor(images), path).numpy()
+                return self.hypernet(images if isinstance(images, paddle.Tensor) else paddle.to_tensor(images), path)
         return evaluate(run, self.val_loader, len(self.val_loader), show_progress=False)

@@ -12,8 +12,8 @@ from pimm.optim import create_optimizer, list_optimizers
 from pimm.scheduler import Scheduler, create_scheduler
 from pimm.scheduler.scheduler_factory import SCHEDULERS
 from pimm.utils import CheckpointFileError, ModelEma, load_paddle_file
+from pimm.utils.amp import GradScaler
 
-from .distributed import gpu_count
 from .errors import UserError
 from .model_builder import ModelInfo, build_model
 from .output import refuse_existing_run
@@ -65,9 +65,6 @@ def check_retrain_inputs(cfg) -> ModelInfo:
     """Everything a user can get wrong, checked before any process or file is started."""
     _check_choices(cfg)
     check_training_keys(cfg)
-    if cfg.AMP and gpu_count() == 0:
-        raise UserError('AMP needs a GPU (paddle.amp float16 auto_cast with a GradScaler) and this Paddle '
-                        'sees none: set AMP False to train in float32 on CPU')
     _check_augmentation(cfg)
     for key in ('LR_NOISE', 'START_EPOCH'):
         optional_number(key, cfg.get(key))
@@ -88,7 +85,7 @@ class Training:
     ema: Optional[ModelEma]
     loss_fn: Callable[[paddle.Tensor, paddle.Tensor], paddle.Tensor]
     mixup: Optional[Any]                            # pimm.data.Mixup when MIXUP or CUTMIX > 0
-    scaler: Optional[paddle.amp.GradScaler]         # AMP only
+    scaler: Optional[GradScaler]                    # AMP only
 
 
 def _scheduler(cfg, optimizer, updates_per_epoch: int):
@@ -121,7 +118,7 @@ def build_training(cfg, net: nn.Layer, updates_per_epoch: int) -> Training:
         ema = ModelEma(net, decay=cfg.NET.EMA.DECAY, device='cpu' if cfg.NET.EMA.FORCE_CPU else None)
     loss_fn, mixup = _loss_and_mixup(cfg)
     # Paddle's AMP recipe: float16 auto_cast around forward + loss, GradScaler around backward + step
-    scaler = paddle.amp.GradScaler(init_loss_scaling=1024) if cfg.AMP else None
+    scaler = GradScaler(init_loss_scaling=1024) if cfg.AMP else None
     return Training(optimizer, scheduler, int(num_epochs), ema, loss_fn, mixup, scaler)
 
 

@@ -13,7 +13,8 @@ import Paddle_Cream  # noqa: F401  (registers the cream_* models)
 from pimm.data import DEFAULT_CROP_PCT, set_loader_epoch
 from pimm.utils import CheckpointSaver, format_complexity, model_complexity, update_summary
 
-from .distributed import all_reduce_sum, data_parallel, get_rank, init_distributed, is_main_process
+from pimm.utils.distributed import all_reduce_sum, get_rank, init_distributed, is_main_process
+from .distributed import data_parallel
 from .evaluate import evaluate
 from .model_builder import ModelInfo, build_model
 from .output import create_output_dir, setup_logging, write_json_atomic

@@ -6,7 +6,7 @@ import Paddle_Cream  # noqa: F401  (registers the cream_* models)
 from pimm.data import DatasetError, ImageDataset, create_loader
 from pimm.utils import format_complexity, model_complexity
 
-from .distributed import init_distributed, is_main_process
+from pimm.utils.distributed import init_distributed, is_main_process
 from .demo_data import prepare_demo_data
 from .errors import UserError
 from .evaluate import evaluate
@@ -68,7 +68,8 @@ def run_test(cfg) -> Dict[str, object]:
     batch_size = cfg.DATASET.BATCH_SIZE * cfg.DATASET.VAL_BATCH_MUL
     loader = create_loader(dataset, info.input_size, batch_size, is_training=False, num_workers=cfg.WORKERS,
                            distributed=world > 1, crop_pct=cfg.DATASET.CROP_PCT,
-                           interpolation=cfg.DATASET.INTERPOLATION, fast_decode=cfg.FAST_DECODE)
+                           interpolation=cfg.DATASET.INTERPOLATION, fast_decode=cfg.FAST_DECODE,
+                           pin_memory=cfg.DATASET.PIN_MEM)
     runner = create_runner(model, info.input_size, cfg.INFERENCE, threads_beside_loader(cfg.WORKERS, world))
     log(f'evaluating {len(dataset)} images of {len(dataset.classes)} classes in {val_dir} '
         f'({world} process(es), {getattr(runner, "name", "runner")}, batch {batch_size})')

@@ -16,7 +16,8 @@ from pimm.utils import count_params
 from ..models.hypernet import HyperNet
 from ..search import MetaMatcher, PathSampler, PrioritizedBoard, UniformFlopsSampler
 from ..search.supernet_step import SearchSettings, SupernetStep
-from .distributed import data_parallel, init_distributed, is_main_process
+from pimm.utils.distributed import broadcast_tensors, get_rank, init_distributed, is_main_process
+from .distributed import sync_batch_norm
 from .evaluate import evaluate
 from .output import create_output_dir, retrain_command, setup_logging, write_json_atomic
 from .plots import plot_board, plot_curves
@@ -31,7 +32,8 @@ __all__ = ['run_train']
 def _settings(cfg) -> SearchSettings:
     s = cfg.SUPERNET
     return SearchSettings(method=s.METHOD, pick_method=s.PICK_METHOD, meta_sta_epoch=s.META_STA_EPOCH,
-                          update_iter=s.UPDATE_ITER, slice_size=s.SLICE, meta_lr=cfg.META_LR)
+                          update_iter=s.UPDATE_ITER, slice_size=s.SLICE, meta_lr=cfg.META_LR,
+                          sample_from_board=s.HOW_TO_PROB == 'teacher')
 
 
 def _sampler(cfg, sta_num, flops_fn, seed: int):
@@ -47,7 +49,7 @@ def _validate_path(hypernet: HyperNet, path, loader, show: bool) -> Dict[str, fl
 
     def run(images):
         with paddle.no_grad():
-            return hypernet(paddle.to_tensor(images), path).numpy()
+            return hypernet(images, path)
     metrics = evaluate(run, loader, len(loader), show_progress=show, desc='validate')
     hypernet.train()
     return metrics
@@ -57,27 +59,28 @@ def board_digest(board) -> str:
     """SHA-1 of the board's paths, accuracies, FLOPs and stored slices."""
     h = hashlib.sha1(json.dumps(board.summary(), sort_keys=True).encode())
     for entry in board.entries:
-        h.update(np.ascontiguousarray(entry.inputs).tobytes())
-        h.update(np.ascontiguousarray(entry.soft_labels).tobytes())
+        h.update(np.ascontiguousarray(entry.inputs.numpy()).tobytes())
+        h.update(np.ascontiguousarray(entry.soft_labels.numpy()).tobytes())
     return h.hexdigest()
 
 
-def _train_epoch(step: SupernetStep, loader, epoch: int, iters_done: int, scheduler, ema, log, show: bool):
+def _train_epoch(step: SupernetStep, loader, epoch: int, iters_done: int, scheduler, log, show: bool):
     totals = np.zeros(3)
     bar = tqdm(loader, desc=f'epoch {epoch}', disable=not show, dynamic_ncols=True)
+
+    def settled(out) -> None:  # an iteration's figures reach the host one iteration later
+        if out is None:
+            return
+        totals[:] += [out.loss, out.top1, 1]
+        bar.set_postfix(loss=f'{out.loss:.3f}', top1=f'{out.top1:.1f}', board=len(step.board or []), refresh=False)
+        if out.meta is not None:
+            log(f"  meta-matching update at iteration {iters_done + int(totals[2])}: "
+                f"val loss {out.meta['val_loss']:.4f}, |grad| {out.meta['meta_grad_norm']:.3g}")
     for batch_idx, (images, targets) in enumerate(bar):
-        x, y = paddle.to_tensor(images), paddle.to_tensor(targets)
         lr = step.optimizer.get_lr()
-        out = step(x, y, epoch, iters_done + batch_idx, lr)
+        settled(step(images, targets, epoch, iters_done + batch_idx, lr))
         scheduler.step_update(iters_done + batch_idx + 1)
-        if ema is not None:
-            ema.update(step.hypernet)
-        totals += [out['loss'], out['top1'], 1]
-        bar.set_postfix(loss=f"{out['loss']:.3f}", top1=f"{out['top1']:.1f}", board=len(step.board or []),
-                        refresh=False)
-        if out['meta'] is not None:
-            log(f"  meta-matching update at iteration {iters_done + batch_idx + 1}: "
-                f"val loss {out['meta']['val_loss']:.4f}, |grad| {out['meta']['meta_grad_norm']:.3g}")
+    settled(step.finish())
     n = max(totals[2], 1)
     return {'loss': totals[0] / n, 'top1': totals[1] / n, 'lr': step.optimizer.get_lr()}, int(totals[2])
 
@@ -95,19 +98,27 @@ def run_train(cfg) -> Dict:
 
     hypernet = HyperNet(sta_num, cfg.DATASET.NUM_CLASSES, drop_rate=cfg.NET.DROPOUT_RATE,
                         drop_path_rate=cfg.NET.DROP_PATH_RATE, global_pool=cfg.NET.GP, resolution=image_size)
-    model = data_parallel(hypernet, world, cfg.BATCHNORM.SYNC_BN, find_unused_parameters=True)
+    if world > 1 and cfg.BATCHNORM.SYNC_BN:
+        sync_batch_norm(hypernet)
     log(f'hypernetwork: layers per searched stage {sta_num}, search resolution {resolution}px, training at '
         f'{image_size}px, {count_params(hypernet) / 1e6:.2f}M params; FLOPs budget '
-        f'[{s.FLOPS_MINIMUM}, {s.FLOPS_MAXIMUM}]M counted at {resolution}px; {s.METHOD} on {world} process(es)')
+        f'[{s.FLOPS_MINIMUM}, {s.FLOPS_MAXIMUM}]M counted at {resolution}px; {s.METHOD} on {world} process(es)'
+        f'{", AMP float16" if cfg.AMP else ""}')
     train_loader, val_loader = train_loaders(cfg, image_size, world)
-    optimizer, scheduler, ema = build_optimization(cfg, hypernet, len(train_loader))
+    optimizer, scheduler, ema, scaler = build_optimization(cfg, hypernet, len(train_loader))
+    fused = getattr(optimizer, 'fused', None)
+    broadcast_tensors(fused.values if fused is not None else list(hypernet.state_dict().values()))  # rank 0's
     board = PrioritizedBoard(s.POOL_SIZE, cfg.ACC_GAP) if s.METHOD == 'cream' else None
     matcher = MetaMatcher(cfg.DATASET.NUM_CLASSES, s.SLICE) if s.METHOD == 'cream' else None
-    step = SupernetStep(model, hypernet, optimizer, None, _settings(cfg), LabelSmoothingCrossEntropy(
-        cfg.AUGMENTATION.SMOOTHING), SoftTargetCrossEntropy(), board, matcher)
+    if matcher is not None:
+        broadcast_tensors(matcher.parameters())
+    step = SupernetStep(hypernet, optimizer, None, _settings(cfg), LabelSmoothingCrossEntropy(
+        cfg.AUGMENTATION.SMOOTHING), SoftTargetCrossEntropy(), board, matcher, ema=ema, scaler=scaler)
     identity = dict(sta_num=sta_num, resolution=resolution, image_size=image_size,
                     num_classes=cfg.DATASET.NUM_CLASSES, method=s.METHOD)
-    start_epoch, rows = resume_if_asked(cfg, identity, hypernet, optimizer, ema, board, matcher, log)
+    start_epoch, rows = resume_if_asked(cfg, identity, hypernet, optimizer, ema, board, matcher, scaler, log)
+    if ema is not None and start_epoch == 0:
+        ema.set(hypernet)  # rank 0's initial weights
     scheduler.step_update(start_epoch * len(train_loader))
 
     for epoch in range(start_epoch, cfg.EPOCHS):
@@ -117,7 +128,7 @@ def run_train(cfg) -> Dict:
         set_loader_epoch(train_loader, epoch)
         start = time.time()
         train_metrics, iters = _train_epoch(step, train_loader, epoch, epoch * len(train_loader), scheduler,
-                                            ema, log, main)
+                                            log, main)
         val_path, val_flops = step.sampler.sample(board)
         val = _validate_path(hypernet, val_path, val_loader, main)
         row = dict(epoch=epoch, train_loss=train_metrics['loss'], train_top1=train_metrics['top1'],
@@ -130,17 +141,18 @@ def run_train(cfg) -> Dict:
             f"{row['seconds']:.0f}s")
         if board is not None and world > 1:
             # every rank says which board it holds (its launch log), so identical boards can be checked
-            print(f'[rank {paddle.distributed.get_rank()}] epoch {epoch} board digest {board_digest(board)}',
-                  flush=True)
+            print(f'[rank {get_rank()}] epoch {epoch} board digest {board_digest(board)}', flush=True)
         if main:
-            _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matcher, identity)
+            _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matcher, scaler, identity)
     return _finish(cfg, out_dir, hypernet, board, path_flops, val_loader, rows, resolution, main, log)
 
 
-def _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matcher, identity) -> None:
+def _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matcher, scaler, identity) -> None:
     s = cfg.SUPERNET
     state = dict(epoch=epoch, version=2, state_dict=hypernet.state_dict(), optimizer=optimizer.state_dict(),
                  search=identity, rows=rows, config=cfg.dump())
+    if scaler is not None:
+        state['amp_scaler'] = scaler.state_dict()
     if ema is not None:
         state['state_dict_ema'] = ema.state_dict()
     if board is not None:

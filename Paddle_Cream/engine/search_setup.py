@@ -3,12 +3,14 @@ import os
 from typing import Dict, List, Tuple
 
 from pimm.data import DatasetError, ImageDataset, create_loader
+from pimm.utils.amp import GradScaler
+from pimm.utils.distributed import broadcast_object, is_main_process
 
 from ..models.hypernet import HyperNet
 from ..search import search_for_layer
 from ..search.flops_table import PathFlops
 from .demo_data import prepare_demo_data
-from .distributed import gpu_count
+from .distributed import gpu_count, on_cpu
 from .errors import UserError
 from .output import refuse_existing_run
 from .train_state import CHECKPOINT_NAME, check_compatible, find_resume_checkpoint, load_train_state
@@ -25,6 +27,9 @@ def check_training_keys(cfg) -> None:
     if bn.SYNC_BN and cfg.NUM_GPU > 1 and gpu_count() == 0:
         raise UserError('BATCHNORM.SYNC_BN needs GPUs (paddle.nn.SyncBatchNorm) and this Paddle sees none: '
                         'set it False for CPU processes')
+    if cfg.AMP and gpu_count() == 0:
+        raise UserError('AMP needs a GPU (paddle.amp float16 auto_cast with a GradScaler) and this Paddle '
+                        'sees none: set AMP False to train in float32 on CPU')
     if bn.BN_TF or bn.BN_MOMENTUM != 0.1 or bn.BN_EPS != 1e-5:
         raise UserError('BATCHNORM.BN_TF, BN_MOMENTUM and BN_EPS are not used (nor by the official code): the '
                         'networks keep PyTorch\'s BatchNorm momentum 0.1 and eps 1e-5; remove them')
@@ -69,8 +74,9 @@ def _budget_space(cfg) -> Tuple[List[int], int, PathFlops]:
         sta_num, resolution = search_for_layer(s.FLOPS_MINIMUM, s.FLOPS_MAXIMUM)
     except ValueError as e:
         raise UserError(f'SUPERNET.FLOPS_MINIMUM/FLOPS_MAXIMUM: {e}') from None
-    path_flops = PathFlops(HyperNet(sta_num, cfg.DATASET.NUM_CLASSES, global_pool=cfg.NET.GP, resolution=resolution),
-                           resolution)
+    with on_cpu():  # counting FLOPs needs no GPU memory
+        path_flops = PathFlops(HyperNet(sta_num, cfg.DATASET.NUM_CLASSES, global_pool=cfg.NET.GP,
+                                        resolution=resolution), resolution)
     low, high = path_flops.bounds()
     if low > s.FLOPS_MAXIMUM or high < s.FLOPS_MINIMUM:
         raise UserError(f'SUPERNET.FLOPS_MINIMUM/FLOPS_MAXIMUM [{s.FLOPS_MINIMUM}, {s.FLOPS_MAXIMUM}]: the '
@@ -106,41 +112,72 @@ def train_loaders(cfg, image_size: int, world: int):
                           num_workers=cfg.WORKERS, distributed=world > 1, interpolation=aug.TRAIN_INTERPOLATION,
                           auto_augment=aug.AA or None, color_jitter=aug.COLOR_JITTER, re_prob=aug.RE_PROB,
                           re_mode=aug.RE_MODE, re_count=aug.RE_COUNT, scale=aug.SCALE, hflip=aug.HFLIP,
-                          seed=cfg.SEED)
+                          seed=cfg.SEED, pin_memory=cfg.DATASET.PIN_MEM)
     val = create_loader(val_set, image_size, cfg.DATASET.BATCH_SIZE * cfg.DATASET.VAL_BATCH_MUL,
                         is_training=False, num_workers=cfg.WORKERS, distributed=world > 1,
-                        crop_pct=cfg.DATASET.CROP_PCT, interpolation=cfg.DATASET.INTERPOLATION)
+                        crop_pct=cfg.DATASET.CROP_PCT, interpolation=cfg.DATASET.INTERPOLATION,
+                        pin_memory=cfg.DATASET.PIN_MEM)
     if len(train) == 0:
         raise UserError(f'{train_set.root}: {len(train_set)} images make no full batch of '
                         f'{cfg.DATASET.BATCH_SIZE} per process')
     return train, val
 
 
-def build_optimization(cfg, hypernet, updates_per_epoch: int):
-    """SGD nesterov (no decay on biases/BN), LR decaying linearly to 0 per step, and EMA (SPEC 5)."""
+# the optimizers FusedSGD implements (the search's official choice is sgd: Nesterov momentum)
+_FUSED_OPTIMIZERS = ('sgd', 'nesterov', 'momentum')
+
+
+def build_optimization(cfg, hypernet: HyperNet, updates_per_epoch: int):
+    """SGD nesterov (no decay on biases/BN) on fused per-unit storage, LR decaying linearly to 0 per step,
+    EMA (lazy per unit; on the CPU with NET.EMA.FORCE_CPU) and, with AMP, a GradScaler (SPEC 5)."""
     from pimm.optim import create_optimizer
     from pimm.scheduler import LinearLRScheduler
     from pimm.utils.model_ema import ModelEma
+    fused = hypernet.units() if cfg.OPT.lower() in _FUSED_OPTIMIZERS else None
     optimizer = create_optimizer(hypernet, opt=cfg.OPT, lr=cfg.LR, weight_decay=cfg.WEIGHT_DECAY,
-                                 momentum=cfg.MOMENTUM, filter_bias_and_bn=True)
+                                 momentum=cfg.MOMENTUM, filter_bias_and_bn=True, fused_units=fused)
     scheduler = LinearLRScheduler(optimizer, t_initial=cfg.EPOCHS * updates_per_epoch, t_in_epochs=False)
-    ema = ModelEma(hypernet, decay=cfg.NET.EMA.DECAY) if cfg.NET.EMA.USE else None
-    return optimizer, scheduler, ema
+    ema = None
+    if cfg.NET.EMA.USE:
+        ema = ModelEma(hypernet, decay=cfg.NET.EMA.DECAY, device='cpu' if cfg.NET.EMA.FORCE_CPU else None,
+                       fused=getattr(optimizer, 'fused', None))
+    scaler = GradScaler(init_loss_scaling=1024) if cfg.AMP else None
+    return optimizer, scheduler, ema, scaler
 
 
-def resume_if_asked(cfg, identity: Dict, hypernet, optimizer, ema, board, matcher, log) -> Tuple[int, List[Dict]]:
-    """(first epoch to run, summary rows so far) from RESUME_PATH or, with AUTO_RESUME, the newest run."""
-    path = cfg.RESUME_PATH or (find_resume_checkpoint(cfg.SAVE_PATH, cfg.MODEL) if cfg.AUTO_RESUME else None)
-    if not path:
+def resume_if_asked(cfg, identity: Dict, hypernet, optimizer, ema, board, matcher, scaler,
+                    log) -> Tuple[int, List[Dict]]:
+    """(first epoch to run, summary rows so far) from RESUME_PATH or, with AUTO_RESUME, the newest run.
+
+    Rank 0 decides and reads the checkpoint; every other rank gets its contents from rank 0 (nodes need
+    not share a folder), so weights, optimizer, EMA, board and meta layer are identical everywhere."""
+    state = None
+    if is_main_process():
+        path = cfg.RESUME_PATH or (find_resume_checkpoint(cfg.SAVE_PATH, cfg.MODEL) if cfg.AUTO_RESUME else None)
+        if path:
+            state = load_train_state(path)
+            check_compatible(state['search'], identity, path)
+            state['path'] = path
+    state = broadcast_object(state)
+    if state is None:
         return 0, []
-    state = load_train_state(path)
-    check_compatible(state['search'], identity, path)
-    hypernet.set_state_dict(state['state_dict'])
+    load_weights(hypernet, state['state_dict'])
     optimizer.set_state_dict(state['optimizer'])
     if ema is not None and 'state_dict_ema' in state:
         ema.set_state_dict(state['state_dict_ema'])
     if board is not None and 'board' in state:
         board.load_state_dict(state['board'])
         matcher.set_state_dict(state['meta_layer'])
-    log(f"resumed from {path} after epoch {state['epoch']}")
+    if scaler is not None and state.get('amp_scaler'):
+        scaler.load_state_dict(state['amp_scaler'])
+    log(f"resumed from {state['path']} after epoch {state['epoch']}")
     return int(state['epoch']) + 1, list(state.get('rows', []))
+
+
+def load_weights(hypernet: HyperNet, state_dict: Dict) -> None:
+    """The hypernetwork's weights from a checkpoint: every key, written in place (fused storage kept)."""
+    from pimm.models import assign_state_dict
+    try:
+        assign_state_dict(hypernet, state_dict)
+    except (KeyError, ValueError) as e:
+        raise UserError(f'the checkpoint does not fit this hypernetwork: {e.args[0] if e.args else e}') from None

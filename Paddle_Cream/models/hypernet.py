@@ -91,6 +91,24 @@ class HyperNet(nn.Layer):
         layers = [self.conv_stem, self.bn1, *self.path_blocks(path), self.conv_head, self.classifier]
         return [p for layer in layers for p in layer.parameters() if not p.stop_gradient]
 
+    def units(self) -> List[List[nn.Layer]]:
+        """The parts a path takes or leaves whole, each a list of layers: the stem, the fixed first stage,
+        every choice block of every searched layer (stage by stage, layer by layer, choice by choice), the
+        fixed last stage, the head. Every parameter and statistic is in exactly one unit."""
+        units = [[self.conv_stem, self.bn1], [self.blocks[0]]]
+        for stage in self.blocks[1:-1]:
+            units.extend([choice] for layer in stage for choice in layer)
+        return units + [[self.blocks[-1]], [self.conv_head, self.classifier]]
+
+    def path_units(self, path: Sequence[Sequence[int]]) -> List[int]:
+        """Indices into :meth:`units` of the parts ``path`` runs, in order."""
+        path = self.check_path(path)
+        out, first = [0, 1], 2
+        for stage in path[1:-1]:
+            out.extend(first + len(CHOICES) * l + c for l, c in enumerate(stage))
+            first += len(CHOICES) * len(stage)
+        return out + [first, first + 1]
+
     def forward_features(self, x: paddle.Tensor, path: Path) -> paddle.Tensor:
         x = self.act1(self.bn1(self.conv_stem(x)))
         for block in self.path_blocks(path):

@@ -1,7 +1,7 @@
 """The Cream search: FLOPs budget, path sampling, the prioritized board, meta-matching."""
 from .board import BoardEntry, PrioritizedBoard
 from .flops_budget import load_flops_op_table, search_for_layer
-from .meta_matching import MetaMatcher, preserved_bn_stats
+from .meta_matching import MetaMatcher, per_slice_batch_stats
 from .sampler import DEFAULT_PRE_PROB, HOW_TO_PROB, PathSampler, UniformFlopsSampler
 from .evolution import EvolutionSearch
 from .rank_correlation import kendall_tau, spearman_rho

@@ -1,35 +1,49 @@
 """The prioritized path board (SPEC section 5, step 5): the best paths seen so far, with the
-input slice and soft labels each one is matched and distilled against."""
+input slice and soft labels each one is matched and distilled against.
+
+The slices live on the device (they are scored every iteration); checkpoints hold them as arrays."""
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import paddle
 
 from ..models.search_space import CHOICES
 
 __all__ = ['BoardEntry', 'PrioritizedBoard']
 
 
+ArrayLike = Union[np.ndarray, paddle.Tensor]
+
+
+def _device_copy(value: ArrayLike) -> paddle.Tensor:
+    """A float32 tensor on the current device holding its own copy of ``value``."""
+    if isinstance(value, paddle.Tensor):
+        return value.detach().astype('float32').clone()
+    return paddle.to_tensor(np.asarray(value, dtype=np.float32))
+
+
 @dataclass
 class BoardEntry:
     """One prioritized path: its batch top-1 (percent), MFLOPs, the path, the first SLICE
-    inputs of its batch ``(SLICE, C, H, W)`` and their soft labels ``(SLICE, num_classes)``."""
+    inputs of its batch ``(SLICE, C, H, W)`` and their soft labels ``(SLICE, num_classes)``, float32
+    tensors on the device."""
     top1: float
     flops: float
     path: List[List[int]]
-    inputs: np.ndarray
-    soft_labels: np.ndarray
+    inputs: paddle.Tensor
+    soft_labels: paddle.Tensor
 
     def to_dict(self) -> Dict[str, Any]:
-        """Plain dict with copied arrays (for checkpoints)."""
+        """Plain dict with the slices as numpy arrays (for checkpoints)."""
         return {'top1': self.top1, 'flops': self.flops, 'path': [list(s) for s in self.path],
-                'inputs': self.inputs.copy(), 'soft_labels': self.soft_labels.copy()}
+                'inputs': np.array(self.inputs.numpy(), dtype=np.float32),
+                'soft_labels': np.array(self.soft_labels.numpy(), dtype=np.float32)}
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> 'BoardEntry':
         return cls(top1=float(d['top1']), flops=float(d['flops']), path=[list(map(int, s)) for s in d['path']],
-                   inputs=np.array(d['inputs'], dtype=np.float32),
-                   soft_labels=np.array(d['soft_labels'], dtype=np.float32))
+                   inputs=_device_copy(d['inputs']), soft_labels=_device_copy(d['soft_labels']))
 
 
 class PrioritizedBoard:
@@ -46,6 +60,7 @@ class PrioritizedBoard:
         self.pool_size = pool_size
         self.acc_gap = float(acc_gap)
         self._entries: List[BoardEntry] = []
+        self._stacked: Optional[Tuple[paddle.Tensor, paddle.Tensor]] = None
 
     @property
     def entries(self) -> List[BoardEntry]:
@@ -78,21 +93,31 @@ class PrioritizedBoard:
         worst = self._entries[-1]
         return top1 > worst.top1 + self.acc_gap or (top1 > worst.top1 and flops < worst.flops)
 
-    def admit(self, top1: float, flops: float, path: Sequence[Sequence[int]], inputs: np.ndarray,
-              soft_labels: np.ndarray) -> bool:
-        """Add the path if it qualifies (copying the arrays); True when it was added."""
+    def admit(self, top1: float, flops: float, path: Sequence[Sequence[int]], inputs: ArrayLike,
+              soft_labels: ArrayLike) -> bool:
+        """Add the path if it qualifies (copying the slices to the device); True when it was added."""
+        if len(inputs.shape) != 4 or len(soft_labels.shape) != 2 or inputs.shape[0] != soft_labels.shape[0]:
+            raise ValueError(f'expected inputs (SLICE, C, H, W) and soft labels (SLICE, classes), got '
+                             f'{list(inputs.shape)} and {list(soft_labels.shape)}')
         top1, flops = float(top1), float(flops)
         if not self.would_admit(top1, flops):
             return False
-        inputs = np.array(inputs, dtype=np.float32, copy=True)
-        soft_labels = np.array(soft_labels, dtype=np.float32, copy=True)
-        if inputs.ndim != 4 or soft_labels.ndim != 2 or inputs.shape[0] != soft_labels.shape[0]:
-            raise ValueError(f'expected inputs (SLICE, C, H, W) and soft labels (SLICE, classes), got '
-                             f'{inputs.shape} and {soft_labels.shape}')
-        entry = BoardEntry(top1, flops, [list(map(int, s)) for s in path], inputs, soft_labels)
+        entry = BoardEntry(top1, flops, [list(map(int, s)) for s in path], _device_copy(inputs),
+                           _device_copy(soft_labels))
         # list.sort is stable: among equal top-1, earlier entries stay first
         self._entries = sorted(self._entries + [entry], key=lambda e: -e.top1)[:self.pool_size]
+        self._stacked = None
         return True
+
+    def stacked(self) -> Tuple[paddle.Tensor, paddle.Tensor]:
+        """``(inputs [P * SLICE, ...], soft labels [P * SLICE, classes])`` of all entries, best first, on the
+        device; built once per change of the board."""
+        if not self._entries:
+            raise IndexError('the prioritized board is empty')
+        if self._stacked is None:
+            self._stacked = (paddle.concat([e.inputs for e in self._entries]),
+                             paddle.concat([e.soft_labels for e in self._entries]))
+        return self._stacked
 
     def choice_frequencies(self, num_choices: int = len(CHOICES)) -> np.ndarray:
         """Relative frequency of each choice over the searched layers (stages 1..-2) of all
@@ -119,6 +144,7 @@ class PrioritizedBoard:
         self.pool_size = pool_size
         self.acc_gap = float(state.get('acc_gap', self.acc_gap))
         self._entries = sorted(entries, key=lambda e: -e.top1)
+        self._stacked = None
 
     def summary(self) -> List[Dict[str, Any]]:
         """JSON-able ranking, best first: ``{rank (from 1), top1, flops, arch}``; no arrays."""

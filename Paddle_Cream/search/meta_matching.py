@@ -7,8 +7,9 @@ that one (simulated) distillation step of the student lowers its validation loss
 Teacher choice scores every board entry as if its stored slice went through the student path
 alone (train-mode BatchNorm normalises each slice with its own statistics), as the official
 per-entry forwards do, but in ONE batched forward: each BatchNorm computes per-slice statistics
-(:func:`per_slice_batch_stats`). The meta update weights its distillation loss by that same
-matching score m of the chosen teacher, computed from the teacher's stored slice.
+(:func:`per_slice_batch_stats`), locally on this process, without touching running statistics,
+whatever its kind (``BatchNorm2D``, ``SyncBatchNorm``, ...). The meta update's forwards run the same
+way, so the update leaves the supernet exactly as it found it and is never a cross-rank collective.
 
 Two slips of the official code are not copied: it took ``m`` from the *last* board entry's
 score instead of the chosen teacher's, and it simulated the student step with the meta
@@ -16,10 +17,10 @@ layer's learning rate instead of the student's. It also applied the chain rule o
 the first parameter (the stem conv); here it runs over all of the path's parameters.
 
 Paddle 3.x has no double-backward for softmax, log_softmax, flatten, hardsigmoid or relu6,
-so the second-order term is a central finite difference of first derivatives (as in DARTS).
+so the second-order term is a central finite difference of first derivatives (as in DARTS), run in
+full float32 (TF32 off) with the same dropout and drop-path masks as the loss it differentiates.
 """
 import contextlib
-import math
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -28,57 +29,61 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from pimm.loss import SoftTargetCrossEntropy
+from pimm.utils.fused_storage import assign_in_place
+from pimm.utils.precision import ReplayableDraws, tf32_disabled
 
 from .board import BoardEntry, PrioritizedBoard
 
-__all__ = ['MetaMatcher', 'preserved_bn_stats', 'per_slice_batch_stats']
+__all__ = ['MetaMatcher', 'per_slice_batch_stats', 'batch_norm_layers', 'finite_difference_step']
 
 Tensors = List[paddle.Tensor]
+_FORMATS = {2: 'NC', 3: 'NCL', 4: 'NCHW', 5: 'NCDHW'}
+# the smallest finite-difference perturbation, per weight, in units of float32 rounding of the weights
+_MIN_STEP_ULPS = 256
 
 
-@contextlib.contextmanager
-def preserved_bn_stats(model: nn.Layer) -> Iterator[None]:
-    """Restore every BatchNorm running mean/variance (``_mean``/``_variance``) of ``model`` on exit."""
-    saved = [(layer, layer._mean.clone(), layer._variance.clone()) for layer in model.sublayers(include_self=True)
-             if isinstance(getattr(layer, '_mean', None), paddle.Tensor)
-             and isinstance(getattr(layer, '_variance', None), paddle.Tensor)]
-    try:
-        yield
-    finally:
-        for layer, mean, var in saved:
-            layer._mean.set_value(mean)
-            layer._variance.set_value(var)
+def batch_norm_layers(model: nn.Layer) -> List[nn.Layer]:
+    """Every batch-norm layer of ``model``: BatchNorm1D/2D/3D, SyncBatchNorm and the legacy BatchNorm."""
+    kinds = (nn.layer.norm._BatchNormBase, nn.BatchNorm)
+    return [layer for layer in model.sublayers(include_self=True) if isinstance(layer, kinds)]
 
 
-def _batch_norm_per_slice(layer: nn.Layer, slice_size: int):
-    """A train-mode forward for ``layer`` (a BatchNorm2D) normalising each run of ``slice_size`` images
-    with that run's own (biased) batch statistics, as if it went through alone; running stats untouched.
+def _per_slice_forward(layer: nn.Layer, slice_size: int):
+    """A forward for ``layer`` normalising each run of ``slice_size`` inputs with that run's own (biased)
+    batch statistics, as if it went through alone, on this process only; running stats untouched.
 
-    The P slices are moved into the channel axis, ``[P*S, C, H, W] -> [S, P*C, H, W]``, so Paddle's
-    fused batch-norm kernel computes one statistic per (slice, channel) over (S, H, W)."""
+    The P slices are moved into the channel axis, ``[P*S, C, ...] -> [S, P*C, ...]``, so one call of
+    Paddle's fused batch-norm kernel computes one statistic per (slice, channel)."""
+    data_format = getattr(layer, '_data_format', 'NCHW')
+    if not str(data_format).startswith('NC'):
+        raise ValueError(f'per-slice batch statistics need channels-first data, got {data_format}')
+    weight, bias, epsilon = getattr(layer, 'weight', None), getattr(layer, 'bias', None), layer._epsilon
+
     def forward(x: paddle.Tensor) -> paddle.Tensor:
-        n, c, h, w = x.shape
+        n, c, rest = x.shape[0], x.shape[1], list(x.shape[2:])
         if n % slice_size:
             raise ValueError(f'{n} images do not split into slices of {slice_size}')
         p = n // slice_size
-        folded = x.reshape([p, slice_size, c, h, w]).transpose([1, 0, 2, 3, 4]).reshape([slice_size, p * c, h, w])
-        weight = None if layer.weight is None else layer.weight.tile([p])
-        bias = None if layer.bias is None else layer.bias.tile([p])
-        out = F.batch_norm(folded, paddle.zeros([p * c], x.dtype), paddle.ones([p * c], x.dtype), weight, bias,
-                           training=True, epsilon=layer._epsilon)
-        return out.reshape([slice_size, p, c, h, w]).transpose([1, 0, 2, 3, 4]).reshape([n, c, h, w])
+        folded = x.reshape([p, slice_size, c, *rest]).transpose([1, 0, 2, *range(3, 3 + len(rest))])
+        folded = folded.reshape([slice_size, p * c, *rest])
+        out = F.batch_norm(folded, paddle.zeros([p * c], x.dtype), paddle.ones([p * c], x.dtype),
+                           None if weight is None else weight.tile([p]), None if bias is None else bias.tile([p]),
+                           training=True, epsilon=epsilon, data_format=_FORMATS[folded.ndim])
+        out = out.reshape([slice_size, p, c, *rest]).transpose([1, 0, 2, *range(3, 3 + len(rest))])
+        return out.reshape([n, c, *rest])
     return forward
 
 
 @contextlib.contextmanager
 def per_slice_batch_stats(model: nn.Layer, slice_size: int) -> Iterator[None]:
-    """Inside, every BatchNorm2D of ``model`` in train mode normalises each consecutive ``slice_size``
-    images of its input with their own batch statistics (running stats neither used nor updated):
-    one forward of P stacked slices gives each slice the outputs of its own forward."""
-    layers = [layer for layer in model.sublayers(include_self=True)
-              if isinstance(layer, nn.BatchNorm2D) and layer.training and not layer._use_global_stats]
+    """Inside, every batch norm of ``model`` in train mode (any kind) normalises each consecutive
+    ``slice_size`` inputs with their own batch statistics, locally (no collective even for SyncBatchNorm);
+    running statistics are neither used nor updated. One forward of P stacked slices gives each slice
+    the outputs of its own forward."""
+    layers = [layer for layer in batch_norm_layers(model)
+              if layer.training and not getattr(layer, '_use_global_stats', False)]
     for layer in layers:
-        layer.forward = _batch_norm_per_slice(layer, slice_size)
+        layer.forward = _per_slice_forward(layer, slice_size)
     try:
         yield
     finally:
@@ -86,12 +91,25 @@ def per_slice_batch_stats(model: nn.Layer, slice_size: int) -> Iterator[None]:
             del layer.forward  # back to the class's forward
 
 
-def _global_norm(tensors: Tensors) -> float:
-    return math.sqrt(sum(float((t * t).sum()) for t in tensors))
+def finite_difference_step(theta_norm: paddle.Tensor, u_norm: paddle.Tensor, eps_scale: float) -> paddle.Tensor:
+    """The step eps along u of the central difference: ``max(eps_scale, 256 ulp * |theta|) / |u|``.
+
+    ``eps_scale / |u|`` alone moves each of N weights by about ``eps_scale / sqrt(N)``: on the paper's path
+    (N ~ 5M, weights of rms ~0.03) that is a few hundred float32 rounding steps, and much less on larger
+    ones; the floor keeps it at least 256 rounding steps of the weights' rms wide (with TF32 it would be
+    a fraction of one step)."""
+    finfo = np.finfo(np.float64 if theta_norm.dtype == paddle.float64 else np.float32)
+    floor = theta_norm * float(_MIN_STEP_ULPS * finfo.eps)
+    return paddle.maximum(floor, paddle.full_like(floor, eps_scale)) / paddle.maximum(
+        u_norm, paddle.full_like(u_norm, 1e-30))
 
 
-def _dot(a: Tensors, b: Tensors) -> float:
-    return sum(float((x * y).sum()) for x, y in zip(a, b))
+def _sum_squares(tensors: Tensors) -> paddle.Tensor:
+    return paddle.add_n([(t * t).sum() for t in tensors])
+
+
+def _dot(a: Tensors, b: Tensors) -> paddle.Tensor:
+    return paddle.add_n([(x * y).sum() for x, y in zip(a, b)])
 
 
 def _grads(loss: paddle.Tensor, params: Tensors) -> Tensors:
@@ -101,9 +119,8 @@ def _grads(loss: paddle.Tensor, params: Tensors) -> Tensors:
 
 
 def _assign(params: Tensors, values: Tensors) -> None:
-    with paddle.no_grad():
-        for p, v in zip(params, values):
-            p.set_value(v)
+    for p, v in zip(params, values):
+        assign_in_place(p, v)  # in place: the parameters may be views of fused storage
 
 
 class MetaMatcher(nn.Layer):
@@ -127,34 +144,40 @@ class MetaMatcher(nn.Layer):
             raise ValueError(f'student logits and teacher probabilities must both be {want}, got '
                              f'{list(logits.shape)} and {list(teacher_probs.shape)}')
 
-    def scores(self, model: nn.Layer, path: Sequence[Sequence[int]], board: PrioritizedBoard) -> paddle.Tensor:
-        """Meta scores ``[P]`` of all P board entries for the student ``path``, from ONE forward of
-        the P * SLICE stored inputs. In train mode each BatchNorm normalises every entry's slice with
-        that slice's own statistics, so a score equals the one from the entry's own forward (SPEC 5.4);
-        running stats are kept."""
-        entries = board.entries
-        if not entries:
-            raise ValueError('cannot score an empty board')
-        dtype = self.meta_layer.weight.dtype
-        inputs = paddle.to_tensor(np.concatenate([e.inputs for e in entries]), dtype=dtype)
-        labels = paddle.to_tensor(np.concatenate([e.soft_labels for e in entries]), dtype=dtype)
+    def local_forward(self, model: nn.Layer, x: paddle.Tensor, path: Sequence[Sequence[int]]) -> paddle.Tensor:
+        """``model(x, path)`` with every batch norm using each slice's own statistics, locally, running
+        statistics untouched (in eval mode: the running statistics, as usual)."""
         with per_slice_batch_stats(model, self.slice_size):
-            probs = F.softmax(model(inputs, path), axis=-1)
-        return self._score(probs, labels)
+            return model(x, path)
+
+    def score_slices(self, model: nn.Layer, path: Sequence[Sequence[int]], inputs: paddle.Tensor,
+                     soft_labels: paddle.Tensor) -> paddle.Tensor:
+        """Meta scores ``[P]`` of P stored slices (``inputs`` ``[P * SLICE, ...]`` and their soft labels) for
+        the student ``path``, from ONE forward, each scored as in its own forward (SPEC 5.4). On the
+        device, no host synchronisation, no gradient."""
+        dtype = self.meta_layer.weight.dtype
+        with paddle.no_grad():
+            probs = F.softmax(self.local_forward(model, inputs.astype(dtype), path), axis=-1)
+            return self._score(probs, soft_labels.astype(dtype))
+
+    def scores(self, model: nn.Layer, path: Sequence[Sequence[int]], board: PrioritizedBoard) -> paddle.Tensor:
+        """Meta scores ``[P]`` of all P board entries for the student ``path`` (:meth:`score_slices`)."""
+        if board.is_empty:
+            raise ValueError('cannot score an empty board')
+        return self.score_slices(model, path, *board.stacked())
 
     def select_teacher(self, model: nn.Layer, path: Sequence[Sequence[int]], board: PrioritizedBoard,
                        method: str = 'meta') -> Tuple[BoardEntry, float]:
         """``(teacher entry, m)``. ``'top1'``: the best entry, m = 0.5. ``'meta'``: the entry with
         the highest score, m = sigmoid(-score) of THAT entry (the official code used the last
-        entry's score, a slip). No gradients."""
+        entry's score, a slip). No gradients; one host synchronisation for the scores."""
         if board.is_empty:
             raise ValueError('cannot select a teacher from an empty board')
         if method == 'top1':
             return board.best(), 0.5
         if method != 'meta':
             raise ValueError(f"method must be 'meta' or 'top1', got {method!r}")
-        with paddle.no_grad():
-            scores = self.scores(model, path, board).numpy()
+        scores = self.scores(model, path, board).numpy()
         best = int(np.argmax(scores))
         return board.entries[best], float(1. / (1. + np.exp(float(scores[best]))))
 
@@ -167,7 +190,8 @@ class MetaMatcher(nn.Layer):
 
     def _entry_tensors(self, entry: BoardEntry) -> Tuple[paddle.Tensor, paddle.Tensor]:
         dtype = self.meta_layer.weight.dtype
-        return paddle.to_tensor(entry.inputs, dtype=dtype), paddle.to_tensor(entry.soft_labels, dtype=dtype)
+        as_tensor = [v if isinstance(v, paddle.Tensor) else paddle.to_tensor(v) for v in (entry.inputs, entry.soft_labels)]
+        return as_tensor[0].astype(dtype), as_tensor[1].astype(dtype)
 
     def _train_loss(self, logits: paddle.Tensor, teacher_probs: paddle.Tensor, entry_logits: paddle.Tensor,
                     entry_labels: paddle.Tensor) -> Tuple[paddle.Tensor, paddle.Tensor]:
@@ -180,14 +204,14 @@ class MetaMatcher(nn.Layer):
                   teacher_probs: paddle.Tensor, entry_x: paddle.Tensor, entry_labels: paddle.Tensor) -> Tensors:
         """grad_phi L_train at the model's current weights (the student forwards need no graph)."""
         with paddle.no_grad():
-            logits, entry_logits = model(x_train, path), model(entry_x, path)
+            logits, entry_logits = self.local_forward(model, x_train, path), self.local_forward(model, entry_x, path)
         loss, _ = self._train_loss(logits.detach(), teacher_probs, entry_logits.detach(), entry_labels)
         return _grads(loss, list(self.meta_layer.parameters()))
 
     def meta_gradient(self, model: nn.Layer, path: Sequence[Sequence[int]], teacher: BoardEntry,
                       teacher_probs: paddle.Tensor, x_train: paddle.Tensor, x_val: paddle.Tensor,
                       y_val: paddle.Tensor, student_lr: float, grad_clip: float = 1.0,
-                      eps_scale: float = 1e-3) -> Tuple[Tensors, Dict[str, float]]:
+                      eps_scale: float = 1e-3) -> Tuple[Tensors, Dict[str, paddle.Tensor]]:
         """dJ/dphi for J(phi) = CE_val(theta - xi * clip(grad_theta L_train(theta, phi))), xi = student_lr,
         over all path parameters theta, with only first derivatives. L_train = m * KD(student(x_train),
         teacher_probs), m = sigmoid(-meta(softmax(student(teacher.inputs)) - teacher.soft_labels)) the
@@ -196,44 +220,51 @@ class MetaMatcher(nn.Layer):
         * G = grad_theta L_train, c = min(1, grad_clip / |G|), theta' = theta - xi c G;
         * v = grad CE_val(theta'); u = J_clip^T v = v if unclipped, else c (v - (v.G) G / |G|^2);
         * dJ/dphi = -xi d/dphi[u . grad_theta L_train] ~= -xi (grad_phi L_train(theta + eps u)
-          - grad_phi L_train(theta - eps u)) / (2 eps), eps = eps_scale / |u|. (A step of norm 1e-2
-          measured up to 30% off the exact gradient on small hypernets, 1e-3 within 2% in float32.)
+          - grad_phi L_train(theta - eps u)) / (2 eps), eps = max(eps_scale, 256 ulp * |theta|) / |u|:
+          a step of norm 1e-2 measured up to 30% off the exact gradient on small hypernets, 1e-3 within 2%
+          in float32; the floor keeps each weight's perturbation hundreds of float32 rounding steps wide
+          on large paths. Both sides run with L_train's own dropout/drop-path masks, TF32 off.
 
-        theta and BatchNorm running stats are restored exactly. In train mode BN uses batch
-        statistics, so every loss here depends on its batch (and drop-path adds noise).
-        Returns ``(grads per meta-layer parameter, {'val_loss', 'm', 'student_grad_norm'})``.
+        Everything stays on the device (the clip is a device min); theta is restored exactly and BN
+        running statistics are never touched (every forward uses each slice's own statistics, locally).
+        Returns ``(grads per meta-layer parameter, {'val_loss', 'm', 'student_grad_norm'} as device scalars)``.
         """
         params = model.path_parameters(path)
         theta = [p.detach().clone() for p in params]
         entry_x, entry_labels = self._entry_tensors(teacher)
-        with preserved_bn_stats(model):
+        draws = ReplayableDraws()   # the masks of L_train's forwards, replayed for theta +- eps u
+        with tf32_disabled():
             try:
-                loss, m = self._train_loss(model(x_train, path), teacher_probs, model(entry_x, path), entry_labels)
+                loss, m = self._train_loss(self.local_forward(model, x_train, path), teacher_probs,
+                                           self.local_forward(model, entry_x, path), entry_labels)
                 g = _grads(loss, params)
-                g_norm = _global_norm(g)
-                c = min(1., grad_clip / g_norm) if g_norm > 0 else 1.
-                _assign(params, [t - student_lr * c * gi for t, gi in zip(theta, g)])
-                val_loss = F.cross_entropy(model(x_val, path), y_val)
+                g_norm = _sum_squares(g).sqrt()
+                c = paddle.minimum(paddle.ones_like(g_norm), grad_clip / paddle.maximum(g_norm, paddle.full_like(
+                    g_norm, 1e-30)))
+                with paddle.no_grad():
+                    _assign(params, [t - student_lr * c * gi for t, gi in zip(theta, g)])
+                val_loss = F.cross_entropy(self.local_forward(model, x_val, path), y_val)
                 v = _grads(val_loss, params)
-                if c < 1.:  # Jacobian of G -> G * tau / |G| is c (I - G G^T / |G|^2)
-                    proj = _dot(v, g) / g_norm ** 2
-                    u = [c * (vi - proj * gi) for vi, gi in zip(v, g)]
-                else:
-                    u = v
-                u_norm = _global_norm(u)
-                phi = list(self.meta_layer.parameters())
-                if u_norm == 0:
-                    grad_phi = [paddle.zeros_like(p) for p in phi]
-                else:
-                    eps = eps_scale / u_norm
+                clipped = (c < 1.).astype(g_norm.dtype)  # Jacobian of G -> G tau / |G| is c (I - G G^T / |G|^2)
+                proj = clipped * _dot(v, g) / paddle.maximum(g_norm * g_norm, paddle.full_like(g_norm, 1e-30))
+                u = [c * (vi - proj * gi) for vi, gi in zip(v, g)]
+                u_norm = _sum_squares(u).sqrt()
+                eps = finite_difference_step(_sum_squares(theta).sqrt(), u_norm, eps_scale)
+                with paddle.no_grad():
                     _assign(params, [t + eps * ui for t, ui in zip(theta, u)])
+                with draws.replay():
                     plus = self._phi_grad(model, path, x_train, teacher_probs, entry_x, entry_labels)
+                with paddle.no_grad():
                     _assign(params, [t - eps * ui for t, ui in zip(theta, u)])
+                with draws.replay():
                     minus = self._phi_grad(model, path, x_train, teacher_probs, entry_x, entry_labels)
-                    grad_phi = [-student_lr * (a - b) / (2 * eps) for a, b in zip(plus, minus)]
+                nonzero = (u_norm > 0).astype(u_norm.dtype)
+                grad_phi = [-student_lr * nonzero * (a - b) / (2 * eps) for a, b in zip(plus, minus)]
             finally:
-                _assign(params, theta)
-        return grad_phi, {'val_loss': float(val_loss), 'm': float(m), 'student_grad_norm': g_norm}
+                draws.done()
+                with paddle.no_grad():
+                    _assign(params, theta)
+        return grad_phi, {'val_loss': val_loss.detach(), 'm': m.detach(), 'student_grad_norm': g_norm}
 
     def meta_step(self, model: nn.Layer, path: Sequence[Sequence[int]], teacher: BoardEntry,
                   teacher_probs: paddle.Tensor, x_train: paddle.Tensor, x_val: paddle.Tensor, y_val: paddle.Tensor,
@@ -242,11 +273,11 @@ class MetaMatcher(nn.Layer):
         """One meta-layer update from :meth:`meta_gradient`: the gradient is clipped to norm
         ``grad_clip``, then plain SGD at ``meta_lr`` (or ``optimizer``, which must hold only the
         meta layer's parameters). The model's weights and BN stats are left untouched.
-        Returns ``{'meta_grad_norm' (before clipping), 'val_loss', 'm'}``."""
+        Returns ``{'meta_grad_norm' (before clipping), 'val_loss', 'm'}`` (one host synchronisation)."""
         grad_phi, info = self.meta_gradient(model, path, teacher, teacher_probs, x_train, x_val, y_val, student_lr,
                                             grad_clip=grad_clip, eps_scale=eps_scale)
-        norm = _global_norm(grad_phi)
-        scale = min(1., grad_clip / norm) if norm > 0 else 1.
+        norm = _sum_squares(grad_phi).sqrt()
+        scale = paddle.minimum(paddle.ones_like(norm), grad_clip / paddle.maximum(norm, paddle.full_like(norm, 1e-30)))
         grad_phi = [scale * g for g in grad_phi]
         phi = list(self.meta_layer.parameters())
         if optimizer is None:
@@ -258,4 +289,6 @@ class MetaMatcher(nn.Layer):
             surrogate.backward()  # leaves exactly grad_phi in p.grad
             optimizer.step()
             optimizer.clear_grad(set_to_zero=False)
-        return {'meta_grad_norm': norm, 'val_loss': info['val_loss'], 'm': info['m']}
+        values = paddle.stack([norm, info['val_loss'].astype(norm.dtype), info['m'].astype(norm.dtype),
+                               info['student_grad_norm'].astype(norm.dtype)]).numpy()
+        return {'meta_grad_norm': float(values[0]), 'val_loss': float(values[1]), 'm': float(values[2])}

@@ -1,15 +1,24 @@
-"""One supernet training iteration, Cream (SPEC 5) or SPOS (SPEC 9): the algorithm in one place."""
-from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Sequence
+"""One supernet training iteration, Cream (SPEC 5) or SPOS (SPEC 9): the algorithm in one place.
 
+What the host does per iteration is a fixed handful of ops per unit of the sampled path (gradients
+zeroed, all-reduced, stepped and averaged on :class:`~pimm.utils.fused_storage.FusedUnits` storage)
+and ONE device-to-host copy: an iteration's metrics (and, with ``PICK_METHOD meta``, the next
+teacher's scores) are fetched together at the start of the next iteration, which then settles the
+board admission the metrics decide. :meth:`SupernetStep.finish` settles the last one.
+"""
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
 import paddle
-import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..engine.distributed import all_reduce_sum, broadcast_array, broadcast_parameters, get_world_size
+from pimm.utils.distributed import all_reduce_sum_, average_gradients_, broadcast_tensors, get_world_size
 from ..models.hypernet import HyperNet
+from .board import BoardEntry
 
-__all__ = ['SearchSettings', 'SupernetStep', 'batch_top1']
+__all__ = ['SearchSettings', 'SupernetStep', 'StepResult']
 
 
 @dataclass
@@ -21,91 +30,195 @@ class SearchSettings:
     update_iter: int = 200
     slice_size: int = 4
     meta_lr: float = 1e-4
+    sample_from_board: bool = False  # HOW_TO_PROB teacher: the path sampler reads the board
 
 
-def batch_top1(logits: paddle.Tensor, target: paddle.Tensor) -> float:
-    return float((logits.argmax(-1) == target).astype('float32').mean()) * 100.
+@dataclass
+class StepResult:
+    """A settled iteration: loss and batch top-1 over all ranks, the path, whether the board took it."""
+    loss: float
+    top1: float
+    path: List[List[int]]
+    flops: float
+    m: Optional[float]
+    meta: Optional[Dict[str, float]]
+    admitted: bool
+    teacher: Optional[List[List[int]]]
 
 
-def _release_off_path_grads(hypernet: HyperNet, on_path: Sequence[paddle.Tensor]) -> None:
-    # DataParallel fills unused parameters with zero gradients; a zero gradient still moves
-    # them through momentum and weight decay. None makes the optimizer skip them entirely.
-    keep = {id(p) for p in on_path}
-    for p in hypernet.parameters():
-        if id(p) not in keep and p.grad is not None:
-            p.clear_gradient(False)
+@dataclass
+class _Pending:
+    """An iteration whose metrics are still on the device."""
+    metrics: paddle.Tensor                 # [images, top-1 hits, sum of the ranks' mean losses]
+    path: List[List[int]]
+    flops: float
+    m: Optional[float]
+    meta: Optional[Dict[str, float]]
+    teacher: Optional[List[List[int]]]
+    candidate: Optional[List[paddle.Tensor]]   # its first slice and soft labels, when the board is open
+    shared: bool = False                       # candidate already replaced by rank 0's
 
 
 class SupernetStep:
-    """Sample a path, distil from a board teacher (Cream), update only that path, update the board.
+    """Sample a path, distil from a board teacher (Cream), update only that path, offer it to the board.
 
-    Every rank samples the same path (same seed) and admits the same entry: the
-    batch top-1 is all-reduced and the stored slice is rank 0's, broadcast.
+    Every rank samples the same path (same seed) and admits the same entry: the metrics are
+    all-reduced and the stored slice is rank 0's, broadcast. ``optimizer`` is a
+    :class:`~pimm.optim.FusedSGD` over the hypernetwork's units (or any pimm optimizer, stepping
+    parameters per tensor); ``ema`` a :class:`~pimm.utils.ModelEma` (lazy per unit on fused storage);
+    ``scaler`` a ``paddle.amp.GradScaler`` for float16 O1 training (board scoring and the meta update
+    stay float32).
     """
 
-    def __init__(self, model: nn.Layer, hypernet: HyperNet, optimizer, sampler, settings: SearchSettings,
-                 ce_loss: Callable, kd_loss: Callable, board=None, matcher=None):
+    def __init__(self, hypernet: HyperNet, optimizer, sampler, settings: SearchSettings, ce_loss: Callable,
+                 kd_loss: Callable, board=None, matcher=None, ema=None, scaler=None):
         if settings.method not in ('cream', 'spos'):
             raise ValueError(f"SUPERNET.METHOD must be 'cream' or 'spos', got '{settings.method}'")
         if settings.pick_method not in ('meta', 'top1'):
             raise ValueError(f"SUPERNET.PICK_METHOD must be 'meta' or 'top1', got '{settings.pick_method}'")
-        self.model, self.hypernet, self.optimizer, self.sampler = model, hypernet, optimizer, sampler
+        self.hypernet, self.optimizer, self.sampler = hypernet, optimizer, sampler
         self.s, self.ce_loss, self.kd_loss = settings, ce_loss, kd_loss
-        self.board, self.matcher = board, matcher
+        self.board, self.matcher, self.ema, self.scaler = board, matcher, ema, scaler
+        self.fused = getattr(optimizer, 'fused', None)
+        self._pending: Optional[_Pending] = None
 
-    def distilling(self, epoch: int) -> bool:
-        return self.s.method == 'cream' and epoch > self.s.meta_sta_epoch and self.board is not None \
-            and len(self.board) > 0
+    def board_open(self, epoch: int) -> bool:
+        """Whether paths are offered to the board (and taught by it) in ``epoch``."""
+        return self.s.method == 'cream' and epoch > self.s.meta_sta_epoch and self.board is not None
 
-    def _soft_labels(self, x: paddle.Tensor, path) -> paddle.Tensor:
-        with paddle.no_grad():
-            return F.softmax(self.model(x, path), axis=-1)
+    def __call__(self, x: paddle.Tensor, y: paddle.Tensor, epoch: int, iteration: int,
+                 lr: float) -> Optional[StepResult]:
+        """Train one iteration; returns the previous one, settled (None on an epoch's first call)."""
+        s, board_open = self.s, self.board_open(epoch)
+        pipelined = (board_open and s.pick_method == 'meta' and not s.sample_from_board
+                     and self._pending is not None and self._pending.candidate is not None)
+        finished = None if pipelined else self.finish()
+        path, flops = self.sampler.sample(self.board if s.method == 'cream' else None)
+        teacher, m = None, None
+        if pipelined:
+            finished, teacher, m = self._settle_and_pick(path)
+        elif board_open and len(self.board):
+            teacher, m = self._pick(path)
+        meta = None
+        if teacher is not None and s.pick_method == 'meta' and (iteration + 1) % s.update_iter == 0:
+            meta = self.meta_update(x, y, path, lr, teacher)
+            teacher, m = self._pick(path)  # the updated meta layer chooses this iteration's teacher
+        self._pending = self._train(x, y, path, flops, teacher, m, meta, board_open)
+        return finished
 
-    def meta_update(self, x: paddle.Tensor, y: paddle.Tensor, path, lr: float) -> Optional[Dict]:
-        """The meta-matching network's step on this batch's first two slices."""
+    def finish(self) -> Optional[StepResult]:
+        """Settle the last iteration (its metrics and board admission); call at the end of an epoch."""
+        if self._pending is None:
+            return None
+        pending, self._pending = self._pending, None
+        return self._settled(pending, pending.metrics.numpy())
+
+    # -- teacher choice and the board ---------------------------------------------------------------
+
+    def _pick(self, path) -> Tuple[BoardEntry, float]:
+        return self.matcher.select_teacher(self.hypernet, path, self.board, self.s.pick_method)
+
+    def _candidate(self, pending: _Pending) -> List[paddle.Tensor]:
+        if not pending.shared:  # every rank stores rank 0's slice (a collective: all ranks get here)
+            broadcast_tensors(pending.candidate)
+            pending.shared = True
+        return pending.candidate
+
+    def _settled(self, pending: _Pending, metrics: np.ndarray) -> StepResult:
+        images, hits, loss_sum = (float(v) for v in metrics[:3])
+        top1 = 100. * hits / max(images, 1.)
+        admitted = False
+        if pending.candidate is not None and self.board.would_admit(top1, pending.flops):
+            admitted = self.board.admit(top1, pending.flops, pending.path, *self._candidate(pending))
+        return StepResult(loss=loss_sum / get_world_size(), top1=top1, path=pending.path, flops=pending.flops,
+                          m=pending.m, meta=pending.meta, admitted=admitted, teacher=pending.teacher)
+
+    def _settle_and_pick(self, path) -> Tuple[StepResult, BoardEntry, float]:
+        """Score the board's entries and the pending candidate for ``path`` in one forward, fetch those
+        scores with the pending metrics in ONE copy, settle the admission, pick the best-scoring entry."""
+        pending, self._pending = self._pending, None
+        before = self.board.entries
+        inputs, labels = self._candidate(pending)
+        if before:
+            stacked = self.board.stacked()
+            inputs, labels = paddle.concat([stacked[0], inputs]), paddle.concat([stacked[1], labels])
+        scores = self.matcher.score_slices(self.hypernet, path, inputs, labels)
+        fetched = paddle.concat([pending.metrics.astype('float64'), scores.astype('float64')]).numpy()
+        result = self._settled(pending, fetched)
+        score_of = {id(e): fetched[3 + i] for i, e in enumerate(before)}
+        entries = self.board.entries
+        values = np.array([score_of.get(id(e), fetched[-1]) for e in entries])  # the new entry: the candidate
+        best = int(np.argmax(values))
+        return result, entries[best], float(1. / (1. + np.exp(values[best])))
+
+    # -- the update ---------------------------------------------------------------------------------
+
+    def meta_update(self, x: paddle.Tensor, y: paddle.Tensor, path, lr: float,
+                    entry: BoardEntry) -> Optional[Dict]:
+        """The meta-matching network's step on this batch's first two slices, against ``entry``."""
         n = self.s.slice_size
         if x.shape[0] < 2 * n:
             return None
-        entry, _ = self.matcher.select_teacher(self.hypernet, path, self.board, 'meta')
-        teacher_probs = self._soft_labels(x[:n], entry.path)
+        with paddle.no_grad():  # local batch statistics, running statistics untouched
+            teacher_probs = F.softmax(self.matcher.local_forward(self.hypernet, x[:n], entry.path), axis=-1)
         info = self.matcher.meta_step(self.hypernet, path, entry, teacher_probs, x[:n], x[n:2 * n], y[n:2 * n],
                                       student_lr=lr, meta_lr=self.s.meta_lr)
-        broadcast_parameters(self.matcher.parameters())   # one meta layer on every rank
+        broadcast_tensors(self.matcher.parameters())   # one meta layer on every rank
         return info
 
-    def __call__(self, x: paddle.Tensor, y: paddle.Tensor, epoch: int, iteration: int, lr: float) -> Dict:
-        path, flops = self.sampler.sample(self.board if self.s.method == 'cream' else None)
-        meta = None
-        if (self.distilling(epoch) and self.s.pick_method == 'meta'
-                and (iteration + 1) % self.s.update_iter == 0):
-            meta = self.meta_update(x, y, path, lr)
-        self.optimizer.clear_grad(set_to_zero=False)
-        logits = self.model(x, path)
-        teacher, m, teacher_logits = None, None, None
-        if self.distilling(epoch):
-            teacher, m = self.matcher.select_teacher(self.hypernet, path, self.board, self.s.pick_method)
-            with paddle.no_grad():
-                teacher_logits = self.model(x, teacher.path)
-            kd = self.kd_loss(logits, F.softmax(teacher_logits, axis=-1))
-            loss = (m * kd + (2. - m) * self.ce_loss(logits, y)) / 2.
+    def _units(self, *paths) -> List[int]:
+        return sorted({u for p in paths if p is not None for u in self.hypernet.path_units(p)})
+
+    def _train(self, x, y, path, flops, teacher: Optional[BoardEntry], m: Optional[float], meta,
+               board_open: bool) -> _Pending:
+        units = self._units(path)
+        touched = self._units(path, None if teacher is None else teacher.path)  # BN statistics move too
+        if self.ema is not None:
+            self.ema.catch_up(touched)
+        if self.fused is not None:
+            self.fused.zero_grads(units)
         else:
-            loss = self.ce_loss(logits, y)
-        loss.backward()
-        _release_off_path_grads(self.hypernet, self.hypernet.path_parameters(path))
-        self.optimizer.step()
+            self.optimizer.clear_grad(set_to_zero=False)
+        amp = self.scaler is not None
+        with paddle.amp.auto_cast(enable=amp, level='O1'):
+            logits = self.hypernet(x, path)
+            teacher_logits = None
+            if teacher is not None:
+                with paddle.no_grad():
+                    teacher_logits = self.hypernet(x, teacher.path)
+                kd = self.kd_loss(logits, F.softmax(teacher_logits.astype('float32'), axis=-1))
+                loss = (m * kd + (2. - m) * self.ce_loss(logits, y)) / 2.
+            else:
+                loss = self.ce_loss(logits, y)
+        self._backward_and_step(loss, path, units)
+        if self.ema is not None:
+            self.ema.update(self.hypernet, touched)
+        with paddle.no_grad():
+            hits = (logits.argmax(-1) == y).astype('float32').sum()
+            metrics = all_reduce_sum_(paddle.stack([paddle.full([], y.shape[0], 'float32'), hits,
+                                                    loss.detach().astype('float32')]))
+            candidate = None
+            if board_open:
+                n = self.s.slice_size
+                source = teacher_logits if teacher_logits is not None else logits
+                candidate = [x[:n].detach().astype('float32').clone(),
+                             F.softmax(source[:n].detach().astype('float32'), axis=-1)]
+        return _Pending(metrics, path, flops, m, meta, None if teacher is None else teacher.path, candidate)
 
-        n_img, hits = all_reduce_sum([y.shape[0], float((logits.argmax(-1) == y).astype('float32').sum())])
-        top1 = 100. * hits / n_img
-        loss_value = float(all_reduce_sum([float(loss)])[0]) / get_world_size()
-        admitted = False
-        if self.s.method == 'cream' and epoch > self.s.meta_sta_epoch and self.board is not None:
-            admitted = self._update_board(x, logits, teacher_logits, top1, flops, path)
-        return dict(loss=loss_value, top1=top1, path=path, flops=flops, m=m, meta=meta, admitted=admitted,
-                    teacher=None if teacher is None else teacher.path)
-
-    def _update_board(self, x, logits, teacher_logits, top1: float, flops: float, path) -> bool:
-        n = self.s.slice_size
-        source = teacher_logits if teacher_logits is not None else logits
-        inputs = broadcast_array(x[:n].numpy())
-        soft = broadcast_array(F.softmax(source[:n].detach(), axis=-1).numpy())
-        return self.board.admit(top1, flops, path, inputs, soft)
+    def _backward_and_step(self, loss: paddle.Tensor, path, units: Sequence[int]) -> None:
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+        if self.fused is not None:
+            grads = [self.fused.grads[u] for u in units if self.fused.grads[u] is not None]
+        else:
+            grads = [p.grad for p in self.hypernet.path_parameters(path) if p.grad is not None]
+        average_gradients_(grads)   # one collective over the path's gradients only
+        only = self.optimizer.restricted_to(units) if self.fused is not None else contextlib.nullcontext()
+        with only:
+            if self.scaler is None:
+                self.optimizer.step()
+            else:  # unscales, skips a step whose scaled gradients overflowed (the same on every rank)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()

@@ -8,8 +8,10 @@ import paddle
 import paddle.nn as nn
 
 from ..utils.checkpoint_io import CheckpointFileError, load_paddle_file
+from ..utils.fused_storage import assign_in_place
 
-__all__ = ['clean_state_dict', 'check_state_dict', 'load_state_dict', 'load_checkpoint', 'resume_checkpoint']
+__all__ = ['clean_state_dict', 'check_state_dict', 'assign_state_dict', 'load_state_dict', 'load_checkpoint',
+           'resume_checkpoint']
 
 _logger = logging.getLogger(__name__)
 
@@ -44,6 +46,15 @@ def check_state_dict(model: nn.Layer, state_dict: Mapping[str, Any]) -> None:
         raise KeyError('checkpoint does not fit the model: ' + ' | '.join(problems))
 
 
+def assign_state_dict(model: nn.Layer, state_dict: Mapping[str, Any]) -> None:
+    """``model.set_state_dict`` that checks every key and shape first and writes each value into the
+    existing tensor's memory on its own device: a model kept on the CPU stays there (``set_value`` of an
+    array moves a tensor to the current device) and fused storage stays fused."""
+    check_state_dict(model, state_dict)
+    for key, tensor in model.state_dict().items():
+        assign_in_place(tensor, state_dict[key])
+
+
 def load_state_dict(checkpoint_path: str, use_ema: bool = True) -> Dict[str, np.ndarray]:
     """The weights in a Paddle checkpoint: ``state_dict_ema`` when asked and present, else
     ``state_dict``, else the file itself when it is a plain state dict."""
@@ -64,8 +75,9 @@ def load_checkpoint(model: nn.Layer, checkpoint_path: str, use_ema: bool = True,
     """Load ``checkpoint_path`` into ``model``; with ``strict`` every key and shape must match."""
     state_dict = load_state_dict(checkpoint_path, use_ema)
     if strict:
-        check_state_dict(model, state_dict)
-    model.set_state_dict(state_dict)
+        assign_state_dict(model, state_dict)
+    else:
+        model.set_state_dict(state_dict)
     _logger.info("loaded weights from '%s'", checkpoint_path)
 
 
@@ -77,9 +89,7 @@ def resume_checkpoint(model: nn.Layer, checkpoint_path: str, optimizer: Optional
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get('state_dict'), dict):
         load_checkpoint(model, checkpoint_path, use_ema=False)
         return None
-    state_dict = clean_state_dict(checkpoint['state_dict'])
-    check_state_dict(model, state_dict)
-    model.set_state_dict(state_dict)
+    assign_state_dict(model, clean_state_dict(checkpoint['state_dict']))
     if optimizer is not None and isinstance(checkpoint.get('optimizer'), dict):
         optimizer.set_state_dict(checkpoint['optimizer'])
     if loss_scaler is not None and isinstance(checkpoint.get('amp_scaler'), dict) and checkpoint['amp_scaler']:

@@ -181,7 +181,8 @@ def _param_groups(model_or_params: Union[nn.Layer, ParamsT], weight_decay: float
 def create_optimizer(model_or_params: Union[nn.Layer, ParamsT], opt: str = 'sgd', lr: float = 0.01,
                      weight_decay: float = 0., momentum: float = 0.9, eps: Optional[float] = None,
                      filter_bias_and_bn: bool = True, param_groups: Optional[Sequence[Dict[str, Any]]] = None,
-                     grad_clip_norm: float = 0.) -> paddle.optimizer.Optimizer:
+                     grad_clip_norm: float = 0., fused_units: Optional[Sequence[Sequence[nn.Layer]]] = None
+                     ) -> paddle.optimizer.Optimizer:
     """An optimizer by timm name: ``sgd``/``nesterov`` (Nesterov momentum), ``momentum``, ``rmsprop``,
     ``rmsproptf``, ``adam``, ``adamw``.
 
@@ -190,6 +191,10 @@ def create_optimizer(model_or_params: Union[nn.Layer, ParamsT], opt: str = 'sgd'
     are extra groups (e.g. ``{'params': meta.parameters(), 'lr': 1e-4}``) appended after those, their
     parameters taken out of them; with a model an extra group has no weight decay unless it sets one.
     ``grad_clip_norm > 0`` clips the global gradient norm at each step.
+
+    ``fused_units`` (lists of the model's layers, every tensor in one; SGD-family names only): the model's
+    tensors are moved into :class:`~pimm.utils.fused_storage.FusedUnits` storage (``optimizer.fused``) and a
+    :class:`~pimm.optim.fused_sgd.FusedSGD` returned, whose ``step(units)`` updates only those units.
     """
     name = opt.lower()
     if name not in _OPTIMIZERS:
@@ -203,4 +208,13 @@ def create_optimizer(model_or_params: Union[nn.Layer, ParamsT], opt: str = 'sgd'
     groups = _param_groups(model_or_params, weight_decay, filter_bias_and_bn, param_groups or ())
     if isinstance(model_or_params, nn.Layer):
         kwargs['weight_decay'] = 0.  # the groups carry it, as in timm; extra groups default to none
-    return cls(groups, **kwargs)
+    if fused_units is None:
+        return cls(groups, **kwargs)
+    if cls is not SGD or grad_clip_norm:
+        raise ValueError(f"fused storage steps the SGD family (sgd, nesterov, momentum) without gradient "
+                         f"clipping, got '{opt}'" + (f' with grad_clip_norm {grad_clip_norm}' if grad_clip_norm else ''))
+    from pimm.utils.fused_storage import FusedUnits
+    from .fused_sgd import FusedSGD
+    fused = FusedUnits(fused_units, [g['params'] for g in groups])
+    kwargs.pop('grad_clip_norm')
+    return FusedSGD(groups, fused, **kwargs)

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import paddle
 import pytest
 
 from Paddle_Cream.search.board import BoardEntry, PrioritizedBoard
@@ -63,8 +64,8 @@ def test_ties_keep_arrival_order():
         _admit(board, t, seed=seed)
     entries = board.entries
     assert [e.top1 for e in entries] == [50., 40., 40.]
-    np.testing.assert_array_equal(entries[1].inputs, _arrays(0)[0])
-    np.testing.assert_array_equal(entries[2].inputs, _arrays(2)[0])
+    np.testing.assert_array_equal(entries[1].inputs.numpy(), _arrays(0)[0])
+    np.testing.assert_array_equal(entries[2].inputs.numpy(), _arrays(2)[0])
 
 
 def test_pool_size_one():
@@ -81,7 +82,12 @@ def test_admit_copies_arrays_and_checks_shapes():
     inputs, labels = _arrays()
     board.admit(10., 1., PATH, inputs, labels)
     inputs[:] = 0
-    assert np.abs(board.best().inputs).sum() > 0
+    assert isinstance(board.best().inputs, paddle.Tensor)  # the slices live on the device
+    assert np.abs(board.best().inputs.numpy()).sum() > 0
+    on_device = paddle.ones([2, 3, 4, 4])
+    board.admit(20., 1., PATH, on_device, paddle.ones([2, 5]))
+    on_device.zero_()
+    assert float(board.best().inputs.sum()) == 2 * 3 * 4 * 4  # a copy, not the batch itself
     with pytest.raises(ValueError, match='SLICE'):
         board.admit(10., 1., PATH, inputs[0], labels)
     with pytest.raises(ValueError, match='pool_size'):
@@ -99,9 +105,10 @@ def test_state_round_trip_is_exact():
     assert restored.pool_size == 3 and restored.acc_gap == 5.
     for a, b in zip(board.entries, restored.entries):
         assert (a.top1, a.flops, a.path) == (b.top1, b.flops, b.path)
-        np.testing.assert_array_equal(a.inputs, b.inputs)
-        np.testing.assert_array_equal(a.soft_labels, b.soft_labels)
-        assert b.inputs.dtype == np.float32
+        np.testing.assert_array_equal(a.inputs.numpy(), b.inputs.numpy())
+        np.testing.assert_array_equal(a.soft_labels.numpy(), b.soft_labels.numpy())
+        assert b.inputs.dtype == paddle.float32
+        assert isinstance(state['entries'][0]['inputs'], np.ndarray)  # checkpoints hold arrays
     assert restored.summary() == board.summary()
 
 

@@ -79,3 +79,62 @@ def test_set_state_dict_and_call(parity):
     assert all(p.stop_gradient for p in ema.module.parameters())
     with pytest.raises(KeyError, match='does not fit'):
         other.set_state_dict({'0.weight': ema.state_dict()['0.weight']})
+
+
+def _fused_net():
+    from pimm.optim.optim_factory import param_groups_weight_decay
+    from pimm.utils.fused_storage import FusedUnits
+    net = _paddle_net()
+    groups = param_groups_weight_decay(net, 1e-4)
+    return net, FusedUnits([[net[0], net[1]], [net[4]]], [g['params'] for g in groups])
+
+
+def test_lazy_per_unit_average_equals_the_every_step_average():
+    """A unit left alone for L steps is moved by 1 - decay**L towards its (unchanged) weights when next
+    touched: the same numbers as averaging every step."""
+    net, fused = _fused_net()
+    lazy, eager = ModelEma(net, decay=DECAY, fused=fused), ModelEma(net, decay=DECAY)
+    rng = np.random.RandomState(0)
+    for step in range(12):
+        changed = [u for u in range(2) if rng.rand() < 0.4]
+        lazy.catch_up(changed)
+        with paddle.no_grad():
+            for u in changed:
+                fused.values[u].add_(paddle.to_tensor(rng.randn(int(fused.values[u].size)).astype('float32')))
+        lazy.update(net, changed)
+        eager.update(net)
+    got, expected = lazy.state_dict(), eager.state_dict()
+    for k in expected:
+        np.testing.assert_allclose(got[k].numpy(), expected[k].numpy(), rtol=1e-6, atol=1e-6, err_msg=k)
+    with pytest.raises(RuntimeError, match='catch_up'):
+        lazy.update(net, [0])  # unit 0 is current; a second update without catch-up is out of order
+        lazy.update(net, [1])
+
+
+def test_lazy_average_of_a_unit_never_touched_costs_nothing():
+    net, fused = _fused_net()
+    ema = ModelEma(net, decay=DECAY, fused=fused)
+    before = ema._flat[1].numpy().copy()
+    for _ in range(5):
+        ema.catch_up([0])
+        ema.update(net, [0])
+    np.testing.assert_array_equal(ema._flat[1].numpy(), before)  # not read, not written
+    assert ema._last == [5, 0]
+
+
+def test_loading_keeps_the_average_where_it_lives(monkeypatch):
+    """NET.EMA.FORCE_CPU: Tensor.set_value of an array allocates on the *current* device, so a resumed
+    CPU average landed on the GPU. Loading must write each tensor on its own device, never asking which
+    device is current (on a CPU-only build this is how the mechanism is seen)."""
+    import paddle.base.framework as framework
+    model = _paddle_net()
+    ema = ModelEma(model, decay=0.5, device='cpu')
+    state = {k: v.numpy() + 1 for k, v in model.state_dict().items()}
+
+    def current_device_asked():
+        raise AssertionError('the current device was consulted')
+    monkeypatch.setattr(framework, '_current_expected_place', current_device_asked)
+    ema.set_state_dict(state)
+    for k, v in ema.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), state[k])
+        assert v.place.is_cpu_place()

@@ -1,0 +1,184 @@
+"""SupernetStep on fused storage: the same training as per-tensor SGD, untouched off-path units, one
+device-to-host copy an iteration, AMP around the student/teacher forwards only."""
+import contextlib
+import copy
+
+import numpy as np
+import paddle
+import pytest
+
+from fake_gpu import enabled_grad_scaler
+from pimm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from pimm.optim import create_optimizer
+from pimm.utils.amp import GradScaler
+from pimm.utils.model_ema import ModelEma
+from Paddle_Cream.models.hypernet import HyperNet
+from Paddle_Cream.search import MetaMatcher, PathSampler, PrioritizedBoard
+from Paddle_Cream.search.flops_table import PathFlops
+from Paddle_Cream.search.supernet_step import SearchSettings, SupernetStep
+
+STA, CLASSES, RES, BATCH, SLICE = [1, 1, 2, 1, 1], 10, 32, 8, 2
+
+
+def _batches(n, seed=0):
+    rng = np.random.RandomState(seed)
+    return [(paddle.to_tensor(rng.randn(BATCH, 3, RES, RES).astype('float32')),
+             paddle.to_tensor(rng.randint(0, CLASSES, BATCH).astype('int64'))) for _ in range(n)]
+
+
+def _search(net, fused: bool, pick='meta', scaler=None, ema=True):
+    flops = PathFlops(net, RES).flops
+    optimizer = create_optimizer(net, opt='sgd', lr=0.05, weight_decay=1e-4, momentum=0.9,
+                                 fused_units=net.units() if fused else None)
+    average = ModelEma(net, decay=0.9, fused=getattr(optimizer, 'fused', None)) if ema else None
+    settings = SearchSettings(method='cream', pick_method=pick, meta_sta_epoch=0, update_iter=3, slice_size=SLICE,
+                              meta_lr=1e-2)
+    paddle.seed(1)
+    matcher = MetaMatcher(CLASSES, SLICE)
+    sampler = PathSampler(STA, flops, 0, 1e4, how_to_prob='even', seed=1)
+    return SupernetStep(net, optimizer, sampler, settings, LabelSmoothingCrossEntropy(0.1), SoftTargetCrossEntropy(),
+                        PrioritizedBoard(3), matcher, ema=average, scaler=scaler)
+
+
+def _train(step, batches, epoch=1):
+    results = [step(x, y, epoch=epoch, iteration=i, lr=0.05) for i, (x, y) in enumerate(batches)]
+    results.append(step.finish())
+    return [r for r in results if r is not None]
+
+
+def _net():
+    paddle.seed(0)
+    net = HyperNet(STA, CLASSES, resolution=RES)
+    net.train()
+    return net
+
+
+@pytest.mark.parametrize('pick', ['meta', 'top1'])
+def test_fused_step_trains_like_per_tensor_sgd(pick):
+    """The pipelined, fused step against the same algorithm stepping each tensor: identical weights, BN
+    statistics, board and meta layer (bit for bit), and the lazy EMA equal to the every-step one."""
+    a_net = _net()
+    b_net = copy.deepcopy(a_net)
+    a, b = _search(a_net, fused=True, pick=pick), _search(b_net, fused=False, pick=pick)
+    batches = _batches(8)
+    ra, rb = _train(a, batches), _train(b, batches)
+    assert len(ra) == len(rb) == 8 and any(r.teacher is not None for r in ra)
+    assert [(r.path, r.admitted, r.teacher) for r in ra] == [(r.path, r.admitted, r.teacher) for r in rb]
+    assert [r.loss for r in ra] == [r.loss for r in rb] and [r.top1 for r in ra] == [r.top1 for r in rb]
+    if pick == 'meta':
+        assert sum(r.meta is not None for r in ra) >= 2
+    for k, v in b_net.state_dict().items():
+        np.testing.assert_array_equal(a_net.state_dict()[k].numpy(), v.numpy(), err_msg=k)
+    assert a.board.summary() == b.board.summary()
+    np.testing.assert_array_equal(a.matcher.meta_layer.weight.numpy(), b.matcher.meta_layer.weight.numpy())
+    got, expected = a.ema.state_dict(), b.ema.state_dict()
+    for k in expected:
+        np.testing.assert_allclose(got[k].numpy(), expected[k].numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
+    a.optimizer.fused.check()
+
+
+def test_units_no_path_took_are_not_touched():
+    net = _net()
+    step = _search(net, fused=True)
+    fused = step.optimizer.fused
+    before = [v.numpy().copy() for v in fused.values]
+    ema_before = [v.numpy().copy() for v in step.ema._flat]
+    results = _train(step, _batches(6))
+    used = {u for r in results for p in (r.path, r.teacher) if p for u in net.path_units(p)}
+    assert len(used) < len(fused)
+    for u in set(range(len(fused))) - used:
+        np.testing.assert_array_equal(fused.values[u].numpy(), before[u])
+        np.testing.assert_array_equal(step.ema._flat[u].numpy(), ema_before[u])
+        assert step.optimizer._velocity[u] is None or not step.optimizer._velocity[u].numpy().any()
+
+
+class _SyncCounter:
+    """Counts the calls that copy a tensor's values to the host (a device synchronisation on a GPU)."""
+    NAMES = ('numpy', '__float__', 'item', 'tolist', '__bool__', '__int__', '__index__')
+
+    def __init__(self, monkeypatch):
+        self.count, self._inside = 0, False
+        for name in self.NAMES:
+            original = getattr(paddle.Tensor, name)
+            monkeypatch.setattr(paddle.Tensor, name, self._counted(original))
+
+    def _counted(self, original):
+        def method(tensor, *args, **kwargs):
+            if self._inside:
+                return original(tensor, *args, **kwargs)
+            self.count += 1
+            self._inside = True
+            try:
+                return original(tensor, *args, **kwargs)
+            finally:
+                self._inside = False
+        return method
+
+
+@pytest.mark.parametrize('pick', ['meta', 'top1'])
+def test_one_device_to_host_copy_per_iteration(monkeypatch, pick):
+    """Metrics, board admission and (meta pick) the next teacher's scores: one copy per iteration, except
+    on meta-update iterations (the meta gradient's figures, then a fresh pick with the new meta layer)."""
+    net = _net()
+    step = _search(net, fused=True, pick=pick, ema=True)
+    batches = _batches(9)
+    _train(step, batches[:3], epoch=0)   # board closed
+    _train(step, batches[:3], epoch=1)   # board filling
+    counter = _SyncCounter(monkeypatch)
+    per_iteration = []
+    for i, (x, y) in enumerate(batches[3:8], start=3):
+        before = counter.count
+        step(x, y, epoch=1, iteration=i, lr=0.05)
+        per_iteration.append(counter.count - before)
+    # the first call follows finish() (an epoch's end): nothing pending, a meta pick scores the board alone.
+    # A meta-update iteration adds the meta gradient's figures and a pick with the updated meta layer.
+    expected = [int(pick == 'meta')] + [3 if pick == 'meta' and (i + 1) % 3 == 0 else 1 for i in range(4, 8)]
+    assert per_iteration == expected
+
+
+def test_amp_wraps_the_forwards_and_not_the_board_or_meta_update(monkeypatch):
+    """AMP True: paddle.amp O1 around the student and teacher forwards and the loss, a GradScaler around
+    backward and step; board scoring and the meta update stay float32 (outside auto_cast). A CPU has no
+    float16 kernels, so the scaler is built as on a GPU and auto_cast records instead of casting."""
+    scaler = enabled_grad_scaler(monkeypatch, GradScaler, init_loss_scaling=1024)
+    state = {'inside': False, 'levels': []}
+
+    @contextlib.contextmanager
+    def recording_auto_cast(enable=True, level='O1', **kwargs):
+        state['levels'].append((enable, level))
+        state['inside'] = enable
+        try:
+            yield
+        finally:
+            state['inside'] = False
+    monkeypatch.setattr(paddle.amp, 'auto_cast', recording_auto_cast)
+    net = _net()
+    twin = copy.deepcopy(net)
+    step, plain = _search(net, fused=True, scaler=scaler), _search(twin, fused=True)
+    for name in ('score_slices', 'meta_step'):
+        original = getattr(step.matcher, name)
+
+        def outside(*args, _original=original, _name=name, **kwargs):
+            assert not state['inside'], f'{_name} ran inside auto_cast'
+            return _original(*args, **kwargs)
+        monkeypatch.setattr(step.matcher, name, outside)
+    batches = _batches(7)
+    ra, rb = _train(step, batches), _train(plain, batches)
+    enabled = [level for on, level in state['levels'] if on]  # the plain twin calls it with enable=False
+    assert len(enabled) == len(ra) and set(enabled) == {'O1'}
+    assert any(r.meta is not None for r in ra)
+    # loss scaling by 1024 (a power of two) and unscaling are exact: the same training as without AMP
+    assert [r.loss for r in ra] == [r.loss for r in rb]
+    for k, v in twin.state_dict().items():
+        np.testing.assert_array_equal(net.state_dict()[k].numpy(), v.numpy(), err_msg=k)
+    # an overflow is skipped (identically on every rank: the gradients are all-reduced first), the scale halved
+    scaler._scale.set_value(paddle.to_tensor([3e38], dtype='float32'))
+    fused = step.optimizer.fused
+    trainable = [None if g is None else v.numpy()[:int(g.size)].copy() for v, g in zip(fused.values, fused.grads)]
+    x, y = batches[0]
+    step(x, y, epoch=1, iteration=100, lr=0.05)
+    step.finish()
+    assert float(scaler._scale.numpy()[0]) == pytest.approx(1.5e38, rel=1e-6) and scaler.overflows == 1
+    for u, kept in enumerate(trainable):
+        if kept is not None:  # weights unmoved (BN running statistics still follow the forward)
+            np.testing.assert_array_equal(fused.values[u].numpy()[:kept.size], kept)

@@ -1,0 +1,25 @@
+"""Building GPU-only Paddle objects on a CPU machine, to test the mechanisms around them."""
+import paddle.amp.grad_scaler as grad_scaler
+
+
+class _GpuPlace:
+    def is_gpu_place(self):
+        return True
+
+    def is_xpu_place(self):
+        return False
+
+    def is_custom_place(self):
+        return False
+
+
+def enabled_grad_scaler(monkeypatch, cls, **kwargs):
+    """A ``cls`` (a ``paddle.amp.GradScaler``) built as on a GPU: Paddle disables it when the current place
+    is the CPU, but its scale/unscale/step/update run on CPU kernels once built."""
+    tracer = grad_scaler._dygraph_tracer()
+    fake = type('GpuTracer', (), {'_expected_place': _GpuPlace(), '__getattr__': lambda self, k: getattr(tracer, k)})
+    with monkeypatch.context() as patch:
+        patch.setattr(grad_scaler, '_dygraph_tracer', lambda: fake())
+        scaler = cls(**kwargs)
+    assert scaler._enable
+    return scaler
