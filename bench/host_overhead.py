@@ -75,7 +75,7 @@ def one_element_replica(sta_num: List[int], num_classes: int) -> HyperNet:
 
 def _paths(net: HyperNet, count: int, seed: int):
     rng = np.random.RandomState(seed)
-    return [[[0]] + [list(rng.randint(0, 6, n)) for n in net.sta_num] + [[0]] for _ in range(count)]
+    return [[[0]] + [rng.randint(0, 6, n).tolist() for n in net.sta_num] + [[0]] for _ in range(count)]
 
 
 def _fake_backward(params) -> None:

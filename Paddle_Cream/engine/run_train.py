@@ -117,6 +117,8 @@ def run_train(cfg) -> Dict:
     identity = dict(sta_num=sta_num, resolution=resolution, image_size=image_size,
                     num_classes=cfg.DATASET.NUM_CLASSES, method=s.METHOD)
     start_epoch, rows = resume_if_asked(cfg, identity, hypernet, optimizer, ema, board, matcher, scaler, log)
+    if fused is not None:
+        fused.check()  # every tensor and gradient still in its unit's buffers after loading
     if ema is not None and start_epoch == 0:
         ema.set(hypernet)  # rank 0's initial weights
     scheduler.step_update(start_epoch * len(train_loader))

@@ -66,6 +66,7 @@ class FusedSGD(SGD):
             self._indices.append([index[id(t)] for t in trainable])
             self._views.append(views)
         self._restricted: Optional[Sequence[int]] = None
+        self._updated = set()   # units whose momentum buffers state_dict() reports
 
     @contextlib.contextmanager
     def restricted_to(self, units: Sequence[int]) -> Iterator[None]:
@@ -85,30 +86,32 @@ class FusedSGD(SGD):
             return
         if units is None:
             units = range(len(self._slices)) if self._restricted is None else self._restricted
+        groups = self._param_groups
         lr = {}
         params, grads, velocities, lrs, methods, coeffs = [], [], [], [], [], []
         for u in units:
             for g, values, grad, velocity in self._slices[u]:
-                group = self._param_groups[g]
                 if g not in lr:  # device scalars made by a fill kernel: no host-to-device copy
-                    lr[g] = paddle.full([1], group['lr'], dtype=values.dtype)
+                    lr[g] = paddle.full([1], groups[g]['lr'], dtype=values.dtype)
                 params.append(values)
                 grads.append(grad)
                 velocities.append(velocity)
                 lrs.append(lr[g])
-                methods.append('l2_decay' if group['weight_decay'] else '')
-                coeffs.append(float(group['weight_decay']))
-            self._mark_updated(u)
+                coeffs.append(float(groups[g]['weight_decay']))
+                methods.append('l2_decay' if coeffs[-1] else '')
+            if u not in self._updated:
+                self._mark_updated(u)
         if not params:
             return
-        momentum = {float(self._param_groups[g]['momentum']) for g in lr}
-        nesterov = {bool(self._param_groups[g]['nesterov']) for g in lr}
+        momentum = {float(groups[g]['momentum']) for g in lr}
+        nesterov = {bool(groups[g]['nesterov']) for g in lr}
         if len(momentum) != 1 or len(nesterov) != 1:
             raise ValueError('FusedSGD needs the same momentum and nesterov in every group')
         _C_ops.merged_momentum_(params, grads, velocities, lrs, None, momentum.pop(), nesterov.pop(), methods,
                                 coeffs, False, 1.0)
 
     def _mark_updated(self, unit: int) -> None:
+        self._updated.add(unit)
         if not self.defaults['momentum']:
             return  # as SGD: no buffer without momentum
         for i, view in zip(self._indices[unit], self._views[unit]):
@@ -126,6 +129,7 @@ class FusedSGD(SGD):
         """Restore an :class:`SGD`/:class:`FusedSGD` ``state_dict`` into the fused momentum buffers."""
         super().set_state_dict(state_dict)
         loaded, self.state = self.state, {}
+        self._updated = set()
         for velocity in self._velocity:
             if velocity is not None:
                 velocity.zero_()

@@ -65,6 +65,7 @@ class ModelEma:
             share_buffer(flat, [mine[position[id(t)]] for t in tensors], offsets)
             self._flat.append(flat)
         self._last = [0] * len(fused)   # the update count each unit's average is current at
+        self._flat_here = device is None
 
     @property
     def module(self) -> nn.Layer:
@@ -80,7 +81,7 @@ class ModelEma:
 
     def _weight(self, w: float, dtype, place) -> paddle.Tensor:
         # lerp_ takes its weight as a tensor; built without a host-to-device copy and kept per value
-        key = (w, str(dtype), str(place))
+        key = (w, dtype, str(place))
         if key not in self._weights:
             if len(self._weights) > 256:
                 self._weights.clear()
@@ -99,17 +100,26 @@ class ModelEma:
         elif w > 0.:
             _C_ops.lerp_(ema, target.astype(ema.dtype), self._weight(w, ema.dtype, ema.place))
 
+    def _flat_weight(self, w: float) -> paddle.Tensor:
+        flat = self._flat[0]
+        return self._weight(w, flat.dtype, flat.place)
+
+    def _flat_source(self, u: int) -> paddle.Tensor:
+        values = self.fused.values[u]
+        return values if self._flat_here else values.to(self._flat[u].place)  # FORCE_CPU: one copy a unit
+
     @paddle.no_grad()
     def catch_up(self, units: Optional[Sequence[int]] = None) -> None:
         """Bring the average of ``units`` (all when None) up to the last update, assuming their weights did
         not change since they were last averaged. Call it before a step changes a unit it skipped."""
         if self.fused is None:
             return
+        now, last = self.num_updates, self._last
         for u in range(len(self._flat)) if units is None else units:
-            lag = self.num_updates - self._last[u]
-            if lag > 0:
-                self._toward(self._flat[u], self.fused.values[u], 1. - self.decay ** lag)
-                self._last[u] = self.num_updates
+            lag = now - last[u]
+            if lag > 0:   # L skipped steps towards unchanged weights: one step of weight 1 - decay**L
+                _C_ops.lerp_(self._flat[u], self._flat_source(u), self._flat_weight(1. - self.decay ** lag))
+                last[u] = now
 
     @paddle.no_grad()
     def update(self, model: nn.Layer, units: Optional[Sequence[int]] = None) -> None:
@@ -121,11 +131,12 @@ class ModelEma:
             for ema_v, model_v in self._pairs:
                 self._toward(ema_v, model_v, w)
             return
+        now, last, weight = self.num_updates, self._last, self._flat_weight(w)
         for u in range(len(self._flat)) if units is None else units:
-            if self._last[u] != self.num_updates - 1:
+            if last[u] != now - 1:
                 raise RuntimeError(f'EMA unit {u} was changed without catch_up() first')
-            self._toward(self._flat[u], self.fused.values[u], w)
-            self._last[u] = self.num_updates
+            _C_ops.lerp_(self._flat[u], self._flat_source(u), weight)
+            last[u] = now
 
     @paddle.no_grad()
     def set(self, model: nn.Layer) -> None:

@@ -98,6 +98,7 @@ def test_two_processes_hold_identical_boards(digits, tmp_path):
     (['SUPERNET.FLOPS_MINIMUM', 0, 'SUPERNET.FLOPS_MAXIMUM', 5], ['[0, 5]', '6.6 to', 'none within the budget']),
     (['SUPERNET.RESUNIT', True], ['SUPERNET.RESUNIT', 'search space']),
     (['BATCHNORM.BN_EPS', 0.001], ['BN_EPS are not used']),
+    (['AMP', True], ['AMP needs a GPU']),
 ])
 def test_bad_input_is_one_line(digits, tmp_path, extra, words):
     proc = run_main(tiny_args(digits, tmp_path / 'out', *extra))

@@ -8,11 +8,18 @@ from pimm.optim import create_optimizer
 from pimm.utils.amp import GradScaler
 
 
+def _loss(lin, x):
+    # Paddle's recipe: auto_cast around forward and loss (it also tells the scaler the AMP dtype: a
+    # GradScaler that never saw a float16 auto_cast turns itself off in scale())
+    with paddle.amp.auto_cast():
+        return lin(x).sum()
+
+
 def _overflowed_step(scaler):
     lin = paddle.nn.Linear(3, 2)
     opt = create_optimizer(lin, 'sgd', lr=0.1)
     before = lin.weight.numpy().copy()
-    scaler.scale(lin(paddle.full([1, 3], 1e30)).sum() * 1e30).backward()  # inf gradients
+    scaler.scale(_loss(lin, paddle.full([1, 3], 1e30)) * 1e30).backward()  # inf gradients
     scaler.step(opt)
     scaler.update()
     return before, lin.weight.numpy()
@@ -38,11 +45,11 @@ def test_overflow_skips_the_step_and_halves_the_scale(monkeypatch):
     lin = paddle.nn.Linear(3, 2)
     opt = create_optimizer(lin, 'sgd', lr=0.1)
     for _ in range(2):  # two finite steps in a row double it
-        scaler.scale(lin(paddle.ones([1, 3])).sum()).backward()
+        scaler.scale(_loss(lin, paddle.ones([1, 3]))).backward()
         scaler.step(opt)
         scaler.update()
         opt.clear_grad()
-    assert float(scaler._scale.numpy()[0]) == 1024.
+    assert float(scaler._scale.numpy()[0]) == 1024. and scaler.is_enable()
     restored = enabled_grad_scaler(monkeypatch, GradScaler)
     restored.load_state_dict(scaler.state_dict())
     assert float(restored._scale.numpy()[0]) == 1024.
