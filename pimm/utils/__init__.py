@@ -4,5 +4,6 @@ from .model_complexity import MacCounter, count_params, format_complexity, model
 from .safe_pickle import RestrictedUnpickler, UnknownObject, UnsafePickleError, restricted_loads
 from .checkpoint_saver import CheckpointSaver
 from .metrics import AverageMeter, accuracy, reduce_tensor
+from .fused_storage import FusedUnits
 from .model_ema import ModelEma, unwrap_model
 from .summary import update_summary
