@@ -9,6 +9,7 @@ KEY VALUE pairs after it override the file. NUM_GPU > 1 runs the mode under
 paddle.distributed.launch (GPUs, or gloo CPU processes without GPUs).
 """
 import os
+import signal
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,8 +63,10 @@ def main(argv=None) -> int:
     from Paddle_Cream.config import load_config
     from Paddle_Cream.engine.distributed import launch_command, on_cpu
     from pimm.utils.distributed import launched_world_size
+    from Paddle_Cream.engine.errors import os_error_line
     from Paddle_Cream.engine.output import create_output_dir
     modes, errors = _modes(), _user_errors()
+    previous_handler = signal.signal(signal.SIGTERM, _terminated)
     mode = argv[0]
     try:
         if mode not in modes:
@@ -78,16 +81,44 @@ def main(argv=None) -> int:
             out_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, cfg.dump(), mode)
             cmd, env = launch_command(cfg.NUM_GPU, os.path.abspath(__file__), argv,
                                       os.path.join(out_dir, f'{mode}_launch_logs'))
-            import subprocess
-            return subprocess.call(cmd, env=env)
+            return _run_launcher(cmd, env)
         run(cfg)
     except errors as e:
         print(f'error: {one_line(e)}', file=sys.stderr)
         return 1
+    except OSError as e:  # the user's paths: a full disk, no permission, a file where a folder should be...
+        line = os_error_line(e)
+        if line is None:
+            raise
+        print(f'error: {line}', file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print('error: interrupted', file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)  # main() called in-process leaves its caller as it was
     return 0
+
+
+def _terminated(signum, frame):
+    # SIGTERM (a scheduler's kill, a container stop) unwinds like Ctrl-C: atomic writers remove their
+    # temporary files, loader workers are shut down, and the run ends with one line
+    raise KeyboardInterrupt
+
+
+def _run_launcher(cmd, env) -> int:
+    """Run paddle.distributed.launch; an interrupt of this parent stops the ranks too."""
+    import subprocess
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
 
 
 if __name__ == '__main__':

@@ -1,18 +1,16 @@
-"""Load YAML configs over the typed defaults, apply ``KEY VALUE`` overrides, reject unknown keys."""
+"""Load YAML configs over the declared defaults, apply ``KEY VALUE`` overrides; every value is converted
+and checked against its declaration (``defaults.SCHEMA``) as it is set, unknown keys are refused."""
 import copy
 import difflib
-import os
-from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 
 import yaml
 
-from .defaults import DEFAULTS
+from .declare import ConfigError, check_value
+from .defaults import DEFAULTS, SCHEMA, declaration
+from .yaml_guard import read_config_file, safe_yaml
 
 __all__ = ['ConfigError', 'Config', 'load_config']
-
-
-class ConfigError(ValueError):
-    """A config file or override is invalid (one-line message)."""
 
 
 def _flat_keys(tree: Mapping[str, Any], prefix: str = '') -> Iterator[str]:
@@ -23,7 +21,7 @@ def _flat_keys(tree: Mapping[str, Any], prefix: str = '') -> Iterator[str]:
             yield prefix + k
 
 
-_ALL_KEYS = sorted(_flat_keys(DEFAULTS))
+_ALL_KEYS = tuple(sorted(_flat_keys(SCHEMA)))
 
 
 def _unknown(key: str) -> ConfigError:
@@ -34,39 +32,6 @@ def _unknown(key: str) -> ConfigError:
         close = [leaves[hit[0]]] if hit else []
     hint = f"; did you mean '{close[0]}'?" if close else ''
     return ConfigError(f"unknown config key '{key}'{hint}")
-
-
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    """``value`` converted to the type of ``default``, or ConfigError."""
-    if default is None or value is None and default is None:
-        return value
-    kind = type(default)
-    try:
-        if kind is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ('true', 'false'):
-                return value.lower() == 'true'
-            raise TypeError
-        if kind is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise TypeError
-            return int(value)
-        if kind is float:
-            if isinstance(value, bool):
-                raise TypeError
-            return float(value)
-        if kind is str:
-            if isinstance(value, (list, dict)):
-                raise TypeError
-            return '' if value is None else str(value)
-        if kind in (list, tuple):
-            if not isinstance(value, (list, tuple)):
-                raise TypeError
-            return list(value)
-    except (TypeError, ValueError):
-        pass
-    raise ConfigError(f"config key '{key}' expects {kind.__name__} (like {default!r}), got {value!r}")
 
 
 class Config:
@@ -92,37 +57,26 @@ class Config:
         return Config(node) if isinstance(node, dict) else node
 
     def set(self, dotted: str, value: Any) -> None:
-        """Set one key (dotted), type-checked against the defaults."""
-        parts = dotted.split('.')
-        node, default = self._tree, DEFAULTS
-        for part in parts[:-1]:
-            if part not in default or not isinstance(default[part], dict):
-                raise _unknown(dotted)
-            node, default = node[part], default[part]
-        leaf = parts[-1]
-        if leaf not in default or isinstance(default[leaf], dict):
+        """Set one key (dotted), converted and checked against its declaration (ConfigError otherwise)."""
+        decl = declaration(dotted)
+        if decl is None or isinstance(decl, dict):
             raise _unknown(dotted)
-        node[leaf] = _coerce(dotted, value, default[leaf])
+        *groups, leaf = dotted.split('.')
+        node = self._tree
+        for part in groups:
+            node = node[part]
+        node[leaf] = check_value(dotted, decl, value)
 
     def merge(self, tree: Mapping[str, Any], prefix: str = '') -> None:
         """Merge a nested mapping (as read from YAML)."""
         for k, v in tree.items():
             key = prefix + str(k)
             if isinstance(v, Mapping):
-                if not isinstance(self._default_at(key), dict):
+                if not isinstance(declaration(key), dict):
                     raise _unknown(key)
                 self.merge(v, key + '.')
             else:
                 self.set(key, v)
-
-    @staticmethod
-    def _default_at(dotted: str) -> Any:
-        node: Any = DEFAULTS
-        for part in dotted.split('.'):
-            if not isinstance(node, dict) or part not in node:
-                return None
-            node = node[part]
-        return node
 
     def to_dict(self) -> Dict[str, Any]:
         return copy.deepcopy(self._tree)
@@ -134,32 +88,28 @@ class Config:
         return f'Config({self._tree!r})'
 
 
-def _parse_override(key: str, raw: str) -> Tuple[str, Any]:
+def _parse_override(raw: str) -> Any:
+    """An override's value as YAML reads it (``8``, ``True``, ``[0.6, 1.0]``), else the raw string."""
+    if raw == '':
+        return ''
     try:
-        value = yaml.safe_load(raw) if raw != '' else ''
-    except yaml.YAMLError:
-        value = raw
-    return key, value
+        return safe_yaml(raw)
+    except (yaml.YAMLError, ValueError):   # not YAML (or refused by the guard): the plain string
+        return raw
 
 
 def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Config:
-    """Defaults, then the YAML file at ``path``, then ``KEY VALUE`` pairs from ``overrides``."""
+    """Defaults, then the YAML file at ``path``, then ``KEY VALUE`` pairs from ``overrides``; every
+    value is checked against its declaration as it is set (one-line ConfigError)."""
     cfg = Config()
-    if path:
-        if not os.path.isfile(path):
-            raise ConfigError(f"config file '{path}' not found")
+    if path is not None:
+        tree = read_config_file(path)
         try:
-            with open(path) as f:
-                tree = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, 'problem_mark', None)
-            where = f' at line {mark.line + 1}' if mark else ''
-            raise ConfigError(f"config file '{path}' is not valid YAML{where}") from None
-        if not isinstance(tree, dict):
-            raise ConfigError(f"config file '{path}' must hold a mapping of keys, not {type(tree).__name__}")
-        cfg.merge(tree)
+            cfg.merge(tree)
+        except ConfigError as e:
+            raise ConfigError(f"{e} (in '{path}')") from None
     if len(overrides) % 2:
         raise ConfigError(f"overrides come in KEY VALUE pairs; '{overrides[-1]}' has no value")
     for key, raw in zip(overrides[::2], overrides[1::2]):
-        cfg.set(*_parse_override(key, raw))
+        cfg.set(str(key), _parse_override(str(raw)))
     return cfg

@@ -1,127 +1,214 @@
-"""Every configuration key with its default and type, in one place (the official key names).
+"""Every configuration key in one place (the official key names): its default and what it accepts.
 
-A YAML file or a ``KEY VALUE`` override may only set keys that exist here; the
-value is converted to the default's type. ``None`` defaults accept any value.
+A YAML file or a ``KEY VALUE`` override may only set keys declared in :data:`SCHEMA`; each value is
+converted and checked against its declaration (the kinds are in ``declare.py``) when it is set.
+:data:`DEFAULTS` is the plain tree of the defaults. Checks that involve several keys, or the data,
+the checkpoint or the machine, stay with the mode that needs them (``Paddle_Cream/engine``).
 """
+import copy
+from typing import Any, Dict, Optional
 
-DEFAULTS = {
-    'AUTO_RESUME': False,
-    'DATA_DIR': './data/imagenet',
-    'MODEL': 'cream',
-    'RESUME_PATH': '',
-    'SAVE_PATH': './output',
-    'SEED': 42,
-    'LOG_INTERVAL': 50,
-    'RECOVERY_INTERVAL': 0,
-    'WORKERS': 4,
-    'NUM_GPU': 1,
-    'AMP': False,
-    'ACC_GAP': 5,
-    'EVAL_METRICS': 'prec1',
-    'SKIP_CORRUPT': False,        # count and skip unreadable images instead of stopping
-    'FAST_DECODE': False,         # PIL draft() JPEG decoding: faster, not bit-equal (opt-in)
-    'INFERENCE': 'auto',          # test mode: 'dygraph', 'predictor' (paddle.inference + oneDNN) or 'auto'
+from pimm.data.auto_augment import rand_augment_transform
+from pimm.data.transforms import INTERPOLATION_NAMES
+from pimm.optim import list_optimizers
+from pimm.scheduler.scheduler_factory import SCHEDULERS
+
+from ..data.demo_dataset import DEMO_DATASETS
+from ..models.search_space import CHOICES, NUM_SEARCHED_STAGES, published_models
+from ..search.sampler import HOW_TO_PROB
+from .declare import Bool, Choice, Float, Int, ListOf, Maybe, Text, name, path
+
+__all__ = ['SCHEMA', 'DEFAULTS', 'MAX_IMAGE_SIZE', 'MAX_STAGE_LAYERS', 'defaults_of', 'declaration']
+
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 2048   # px; beyond 2048 a batch no longer fits any memory
+MAX_BATCH = 8192                            # images per process and batch
+MAX_CLASSES = 100_000
+MAX_STAGE_LAYERS = 8                        # the largest published model (604) has 6 in a stage
+MAX_SEED = 2 ** 31 - 1                      # numpy seeds must be < 2**32; the epoch seeds are taken mod 2**31
+MAX_PROCESSES = 64                          # NUM_GPU: processes on this node
+MAX_WORKERS = 128                           # loader processes per training process
+EVAL_METRICS = ('prec1', 'prec5', 'loss')   # the keys of engine.retrain_setup.EVAL_METRICS
+INFERENCE = ('auto', 'dygraph', 'predictor')
+GLOBAL_POOLS = ('avg', 'max', 'avgmax', 'catavgmax')   # pimm's pool types but '' (the Cream head needs a vector)
+RE_MODES = ('const', 'rand', 'pixel')       # pimm.data.random_erasing
+OPTIMIZERS = tuple(list_optimizers())
+SELECTIONS = (-1,) + tuple(int(k) for k in published_models())
+
+
+def _rand_augment(text: str) -> None:
+    rand_augment_transform(text)   # ValueError saying what is wrong with the string
+
+
+def _count(default: int, lo: int = 1, hi: Optional[int] = None) -> Int:
+    return Int(default, lo, hi)
+
+
+def _prob(default: float) -> Float:
+    return Float(default, 0.0, 1.0)
+
+
+def _rate(default: float) -> Float:
+    """A drop or smoothing rate: [0, 1), 1 would drop or smooth everything."""
+    return Float(default, 0.0, 1.0, max_open=True)
+
+
+def _positive(default: float) -> Float:
+    return Float(default, 0.0, min_open=True)
+
+
+def _non_negative(default: float) -> Float:
+    return Float(default, 0.0)
+
+
+_STAGE = ListOf([0], Int(0, 0, len(CHOICES) - 1), 1, MAX_STAGE_LAYERS,
+                what=f'a list of 1 to {MAX_STAGE_LAYERS} choices in 0..{len(CHOICES) - 1}')
+_PATH_WHAT = (f'a list of {NUM_SEARCHED_STAGES + 2} stages, each a list of 1 to {MAX_STAGE_LAYERS} '
+              f'choice indices in 0..{len(CHOICES) - 1}')
+_FRACTIONS = ListOf([], Float(0.0, 0.0), 1, 2, what='a list of 1 or 2 ascending numbers >= 0',
+                    rule=(lambda v: v == sorted(v), 'the off point after the on point'))
+
+SCHEMA: Dict[str, Any] = {
+    'AUTO_RESUME': Bool(False),
+    'DATA_DIR': path('./data/imagenet', empty=False),
+    'MODEL': name('cream'),                    # the run folder is SAVE_PATH/<MMDD>-<MODEL>
+    'RESUME_PATH': path(''),
+    'SAVE_PATH': path('./output', empty=False),
+    'SEED': Int(42, 0, MAX_SEED),
+    'LOG_INTERVAL': _count(50, 0),             # iterations between log lines; 0: none
+    'RECOVERY_INTERVAL': _count(0, 0),         # official key; only 0 is supported (the engine says why)
+    'WORKERS': _count(4, 0, MAX_WORKERS),      # 0: load in the training process
+    'NUM_GPU': _count(1, 1, MAX_PROCESSES),    # processes; > 1 runs under paddle.distributed.launch
+    'AMP': Bool(False),
+    'ACC_GAP': _count(5, 0),                   # board: top-1 points a new path must beat
+    'EVAL_METRICS': Choice('prec1', EVAL_METRICS, ignore_case=True),
+    'SKIP_CORRUPT': Bool(False),               # count and skip unreadable images instead of stopping
+    'FAST_DECODE': Bool(False),                # PIL draft() JPEG decoding: faster, not bit-equal (opt-in)
+    'INFERENCE': Choice('auto', INFERENCE),    # test: dygraph, predictor (paddle.inference + oneDNN) or auto
     'DATASET': {
-        'DEMO': '',               # 'digits': write scikit-learn's digits to DATA_DIR on first use
-        'NUM_CLASSES': 1000,
-        'IMAGE_SIZE': 0,          # 0: the model's own input size
-        'INTERPOLATION': 'bicubic',
-        'CROP_PCT': 0.875,
-        'BATCH_SIZE': 128,
-        'VAL_BATCH_MUL': 1,
-        'PIN_MEM': True,
-        'TRAIN_SPLIT': 'train',
-        'VAL_SPLIT': 'val',
+        'DEMO': Choice('', ('',) + DEMO_DATASETS),   # 'digits': write scikit-learn's digits to DATA_DIR
+        'NUM_CLASSES': _count(1000, 1, MAX_CLASSES),
+        'IMAGE_SIZE': Int(0, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, also=((0, "the model's own size"),)),
+        'INTERPOLATION': Choice('bicubic', INTERPOLATION_NAMES),
+        'CROP_PCT': Float(0.875, 0.0, 1.0, min_open=True),
+        'BATCH_SIZE': _count(128, 1, MAX_BATCH),    # per process
+        'VAL_BATCH_MUL': _count(1, 1, 64),          # validation batch = BATCH_SIZE x this
+        'PIN_MEM': Bool(True),
+        'TRAIN_SPLIT': name('train'),               # DATA_DIR/<split>/<class>/<image>
+        'VAL_SPLIT': name('val'),
     },
     'NET': {
-        'SELECTION': 14,
-        'INPUT_ARCH': [[0], [3], [3, 3], [3, 1, 3], [3, 3, 3, 3], [3, 3, 3], [0]],
-        'ARCH_FILE': '',
-        'GP': 'avg',
-        'DROPOUT_RATE': 0.0,
-        'DROP_PATH_RATE': 0.0,
+        'SELECTION': Choice(14, SELECTIONS),        # a published model, or -1: ARCH_FILE / INPUT_ARCH
+        'INPUT_ARCH': ListOf([[0], [3], [3, 3], [3, 1, 3], [3, 3, 3, 3], [3, 3, 3], [0]], _STAGE,
+                             NUM_SEARCHED_STAGES + 2, NUM_SEARCHED_STAGES + 2, what=_PATH_WHAT),
+        'ARCH_FILE': path(''),                      # a best_arch.json of train or evolve
+        'GP': Choice('avg', GLOBAL_POOLS),
+        'DROPOUT_RATE': _rate(0.0),
+        'DROP_PATH_RATE': _rate(0.0),
         'EMA': {
-            'USE': True,
-            'FORCE_CPU': False,
-            'DECAY': 0.9998,
+            'USE': Bool(True),
+            'FORCE_CPU': Bool(False),
+            'DECAY': _prob(0.9998),
         },
     },
-    'OPT': 'sgd',
-    'OPT_EPS': 1e-2,
-    'MOMENTUM': 0.9,
-    'WEIGHT_DECAY': 1e-4,
-    'OPTIMIZER': {
-        'NAME': 'sgd',
-        'MOMENTUM': 0.9,
-        'WEIGHT_DECAY': 1e-4,
+    'OPT': Choice('sgd', OPTIMIZERS, ignore_case=True),
+    'OPT_EPS': _positive(1e-2),
+    'MOMENTUM': Float(0.9, 0.0, 1.0, max_open=True),
+    'WEIGHT_DECAY': _non_negative(1e-4),
+    'OPTIMIZER': {                                  # official keys, not read (OPT, MOMENTUM, WEIGHT_DECAY are)
+        'NAME': Choice('sgd', OPTIMIZERS, ignore_case=True),
+        'MOMENTUM': Float(0.9, 0.0, 1.0, max_open=True),
+        'WEIGHT_DECAY': _non_negative(1e-4),
     },
-    'CLIP_GRAD': 0.0,
-    'SCHED': 'step',
-    'SCHED_ON_UPDATES': False,    # retrain: step the LR schedule after every update instead of every epoch
-    'CHECKPOINT_HIST': 10,        # retrain: keep the best this-many epoch checkpoints (timm's checkpoint_hist)
-    'LR_NOISE': None,
-    'LR_NOISE_PCT': 0.67,
-    'LR_NOISE_STD': 1.0,
-    'WARMUP_LR': 1e-4,
-    'MIN_LR': 1e-5,
-    'EPOCHS': 200,
-    'START_EPOCH': None,
-    'DECAY_EPOCHS': 30.0,
-    'WARMUP_EPOCHS': 3,
-    'COOLDOWN_EPOCHS': 10,
-    'PATIENCE_EPOCHS': 10,
-    'DECAY_RATE': 0.1,
-    'LR': 1e-2,
-    'META_LR': 1e-4,
+    'CLIP_GRAD': _non_negative(0.0),                # gradient norm clip; 0: none
+    'SCHED': Choice('step', SCHEDULERS, ignore_case=True),
+    'SCHED_ON_UPDATES': Bool(False),    # retrain: step the LR schedule after every update instead of every epoch
+    'CHECKPOINT_HIST': _count(10),      # retrain: keep the best this-many epoch checkpoints (timm's checkpoint_hist)
+    'LR_NOISE': Maybe((_non_negative(0.0), _FRACTIONS)),   # fractions of the schedule with LR noise
+    'LR_NOISE_PCT': Float(0.67, 0.0, 1.0, min_open=True),  # noise is re-drawn until |noise| < this
+    'LR_NOISE_STD': _non_negative(1.0),
+    'WARMUP_LR': _non_negative(1e-4),
+    'MIN_LR': _non_negative(1e-5),
+    'EPOCHS': _count(200),
+    'START_EPOCH': Maybe((_count(0, 0),)),         # retrain: start at this epoch (None: 0 or the resumed one)
+    'DECAY_EPOCHS': _positive(30.0),
+    'WARMUP_EPOCHS': _count(3, 0),
+    'COOLDOWN_EPOCHS': _count(10, 0),
+    'PATIENCE_EPOCHS': _count(10, 0),
+    'DECAY_RATE': Float(0.1, 0.0, 1.0, min_open=True),
+    'LR': _positive(1e-2),
+    'META_LR': _positive(1e-4),
     'AUGMENTATION': {
-        'AA': 'rand-m9-mstd0.5',
-        'COLOR_JITTER': 0.4,
-        'RE_PROB': 0.2,
-        'RE_MODE': 'pixel',
-        'RE_COUNT': 1,
-        'MIXUP': 0.0,
-        'CUTMIX': 0.0,
-        'MIXUP_OFF_EPOCH': 0,
-        'SMOOTHING': 0.1,
-        'TRAIN_INTERPOLATION': 'random',
-        'SCALE': [0.08, 1.0],     # RandomResizedCrop area range
-        'HFLIP': 0.5,
+        'AA': Text('rand-m9-mstd0.5', what="'' (none) or a RandAugment string such as rand-m9-mstd0.5",
+                   max_len=200, check=_rand_augment),
+        'COLOR_JITTER': _non_negative(0.4),
+        'RE_PROB': _prob(0.2),
+        'RE_MODE': Choice('pixel', RE_MODES, ignore_case=True),
+        'RE_COUNT': _count(1, 1, 100),
+        'MIXUP': _non_negative(0.0),                # Beta(alpha, alpha); 0: off
+        'CUTMIX': _non_negative(0.0),
+        'MIXUP_OFF_EPOCH': _count(0, 0),            # 0: never off
+        'SMOOTHING': _rate(0.1),
+        'TRAIN_INTERPOLATION': Choice('random', ('random',) + INTERPOLATION_NAMES),
+        'SCALE': ListOf([0.08, 1.0], Float(1.0, 0.0, 1.0, min_open=True), 2, 2,   # RandomResizedCrop area range
+                        what='a list of 2 numbers [min, max] with 0 < min <= max <= 1',
+                        rule=(lambda v: v[0] <= v[1], 'min <= max')),
+        'HFLIP': _prob(0.5),
     },
-    'BATCHNORM': {
-        'SYNC_BN': False,
-        'BN_TF': False,
-        'BN_MOMENTUM': 0.1,
-        'BN_EPS': 1e-5,
+    'BATCHNORM': {                      # official keys; the engine refuses all but the PyTorch defaults
+        'SYNC_BN': Bool(False),
+        'BN_TF': Bool(False),
+        'BN_MOMENTUM': _prob(0.1),
+        'BN_EPS': _positive(1e-5),
     },
     'SUPERNET': {
-        'METHOD': 'cream',
-        'UPDATE_ITER': 200,
-        'SLICE': 4,
-        'POOL_SIZE': 10,
-        'RESUNIT': False,
-        'DIL_CONV': False,
-        'UPDATE_2ND': True,
-        'FLOPS_MAXIMUM': 600,
-        'FLOPS_MINIMUM': 0,
-        'PICK_METHOD': 'meta',
-        'META_STA_EPOCH': 20,
-        'HOW_TO_PROB': 'pre_prob',
-        'PRE_PROB': [0.05, 0.2, 0.05, 0.5, 0.05, 0.15],
+        'METHOD': Choice('cream', ('cream', 'spos')),
+        'UPDATE_ITER': _count(200),
+        'SLICE': _count(4),
+        'POOL_SIZE': _count(10),
+        'RESUNIT': Bool(False),         # official keys the engine refuses when True / False
+        'DIL_CONV': Bool(False),
+        'UPDATE_2ND': Bool(True),
+        'FLOPS_MAXIMUM': _count(600, 0),    # MFLOPs
+        'FLOPS_MINIMUM': _count(0, 0),
+        'PICK_METHOD': Choice('meta', ('meta', 'top1')),
+        'META_STA_EPOCH': _count(20, 0),
+        'HOW_TO_PROB': Choice('pre_prob', HOW_TO_PROB),
+        'PRE_PROB': ListOf([0.05, 0.2, 0.05, 0.5, 0.05, 0.15], _non_negative(0.0), len(CHOICES), len(CHOICES),
+                           what=f'a list of {len(CHOICES)} numbers >= 0 (one per choice) with a positive sum',
+                           rule=(lambda v: sum(v) > 0, 'a positive sum')),
     },
     'EVOLVE': {                   # tools/main.py evolve: SPOS evolutionary search on a search checkpoint
-        'POPULATION': 50,         # candidates of the first generation (random paths within the limit)
-        'TOP_K': 10,              # parents: the best this-many paths ever evaluated
-        'MUTATION_PROB': 0.1,     # each searched layer of a mutation child re-drawn with this probability
-        'MUTATION_NUM': 25,       # mutation children per generation
-        'CROSSOVER_NUM': 25,      # crossover children per generation (layer-wise from two parents)
-        'GENERATIONS': 20,
-        'BN_BATCHES': 200,        # training batches (of DATASET.BATCH_SIZE) recomputing BN statistics per candidate
-        'EVAL_BATCHES': 40,       # validation batches scoring each candidate (the whole set when smaller)
-        'EVAL_BATCH_SIZE': 200,   # images per scoring batch (SPEC 9: 40 batches of 200)
-        'FLOPS_LIMIT': None,      # MFLOPs; None: SUPERNET.FLOPS_MAXIMUM
+        'POPULATION': _count(50),         # candidates of the first generation (random paths within the limit)
+        'TOP_K': _count(10),              # parents: the best this-many paths ever evaluated
+        'MUTATION_PROB': _prob(0.1),      # each searched layer of a mutation child re-drawn with this probability
+        'MUTATION_NUM': _count(25, 0),    # mutation children per generation
+        'CROSSOVER_NUM': _count(25, 0),   # crossover children per generation (layer-wise from two parents)
+        'GENERATIONS': _count(20),
+        'BN_BATCHES': _count(200),        # training batches (of DATASET.BATCH_SIZE) recomputing BN statistics
+        'EVAL_BATCHES': _count(40),       # validation batches scoring each candidate (the whole set when smaller)
+        'EVAL_BATCH_SIZE': _count(200, 1, MAX_BATCH),   # images per scoring batch (SPEC 9: 40 batches of 200)
+        'FLOPS_LIMIT': Maybe((_positive(600.0),)),     # MFLOPs; None: SUPERNET.FLOPS_MAXIMUM
     },
     'RANK': {                     # tools/main.py rank: inherited vs retrained top-1 rank correlation
-        'NUM_PATHS': 30,          # random paths within the budget
-        'RETRAIN_EPOCHS': None,   # None: EPOCHS; each path retrained from scratch with the retrain recipe
+        'NUM_PATHS': _count(30, 2),       # random paths within the budget
+        'RETRAIN_EPOCHS': Maybe((_count(1),)),   # None: EPOCHS; each path retrained from scratch
     },
 }
+
+
+def defaults_of(schema: Dict[str, Any]) -> Dict[str, Any]:
+    """The tree of defaults of a (nested) schema, as fresh objects."""
+    return {k: defaults_of(v) if isinstance(v, dict) else copy.deepcopy(v.default) for k, v in schema.items()}
+
+
+DEFAULTS = defaults_of(SCHEMA)
+
+
+def declaration(dotted: str) -> Any:
+    """The :class:`~.declare.Decl` of a dotted key, a dict for a group, None for an unknown key."""
+    node: Any = SCHEMA
+    for part in dotted.split('.'):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node

@@ -1,7 +1,36 @@
-"""The error a user can fix: tools print its message as one line and exit non-zero."""
+"""The errors a user can fix: tools print their message as one line and exit non-zero."""
+import errno
+import math
+import os
+from typing import Optional
 
-__all__ = ['UserError']
+__all__ = ['UserError', 'os_error_line', 'check_finite_loss']
+
+# errors of the user's files and disks, as opposed to a programming error that wants its traceback
+_USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOTDIR,
+                errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP, errno.EIO, errno.EFBIG, errno.EMFILE,
+                errno.ENFILE, errno.ENOTEMPTY, errno.EXDEV, errno.EBUSY, errno.ETXTBSY}
 
 
 class UserError(Exception):
     """Bad input (config, data, checkpoint) described in one line."""
+
+
+def os_error_line(error: OSError) -> Optional[str]:
+    """``"<path>: <reason>"`` for an ``OSError`` about the user's files or disk (None for another kind)."""
+    if error.errno not in _USER_ERRNOS and error.filename is None:
+        return None
+    reason = error.strerror or str(error)
+    paths = [p for p in (error.filename, getattr(error, 'filename2', None)) if p is not None]
+    where = ' -> '.join(str(p) for p in paths)
+    return f'{where}: {reason}' if where else reason
+
+
+def check_finite_loss(loss: float, epoch: int, iteration: int, checkpoint: str) -> None:
+    """Stop a run whose training loss is NaN or infinite (a too-high LR, broken data): nothing after it
+    is saved, so ``checkpoint``, the last epoch's, stays the last good one."""
+    if math.isfinite(loss):
+        return
+    kept = f'the last good checkpoint is {checkpoint}' if os.path.isfile(checkpoint) else 'no checkpoint was written'
+    raise UserError(f'epoch {epoch}, iteration {iteration}: the training loss is {loss}; stopped ({kept}): '
+                    f'lower LR or check the data')

@@ -9,12 +9,14 @@ import paddle.nn as nn
 from pimm.models import check_state_dict, load_state_dict
 from pimm.utils import CheckpointFileError, load_paddle_file
 
+from ..config.defaults import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from ..models import ChildNet, create_cream, published_models, validate_path
 from .errors import UserError
 
 __all__ = ['ModelInfo', 'build_model', 'load_weights', 'read_arch_file']
 
 TORCH_SUFFIXES = ('.pth.tar', '.pth', '.tar', '.pt')
+_MAX_ARCH_FILE_BYTES = 1 << 20   # a best_arch.json is a few hundred bytes
 
 
 @dataclass
@@ -33,11 +35,14 @@ def read_arch_file(path: str) -> Tuple[List[List[int]], Optional[int]]:
         raise UserError(f"NET.ARCH_FILE '{path}' not found")
     bad = f"NET.ARCH_FILE '{path}' is not a valid architecture file"
     expected = 'expected the best_arch.json that train or evolve writes'
+    if os.path.getsize(path) > _MAX_ARCH_FILE_BYTES:
+        raise UserError(f'{bad}: {os.path.getsize(path)} bytes, an architecture file has at most '
+                        f'{_MAX_ARCH_FILE_BYTES}; {expected}')
     try:
         with open(path) as f:
             record = json.load(f)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise UserError(f'{bad}: not JSON ({e}); {expected}') from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise UserError(f'{bad}: not JSON ({type(e).__name__}); {expected}') from None
     if not isinstance(record, dict) or 'arch' not in record:
         raise UserError(f'{bad}: no "arch" entry; {expected}')
     try:
@@ -45,8 +50,10 @@ def read_arch_file(path: str) -> Tuple[List[List[int]], Optional[int]]:
     except (ValueError, TypeError) as e:
         raise UserError(f'{bad}: {e}') from None
     resolution = record.get('resolution')
-    if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1):
-        raise UserError(f'{bad}: resolution must be a positive integer, got {resolution!r}')
+    if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int)
+                                   or not MIN_IMAGE_SIZE <= resolution <= MAX_IMAGE_SIZE):
+        raise UserError(f'{bad}: resolution must be an integer in {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE} (pixels), '
+                        f'got {resolution!r}')
     return arch, resolution
 
 

@@ -3,9 +3,10 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from typing import Any, Optional
+
+from pimm.utils.atomic import atomic_path
 
 from .errors import UserError
 
@@ -50,16 +51,9 @@ def setup_logging(log_file: Optional[str], is_main: bool = True, name: str = 'cr
 
 def write_json_atomic(obj: Any, path: str) -> None:
     """JSON to a temporary file beside ``path``, then rename: readers never see half a file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path), suffix='.tmp', dir=directory)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(obj, f, indent=2)
-            f.write('\n')
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp, open(tmp, 'w') as f:
+        json.dump(obj, f, indent=2)
+        f.write('\n')
 
 
 def retrain_command(cfg, arch_file: str) -> str:

@@ -25,7 +25,6 @@ from ..models.hypernet import HyperNet
 from .demo_data import prepare_demo_data
 from .errors import UserError
 from .evaluate import evaluate
-from .retrain_setup import optional_number
 from .train_state import find_resume_checkpoint, load_train_state
 
 __all__ = ['load_search_checkpoint', 'fixed_loaders', 'PathEvaluator', 'check_path_eval_inputs', 'flops_limit']
@@ -47,19 +46,14 @@ def check_path_eval_inputs(cfg, mode: str) -> Dict:
         raise UserError(f"RESUME_PATH '{cfg.RESUME_PATH}' not found")
     if cfg.NUM_GPU > 1:
         raise UserError(f'{mode} runs in one process: set NUM_GPU 1')
-    e = cfg.EVOLVE
-    if min(e.BN_BATCHES, e.EVAL_BATCHES, e.EVAL_BATCH_SIZE) < 1:
-        raise UserError('EVOLVE.BN_BATCHES, EVOLVE.EVAL_BATCHES and EVOLVE.EVAL_BATCH_SIZE must be at least 1')
-    flops_limit(cfg)
     from .search_setup import check_data_folders
     check_data_folders(cfg)
     return load_train_state(cfg.RESUME_PATH)
 
 
 def flops_limit(cfg) -> float:
-    limit = optional_number('EVOLVE.FLOPS_LIMIT', cfg.EVOLVE.FLOPS_LIMIT)
-    if isinstance(limit, list):
-        raise UserError(f'EVOLVE.FLOPS_LIMIT must be one number (MFLOPs) or None, got {cfg.EVOLVE.FLOPS_LIMIT!r}')
+    """EVOLVE.FLOPS_LIMIT (MFLOPs), None meaning SUPERNET.FLOPS_MAXIMUM."""
+    limit = cfg.EVOLVE.FLOPS_LIMIT
     return float(cfg.SUPERNET.FLOPS_MAXIMUM if limit is None else limit)
 
 

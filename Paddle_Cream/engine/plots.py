@@ -1,7 +1,7 @@
 """PNG plots people look at: the board (top-1 against FLOPs), training curves, evolution, rank scatter."""
-import os
-import tempfile
 from typing import Dict, List, Sequence
+
+from pimm.utils.atomic import atomic_path
 
 __all__ = ['plot_board', 'plot_curves', 'plot_evolution', 'plot_xy']
 
@@ -14,14 +14,8 @@ def _figure():
 
 
 def _save(fig, path: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path), suffix='.png', dir=os.path.dirname(path) or '.')
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110, bbox_inches='tight')
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches='tight', format='png')
 
 
 def plot_board(entries: Sequence[Dict], flops_minimum: float, flops_maximum: float, path: str,

@@ -1,18 +1,19 @@
 """What ``retrain`` sets up before its loop: input checks, optimizer/scheduler/EMA/loss/AMP, resume."""
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import paddle
 import paddle.nn as nn
 
 from pimm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-from pimm.models import load_checkpoint, resume_checkpoint
-from pimm.optim import create_optimizer, list_optimizers
+from pimm.models import restore_checkpoint, select_state_dict
+from pimm.optim import create_optimizer
 from pimm.scheduler import Scheduler, create_scheduler
-from pimm.scheduler.scheduler_factory import SCHEDULERS
 from pimm.utils import CheckpointFileError, ModelEma, load_paddle_file
 from pimm.utils.amp import GradScaler
+from pimm.utils.atomic import remove_stale_temp_files
+from pimm.utils.distributed import broadcast_object, is_main_process
 
 from .errors import UserError
 from .model_builder import ModelInfo, build_model
@@ -21,7 +22,7 @@ from .search_setup import check_data_folders, check_training_keys
 from .train_state import check_compatible, find_resume_checkpoint
 
 __all__ = ['LAST_CHECKPOINT', 'EVAL_METRICS', 'Training', 'check_retrain_inputs', 'build_training',
-           'checkpoint_identity', 'find_resume', 'resume_training', 'optional_number']
+           'checkpoint_identity', 'read_retrain_resume', 'resume_training', 'optional_number']
 
 LAST_CHECKPOINT = 'last.pdparams'   # CheckpointSaver's every-epoch file
 # EVAL_METRICS -> (evaluate() key, lower is better)
@@ -38,17 +39,8 @@ def optional_number(key: str, value: Any) -> Union[None, float, List[float]]:
     return [float(v) for v in numbers] if isinstance(value, (list, tuple)) else float(value)
 
 
-def _check_choices(cfg) -> None:
-    choices = {'OPT': list_optimizers(), 'SCHED': list(SCHEDULERS), 'EVAL_METRICS': list(EVAL_METRICS)}
-    for key, valid in choices.items():
-        if str(cfg.get(key)).lower() not in valid:
-            raise UserError(f"{key} must be one of {', '.join(valid)}, got '{cfg.get(key)}'")
-
-
 def _check_augmentation(cfg) -> None:
     aug = cfg.AUGMENTATION
-    if not 0. <= aug.SMOOTHING < 1.:
-        raise UserError(f'AUGMENTATION.SMOOTHING must be in [0, 1), got {aug.SMOOTHING}')
     if (aug.MIXUP > 0 or aug.CUTMIX > 0) and cfg.DATASET.BATCH_SIZE % 2:
         raise UserError(f'AUGMENTATION.MIXUP/CUTMIX mix images in pairs: DATASET.BATCH_SIZE '
                         f'{cfg.DATASET.BATCH_SIZE} must be even')
@@ -62,14 +54,10 @@ def _check_resume(cfg) -> None:
 
 
 def check_retrain_inputs(cfg) -> ModelInfo:
-    """Everything a user can get wrong, checked before any process or file is started."""
-    _check_choices(cfg)
+    """Everything a user can get wrong, checked before any process or file is started (single values:
+    choices, ranges, OPT, SCHED, EPOCHS, ... were checked when the config was loaded)."""
     check_training_keys(cfg)
     _check_augmentation(cfg)
-    for key in ('LR_NOISE', 'START_EPOCH'):
-        optional_number(key, cfg.get(key))
-    if cfg.CHECKPOINT_HIST < 1 or cfg.EPOCHS < 1:
-        raise UserError('EPOCHS and CHECKPOINT_HIST must be at least 1')
     check_data_folders(cfg)
     info = build_model(cfg)[1]  # an unknown SELECTION or a bad ARCH_FILE / INPUT_ARCH fails here
     _check_resume(cfg)
@@ -127,31 +115,51 @@ def checkpoint_identity(info: ModelInfo, num_classes: int) -> Dict[str, Any]:
     return {'arch': info.path, 'num_classes': num_classes}
 
 
-def find_resume(cfg) -> Optional[str]:
-    """RESUME_PATH, else with AUTO_RESUME the newest ``SAVE_PATH/*-<MODEL>/last.pdparams``."""
-    if cfg.RESUME_PATH:
-        return cfg.RESUME_PATH
-    return find_resume_checkpoint(cfg.SAVE_PATH, cfg.MODEL, LAST_CHECKPOINT) if cfg.AUTO_RESUME else None
+def read_retrain_resume(cfg, identity: Dict[str, Any]) -> Optional[Tuple[str, Dict[str, Any]]]:
+    """``(path, checkpoint)`` to continue from (RESUME_PATH, else with AUTO_RESUME the newest
+    ``SAVE_PATH/*-<MODEL>/last.pdparams``), on every rank, or None.
+
+    Rank 0 alone decides, reads and checks it (a checkpoint of another architecture or class count is
+    refused naming the difference) and sends it to the other ranks: nodes need not share a folder, and a
+    refusal reaches every rank. Temporary files a killed save left beside it are removed."""
+    found = None
+    if is_main_process():
+        try:
+            path = cfg.RESUME_PATH or (find_resume_checkpoint(cfg.SAVE_PATH, cfg.MODEL, LAST_CHECKPOINT)
+                                       if cfg.AUTO_RESUME else None)
+            if path:
+                found = (path, _read_checkpoint(path, identity))
+                remove_stale_temp_files(os.path.dirname(os.path.abspath(path)))
+        except UserError as e:
+            found = ('', {'refused': str(e)})
+    found = broadcast_object(found)
+    if found is not None and 'refused' in found[1]:
+        raise UserError(found[1]['refused'])
+    return found
 
 
-def _check_checkpoint(path: str, identity: Dict[str, Any]) -> None:
+def _read_checkpoint(path: str, identity: Dict[str, Any]) -> Dict[str, Any]:
     try:
         state = load_paddle_file(path)
     except CheckpointFileError as e:
         raise UserError(str(e)) from None
-    args = state.get('args') if isinstance(state, dict) else None
+    if not isinstance(state, dict) or not isinstance(state.get('state_dict'), dict):
+        raise UserError(f'{path}: not a training checkpoint (no state_dict): resume from a retrain run\'s '
+                        f'last.pdparams or checkpoint-<epoch>.pdparams')
+    args = state.get('args')
     if isinstance(args, dict) and 'arch' in args:
         check_compatible({k: args.get(k) for k in identity}, identity, path)
+    return state
 
 
-def resume_training(path: str, identity: Dict[str, Any], net: nn.Layer, training: Training) -> int:
-    """Weights, optimizer state and EMA from ``path`` (a retrain checkpoint); returns the next epoch.
-    A checkpoint of another architecture or class count is refused naming the difference."""
-    _check_checkpoint(path, identity)
+def resume_training(resume: Tuple[str, Dict[str, Any]], net: nn.Layer, training: Training) -> int:
+    """Weights, optimizer state, loss scale and EMA from ``resume`` (:func:`read_retrain_resume`);
+    returns the next epoch."""
+    path, checkpoint = resume
     try:
-        start_epoch = resume_checkpoint(net, path, training.optimizer, log_info=False, loss_scaler=training.scaler)
+        start_epoch = restore_checkpoint(net, checkpoint, training.optimizer, training.scaler, path)
         if training.ema is not None:
-            load_checkpoint(training.ema.module, path, use_ema=True)
+            training.ema.set_state_dict(select_state_dict(checkpoint, use_ema=True, where=path))
     except CheckpointFileError as e:
         raise UserError(str(e)) from None
     except (KeyError, ValueError) as e:

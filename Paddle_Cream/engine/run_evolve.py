@@ -21,13 +21,8 @@ __all__ = ['check_evolve_inputs', 'run_evolve']
 
 
 def check_evolve_inputs(cfg) -> None:
-    """RESUME_PATH a search checkpoint, sane EVOLVE numbers (checked before anything is written)."""
-    e = cfg.EVOLVE
-    if e.POPULATION < 1 or e.TOP_K < 1 or e.GENERATIONS < 1 or e.MUTATION_NUM < 0 or e.CROSSOVER_NUM < 0:
-        raise UserError('EVOLVE.POPULATION, TOP_K and GENERATIONS must be at least 1, MUTATION_NUM and '
-                        'CROSSOVER_NUM at least 0')
-    if not 0. <= e.MUTATION_PROB <= 1.:
-        raise UserError(f'EVOLVE.MUTATION_PROB must be in [0, 1], got {e.MUTATION_PROB}')
+    """RESUME_PATH a search checkpoint (checked before anything is written; the EVOLVE numbers' ranges
+    were checked when the config was loaded)."""
     check_path_eval_inputs(cfg, 'evolve')
     refuse_existing_run(cfg.SAVE_PATH, cfg.MODEL, 'evolve', 'best_arch.json')
 

@@ -26,7 +26,7 @@ from .evaluate import evaluate
 from .output import create_output_dir, refuse_existing_run, setup_logging, write_json_atomic
 from .path_eval import PathEvaluator, check_path_eval_inputs, fixed_loaders, flops_limit, load_search_checkpoint
 from .plots import plot_xy
-from .retrain_setup import build_training, optional_number
+from .retrain_setup import build_training
 from .run_retrain import train_one_epoch
 from .search_setup import train_loaders
 from .seeding import epoch_seed, seed_everything
@@ -35,17 +35,12 @@ __all__ = ['check_rank_inputs', 'run_rank']
 
 
 def _retrain_epochs(cfg) -> int:
-    epochs = optional_number('RANK.RETRAIN_EPOCHS', cfg.RANK.RETRAIN_EPOCHS)
-    epochs = cfg.EPOCHS if epochs is None else epochs
-    if isinstance(epochs, list) or epochs < 1 or int(epochs) != epochs:
-        raise UserError(f'RANK.RETRAIN_EPOCHS must be a whole number >= 1 or None, got {cfg.RANK.RETRAIN_EPOCHS!r}')
-    return int(epochs)
+    """RANK.RETRAIN_EPOCHS, None meaning EPOCHS (both ranged when the config was loaded)."""
+    epochs = cfg.RANK.RETRAIN_EPOCHS
+    return int(cfg.EPOCHS if epochs is None else epochs)
 
 
 def check_rank_inputs(cfg) -> None:
-    if cfg.RANK.NUM_PATHS < 2:
-        raise UserError(f'RANK.NUM_PATHS must be at least 2 to rank, got {cfg.RANK.NUM_PATHS}')
-    _retrain_epochs(cfg)
     if cfg.AMP:
         raise UserError('rank retrains in float32: set AMP False')
     check_path_eval_inputs(cfg, 'rank')

@@ -19,8 +19,9 @@ from .evaluate import evaluate
 from .model_builder import ModelInfo, build_model
 from .output import create_output_dir, setup_logging, write_json_atomic
 from .plots import plot_curves
-from .retrain_setup import (EVAL_METRICS, Training, build_training, check_retrain_inputs, checkpoint_identity,
-                            find_resume, optional_number, resume_training)
+from .errors import check_finite_loss
+from .retrain_setup import (EVAL_METRICS, LAST_CHECKPOINT, Training, build_training, check_retrain_inputs,
+                            checkpoint_identity, optional_number, read_retrain_resume, resume_training)
 from .search_setup import train_loaders
 from .seeding import epoch_seed, seed_everything
 from .summary import read_summary, write_summary
@@ -65,13 +66,15 @@ def _tensor(batch) -> paddle.Tensor:
 
 
 def train_one_epoch(model: nn.Layer, training: Training, loader, epoch: int, num_updates: int, log,
-                    show: bool, log_interval: int) -> Tuple[float, int]:
-    """(mean training loss over all processes, updates done so far)."""
+                    show: bool, log_interval: int, checkpoint: str = '') -> Tuple[float, int]:
+    """(mean training loss over all processes, updates done so far). A non-finite loss stops the run
+    (``checkpoint``: the last good one, named in the message)."""
     model.train()
     sums = np.zeros(2)
     bar = tqdm(loader, desc=f'epoch {epoch}', disable=not show, dynamic_ncols=True)
     for batch_idx, (images, targets) in enumerate(bar):
         loss = _step(model, training, _tensor(images), _tensor(targets))
+        check_finite_loss(loss, epoch, batch_idx + 1, checkpoint)
         sums += [loss * len(targets), len(targets)]
         num_updates += 1
         training.scheduler.step_update(num_updates, metric=sums[0] / sums[1])
@@ -180,29 +183,32 @@ class _Run:
     saver: Optional[CheckpointSaver] = None
 
 
-def _prepare(cfg, resume: Optional[str]) -> _Run:
-    """Output folder, log, model (params and MACs logged), loaders, optimizer/scheduler/EMA/loss."""
+def _prepare(cfg) -> Tuple[_Run, Optional[Tuple[str, Dict]]]:
+    """Model, the checkpoint to resume and the loaders (all checked before any file is written), output
+    folder, log, optimizer/scheduler/EMA/loss; and the resume ``(path, checkpoint)``."""
     world = init_distributed()
     main = is_main_process()
-    out_dir = _output_dir(cfg, resume, main)
-    log = setup_logging(os.path.join(out_dir, 'retrain.log') if main else None, main).info
     seed_everything(cfg.SEED)
     net, info = build_model(cfg)
+    resume = read_retrain_resume(cfg, checkpoint_identity(info, cfg.DATASET.NUM_CLASSES))
+    train_loader, val_loader = train_loaders(cfg, info.input_size, world)
+    out_dir = _output_dir(cfg, resume[0] if resume else None, main)
+    log = setup_logging(os.path.join(out_dir, 'retrain.log') if main else None, main).info
     log(f'{info.name} {info.path} @{info.input_size}px: '
         f'{format_complexity(*model_complexity(net, info.input_size))}; {world} process(es)')
-    train_loader, val_loader = train_loaders(cfg, info.input_size, world)
     training = build_training(cfg, net, len(train_loader))
     model = data_parallel(net, world, cfg.BATCHNORM.SYNC_BN)
     metric = ('ema_' if training.ema is not None else '') + EVAL_METRICS[cfg.EVAL_METRICS.lower()][0]
-    return _Run(cfg, info, net, model, training, train_loader, val_loader, out_dir, log, main, metric)
+    return _Run(cfg, info, net, model, training, train_loader, val_loader, out_dir, log, main, metric), resume
 
 
-def _resume(run: _Run, resume: Optional[str]) -> int:
+def _resume(run: _Run, resume: Optional[Tuple[str, Dict]]) -> int:
     """The first epoch to train: restores a checkpoint, the summary rows before it, the saver and schedule."""
     cfg, identity = run.cfg, checkpoint_identity(run.info, run.cfg.DATASET.NUM_CLASSES)
-    start_epoch = resume_training(resume, identity, run.net, run.training) if resume else 0
+    start_epoch = resume_training(resume, run.net, run.training) if resume else 0
+    path = resume[0] if resume else None
     if resume:
-        run.log(f'resumed from {resume}: continuing at epoch {start_epoch}')
+        run.log(f'resumed from {path}: continuing at epoch {start_epoch}')
     override = optional_number('START_EPOCH', cfg.START_EPOCH)
     start_epoch = start_epoch if override is None else int(override)
     if run.main:
@@ -211,7 +217,7 @@ def _resume(run: _Run, resume: Optional[str]) -> int:
                                     checkpoint_dir=run.out_dir, recovery_dir=run.out_dir,
                                     decreasing=EVAL_METRICS[cfg.EVAL_METRICS.lower()][1],
                                     max_history=cfg.CHECKPOINT_HIST, amp_scaler=run.training.scaler)
-        rows = _previous_rows(resume, start_epoch, run.out_dir)
+        rows = _previous_rows(path, start_epoch, run.out_dir)
         _restore_saver(run.saver, rows, 'eval_' + run.metric, run.out_dir)
     if start_epoch > 0:
         run.training.scheduler.step(start_epoch)
@@ -230,7 +236,7 @@ def _run_epoch(run: _Run, epoch: int, num_updates: int) -> int:
         training.mixup.mixup_enabled = False
     start = time.time()
     train_loss, num_updates = train_one_epoch(run.model, training, run.train_loader, epoch, num_updates, run.log,
-                                           run.main, cfg.LOG_INTERVAL)
+                                              run.main, cfg.LOG_INTERVAL, os.path.join(run.out_dir, LAST_CHECKPOINT))
     lr = training.optimizer.get_lr()
     metrics = _epoch_metrics(run.net, training, run.val_loader, run.main)
     training.scheduler.step(epoch + 1, metrics[run.metric])
@@ -245,8 +251,7 @@ def _run_epoch(run: _Run, epoch: int, num_updates: int) -> int:
 def run_retrain(cfg) -> Dict:
     """Retrain the configured network; writes checkpoints, summary.csv, curves.png and retrain.log."""
     check_retrain_inputs(cfg)
-    resume = find_resume(cfg)
-    run = _prepare(cfg, resume)
+    run, resume = _prepare(cfg)
     start_epoch = _resume(run, resume)
     updates_per_epoch = len(run.train_loader)
     run.log(f'training epochs {start_epoch}..{run.training.num_epochs - 1}, {updates_per_epoch} updates an epoch, '

@@ -51,13 +51,11 @@ def run_test(cfg) -> Dict[str, object]:
     val_dir = check_test_inputs(cfg)
     world = init_distributed()
     main = is_main_process()
-    out_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, cfg.dump(), 'test', write=main)
-    log = setup_logging(os.path.join(out_dir, 'test.log') if main else None, main).info
-
+    # the weights and the data are checked before the run folder is made
+    early = []
     model, info = build_model(cfg)
     macs, params = model_complexity(model, info.input_size)
-    log(f'{info.name} @{info.input_size}px: {format_complexity(macs, params)}')
-    load_weights(model, cfg.RESUME_PATH, cfg.NET.EMA.USE, log)
+    load_weights(model, cfg.RESUME_PATH, cfg.NET.EMA.USE, early.append)
     try:
         dataset = ImageDataset(val_dir, skip_corrupt=cfg.SKIP_CORRUPT)
     except DatasetError as e:
@@ -65,6 +63,11 @@ def run_test(cfg) -> Dict[str, object]:
     if len(dataset.classes) > cfg.DATASET.NUM_CLASSES:
         raise UserError(f'{val_dir} has {len(dataset.classes)} class folders but DATASET.NUM_CLASSES is '
                         f'{cfg.DATASET.NUM_CLASSES}')
+    out_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, cfg.dump(), 'test', write=main)
+    log = setup_logging(os.path.join(out_dir, 'test.log') if main else None, main).info
+    log(f'{info.name} @{info.input_size}px: {format_complexity(macs, params)}')
+    for line in early:
+        log(line)
     batch_size = cfg.DATASET.BATCH_SIZE * cfg.DATASET.VAL_BATCH_MUL
     loader = create_loader(dataset, info.input_size, batch_size, is_training=False, num_workers=cfg.WORKERS,
                            distributed=world > 1, crop_pct=cfg.DATASET.CROP_PCT,

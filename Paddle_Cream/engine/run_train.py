@@ -18,10 +18,12 @@ from ..search import MetaMatcher, PathSampler, PrioritizedBoard, UniformFlopsSam
 from ..search.supernet_step import SearchSettings, SupernetStep
 from pimm.utils.distributed import broadcast_tensors, get_rank, init_distributed, is_main_process
 from .distributed import sync_batch_norm
+from .errors import check_finite_loss
 from .evaluate import evaluate
 from .output import create_output_dir, retrain_command, setup_logging, write_json_atomic
 from .plots import plot_board, plot_curves
-from .search_setup import build_optimization, check_train_inputs, resume_if_asked, train_loaders
+from .search_setup import (apply_resume_state, build_optimization, check_train_inputs, read_resume_state,
+                           train_loaders)
 from .seeding import epoch_seed, seed_everything
 from .summary import write_summary
 from .train_state import CHECKPOINT_NAME, save_train_state
@@ -64,13 +66,15 @@ def board_digest(board) -> str:
     return h.hexdigest()
 
 
-def _train_epoch(step: SupernetStep, loader, epoch: int, iters_done: int, scheduler, log, show: bool):
+def _train_epoch(step: SupernetStep, loader, epoch: int, iters_done: int, scheduler, log, show: bool,
+                 checkpoint: str):
     totals = np.zeros(3)
     bar = tqdm(loader, desc=f'epoch {epoch}', disable=not show, dynamic_ncols=True)
 
     def settled(out) -> None:  # an iteration's figures reach the host one iteration later
         if out is None:
             return
+        check_finite_loss(out.loss, epoch, int(totals[2]) + 1, checkpoint)
         totals[:] += [out.loss, out.top1, 1]
         bar.set_postfix(loss=f'{out.loss:.3f}', top1=f'{out.top1:.1f}', board=len(step.board or []), refresh=False)
         if out.meta is not None:
@@ -92,19 +96,23 @@ def run_train(cfg) -> Dict:
     main = is_main_process()
     s = cfg.SUPERNET
     image_size = cfg.DATASET.IMAGE_SIZE or resolution
-    out_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, cfg.dump(), 'train', write=main)
-    log = setup_logging(os.path.join(out_dir, 'train.log') if main else None, main).info
+    identity = dict(sta_num=sta_num, resolution=resolution, image_size=image_size,
+                    num_classes=cfg.DATASET.NUM_CLASSES, method=s.METHOD)
     seed_everything(cfg.SEED)
-
+    # the data and the checkpoint to resume are checked before any file is written
+    train_loader, val_loader = train_loaders(cfg, image_size, world)
     hypernet = HyperNet(sta_num, cfg.DATASET.NUM_CLASSES, drop_rate=cfg.NET.DROPOUT_RATE,
                         drop_path_rate=cfg.NET.DROP_PATH_RATE, global_pool=cfg.NET.GP, resolution=image_size)
+    resume = read_resume_state(cfg, identity, hypernet)
+    out_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, cfg.dump(), 'train', write=main)
+    log = setup_logging(os.path.join(out_dir, 'train.log') if main else None, main).info
+
     if world > 1 and cfg.BATCHNORM.SYNC_BN:
         sync_batch_norm(hypernet)
     log(f'hypernetwork: layers per searched stage {sta_num}, search resolution {resolution}px, training at '
         f'{image_size}px, {count_params(hypernet) / 1e6:.2f}M params; FLOPs budget '
         f'[{s.FLOPS_MINIMUM}, {s.FLOPS_MAXIMUM}]M counted at {resolution}px; {s.METHOD} on {world} process(es)'
         f'{", AMP float16" if cfg.AMP else ""}')
-    train_loader, val_loader = train_loaders(cfg, image_size, world)
     optimizer, scheduler, ema, scaler = build_optimization(cfg, hypernet, len(train_loader))
     fused = getattr(optimizer, 'fused', None)
     broadcast_tensors(fused.values if fused is not None else list(hypernet.state_dict().values()))  # rank 0's
@@ -114,9 +122,7 @@ def run_train(cfg) -> Dict:
         broadcast_tensors(matcher.parameters())
     step = SupernetStep(hypernet, optimizer, None, _settings(cfg), LabelSmoothingCrossEntropy(
         cfg.AUGMENTATION.SMOOTHING), SoftTargetCrossEntropy(), board, matcher, ema=ema, scaler=scaler)
-    identity = dict(sta_num=sta_num, resolution=resolution, image_size=image_size,
-                    num_classes=cfg.DATASET.NUM_CLASSES, method=s.METHOD)
-    start_epoch, rows = resume_if_asked(cfg, identity, hypernet, optimizer, ema, board, matcher, scaler, log)
+    start_epoch, rows = apply_resume_state(resume, hypernet, optimizer, ema, board, matcher, scaler, log)
     if fused is not None:
         fused.check()  # every tensor and gradient still in its unit's buffers after loading
     if ema is not None and start_epoch == 0:
@@ -130,7 +136,7 @@ def run_train(cfg) -> Dict:
         set_loader_epoch(train_loader, epoch)
         start = time.time()
         train_metrics, iters = _train_epoch(step, train_loader, epoch, epoch * len(train_loader), scheduler,
-                                            log, main)
+                                            log, main, os.path.join(out_dir, CHECKPOINT_NAME))
         val_path, val_flops = step.sampler.sample(board)
         val = _validate_path(hypernet, val_path, val_loader, main)
         row = dict(epoch=epoch, train_loss=train_metrics['loss'], train_top1=train_metrics['top1'],

@@ -1,9 +1,10 @@
 """What ``train`` sets up before its loop: input checks, loaders, optimizer/scheduler/EMA, resume."""
 import os
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from pimm.data import DatasetError, ImageDataset, create_loader
 from pimm.utils.amp import GradScaler
+from pimm.utils.atomic import remove_stale_temp_files
 from pimm.utils.distributed import broadcast_object, is_main_process
 
 from ..models.hypernet import HyperNet
@@ -15,11 +16,8 @@ from .errors import UserError
 from .output import refuse_existing_run
 from .train_state import CHECKPOINT_NAME, check_compatible, find_resume_checkpoint, load_train_state
 
-__all__ = ['check_train_inputs', 'check_data_folders', 'train_loaders', 'build_optimization', 'resume_if_asked']
-
-_CHOICES = {'SUPERNET.METHOD': ('cream', 'spos'), 'SUPERNET.PICK_METHOD': ('meta', 'top1'),
-            'SUPERNET.HOW_TO_PROB': ('even', 'pre_prob', 'teacher')}
-
+__all__ = ['check_train_inputs', 'check_data_folders', 'train_loaders', 'build_optimization', 'read_resume_state',
+           'apply_resume_state', 'resume_if_asked']
 
 def check_training_keys(cfg) -> None:
     """Keys of the official configs that search and retrain share but this port cannot honour as given."""
@@ -41,10 +39,7 @@ def check_training_keys(cfg) -> None:
 def check_train_inputs(cfg) -> Tuple[List[int], int, PathFlops]:
     """Everything a user can get wrong, checked before any process or file is started; returns the
     search space the budget gives: ``(sta_num, search resolution, its measured PathFlops)``."""
-    check_training_keys(cfg)
-    for key, valid in _CHOICES.items():
-        if cfg.get(key) not in valid:
-            raise UserError(f"{key} must be one of {', '.join(valid)}, got '{cfg.get(key)}'")
+    check_training_keys(cfg)   # single values (choices, ranges) were checked when the config was loaded
     s = cfg.SUPERNET
     for key in ('RESUNIT', 'DIL_CONV'):
         if getattr(s, key):
@@ -52,8 +47,6 @@ def check_train_inputs(cfg) -> Tuple[List[int], int, PathFlops]:
     if not s.UPDATE_2ND:
         raise UserError('SUPERNET.UPDATE_2ND False: the meta-matching update is always second order; set it True')
     space = _budget_space(cfg)
-    if s.SLICE < 1 or s.POOL_SIZE < 1 or s.UPDATE_ITER < 1:
-        raise UserError('SUPERNET.SLICE, POOL_SIZE and UPDATE_ITER must be at least 1')
     if cfg.DATASET.BATCH_SIZE < 2 * s.SLICE:
         raise UserError(f'DATASET.BATCH_SIZE {cfg.DATASET.BATCH_SIZE} must hold two slices of SUPERNET.SLICE '
                         f'{s.SLICE} (meta-matching trains on one and validates on the next)')
@@ -145,20 +138,36 @@ def build_optimization(cfg, hypernet: HyperNet, updates_per_epoch: int):
     return optimizer, scheduler, ema, scaler
 
 
-def resume_if_asked(cfg, identity: Dict, hypernet, optimizer, ema, board, matcher, scaler,
-                    log) -> Tuple[int, List[Dict]]:
-    """(first epoch to run, summary rows so far) from RESUME_PATH or, with AUTO_RESUME, the newest run.
+def read_resume_state(cfg, identity: Dict, hypernet: Optional[HyperNet] = None) -> Optional[Dict]:
+    """The checkpoint to continue from (RESUME_PATH or, with AUTO_RESUME, the newest run), on every rank.
 
-    Rank 0 decides and reads the checkpoint; every other rank gets its contents from rank 0 (nodes need
-    not share a folder), so weights, optimizer, EMA, board and meta layer are identical everywhere."""
+    Rank 0 alone decides, reads and checks it (with ``hypernet``, every weight's key and shape too) and
+    sends its contents to the other ranks (nodes need not share a folder); a refusal reaches every rank
+    too, so none waits for the others. Temporary files a killed save left beside the checkpoint are
+    removed."""
     state = None
     if is_main_process():
-        path = cfg.RESUME_PATH or (find_resume_checkpoint(cfg.SAVE_PATH, cfg.MODEL) if cfg.AUTO_RESUME else None)
-        if path:
-            state = load_train_state(path)
-            check_compatible(state['search'], identity, path)
-            state['path'] = path
+        try:
+            path = cfg.RESUME_PATH or (find_resume_checkpoint(cfg.SAVE_PATH, cfg.MODEL) if cfg.AUTO_RESUME else None)
+            if path:
+                state = load_train_state(path)
+                check_compatible(state['search'], identity, path)
+                if hypernet is not None:
+                    check_weights(hypernet, state['state_dict'], path)
+                state['path'] = path
+                remove_stale_temp_files(os.path.dirname(os.path.abspath(path)))
+        except UserError as e:
+            state = {'refused': str(e)}
     state = broadcast_object(state)
+    if state is not None and 'refused' in state:
+        raise UserError(state['refused'])
+    return state
+
+
+def apply_resume_state(state: Optional[Dict], hypernet, optimizer, ema, board, matcher, scaler,
+                       log) -> Tuple[int, List[Dict]]:
+    """(first epoch to run, summary rows so far) after loading ``state`` (:func:`read_resume_state`) into
+    the weights, optimizer, EMA, board, meta layer and loss scaler, identically on every rank."""
     if state is None:
         return 0, []
     load_weights(hypernet, state['state_dict'])
@@ -174,6 +183,13 @@ def resume_if_asked(cfg, identity: Dict, hypernet, optimizer, ema, board, matche
     return int(state['epoch']) + 1, list(state.get('rows', []))
 
 
+def resume_if_asked(cfg, identity: Dict, hypernet, optimizer, ema, board, matcher, scaler,
+                    log) -> Tuple[int, List[Dict]]:
+    """:func:`read_resume_state` then :func:`apply_resume_state`."""
+    return apply_resume_state(read_resume_state(cfg, identity, hypernet), hypernet, optimizer, ema, board, matcher, scaler,
+                              log)
+
+
 def load_weights(hypernet: HyperNet, state_dict: Dict) -> None:
     """The hypernetwork's weights from a checkpoint: every key, written in place (fused storage kept)."""
     from pimm.models import assign_state_dict
@@ -181,3 +197,13 @@ def load_weights(hypernet: HyperNet, state_dict: Dict) -> None:
         assign_state_dict(hypernet, state_dict)
     except (KeyError, ValueError) as e:
         raise UserError(f'the checkpoint does not fit this hypernetwork: {e.args[0] if e.args else e}') from None
+
+
+def check_weights(hypernet: HyperNet, state_dict: Dict, path: str) -> None:
+    """Refuse a checkpoint whose weights lack a key of ``hypernet`` or differ in shape, before any file
+    of the run is written (``set_state_dict`` would skip missing keys with a warning each)."""
+    from pimm.models import check_state_dict
+    try:
+        check_state_dict(hypernet, state_dict)
+    except KeyError as e:
+        raise UserError(f'{path}: {e.args[0]}') from None

@@ -3,6 +3,8 @@ import csv
 import os
 from typing import Dict, List, Union
 
+from pimm.utils.atomic import atomic_path
+
 __all__ = ['read_summary', 'write_summary']
 
 Row = Dict[str, Union[int, float, str]]
@@ -31,9 +33,7 @@ def write_summary(rows: List[Row], path: str) -> None:
         if os.path.exists(path):
             os.remove(path)
         return
-    tmp = path + '.tmp'
-    with open(tmp, 'w', newline='') as f:
+    with atomic_path(path) as tmp, open(tmp, 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)

@@ -19,13 +19,38 @@ def save_train_state(out_dir: str, state: Dict[str, Any]) -> str:
     return path
 
 
+# what every search checkpoint holds, and the kind of each entry
+_ENTRIES = {'epoch': int, 'search': dict, 'state_dict': dict, 'optimizer': dict}
+_SEARCH = {'sta_num': list, 'resolution': int, 'image_size': int, 'num_classes': int, 'method': str}
+
+
+def _check_structure(state: Any, path: str) -> None:
+    """``UserError`` naming the first entry a search checkpoint lacks or holds in another form."""
+    if not isinstance(state, dict) or 'search' not in state or 'state_dict' not in state:
+        raise UserError(f'{path}: not a search checkpoint of tools/main.py train')
+    for key, kind in _ENTRIES.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            raise UserError(f"{path}: its '{key}' entry is {type(state.get(key)).__name__ if key in state else 'missing'}"
+                            f", a search checkpoint holds a {kind.__name__}: the file is damaged or not from train")
+    for key, kind in _SEARCH.items():
+        if not isinstance(state['search'].get(key), kind):
+            raise UserError(f"{path}: its search set-up lacks '{key}': the file is damaged or not from train")
+    if state['search']['method'] == 'cream':
+        for key in ('board', 'meta_layer'):
+            if not isinstance(state.get(key), dict):
+                raise UserError(f"{path}: a Cream search checkpoint without its '{key}': the file is damaged")
+    if not isinstance(state['optimizer'].get('state'), dict) or not isinstance(state['optimizer'].get('param_groups'),
+                                                                                list):
+        raise UserError(f"{path}: its optimizer state is malformed: the file is damaged or not from train")
+
+
 def load_train_state(path: str) -> Dict[str, Any]:
+    """A search checkpoint, read without trusting it, with every entry a resume needs checked."""
     try:
         state = load_paddle_file(path)
     except CheckpointFileError as e:
         raise UserError(str(e)) from None
-    if not isinstance(state, dict) or 'search' not in state or 'state_dict' not in state:
-        raise UserError(f'{path}: not a search checkpoint of tools/main.py train')
+    _check_structure(state, path)
     return state
 
 

@@ -7,7 +7,8 @@ from .image_io import CorruptImageError, load_rgb
 from .loader import (ImageLoader, LoaderWorkerError, collate_numpy, collate_uint8, create_loader, set_loader_epoch,
                      shared_memory_bytes)
 from .prefetch import DeviceBatchTransform
-from .samplers import OrderedShardSampler
+from .sample_seed import SampleKey, sample_rng
+from .samplers import KeyedBatchSampler, KeyedDistributedBatchSampler, OrderedShardSampler
 from .transforms_factory import create_transform, resolve_image_size
 
 # augmentations living in their own modules, imported on first use

@@ -7,7 +7,8 @@ import numpy as np
 import paddle
 from PIL import Image
 
-from .image_io import CorruptImageError, load_rgb
+from .image_io import CorruptImageError, load_rgb, unreadable_reason
+from .sample_seed import sample_rng
 
 __all__ = ['DatasetError', 'IMAGE_EXTENSIONS', 'ImageDataset']
 
@@ -27,19 +28,75 @@ def _is_image(name: str) -> bool:
     return not name.startswith('.') and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _list_images(class_dir: str) -> List[str]:
-    """Image files under ``class_dir`` (recursively, hidden entries skipped), sorted by relative path."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(class_dir):
-        dirnames[:] = [d for d in dirnames if not d.startswith('.')]
-        rel_dir = os.path.relpath(dirpath, class_dir)
-        found.extend(os.path.normpath(os.path.join(rel_dir, f)) for f in filenames if _is_image(f))
-    return [os.path.join(class_dir, rel) for rel in sorted(found)]
+def _scan(folder: str) -> List[os.DirEntry]:
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except OSError as e:
+        raise DatasetError(f'{folder}: cannot list folder ({unreadable_reason(folder, e)})') from None
+
+
+def _folder_id(path: str) -> Tuple[int, int]:
+    try:
+        info = os.stat(path)
+    except OSError as e:
+        raise DatasetError(f'{path}: cannot read folder ({unreadable_reason(path, e)})') from None
+    return info.st_dev, info.st_ino
+
+
+def _enclosing_ids(folder: str) -> Tuple[Tuple[int, int], ...]:
+    """(device, inode) of ``folder`` and of every folder above it: where a symlink loop would lead."""
+    ids, path = [], os.path.realpath(folder)
+    while True:
+        ids.append(_folder_id(path))
+        parent = os.path.dirname(path)
+        if parent == path:
+            return tuple(ids)
+        path = parent
+
+
+def _kind(entry: os.DirEntry) -> str:
+    """'dir', 'file' (regular, maybe through a symlink), 'broken' (a symlink that does not resolve) or 'other'."""
+    try:
+        if entry.is_dir():
+            return 'dir'
+        if entry.is_file():
+            return 'file'
+        os.stat(entry.path)  # resolves: a FIFO, socket or device (or a symlink to one)
+        return 'other'
+    except OSError:  # dangling, a loop, or gone
+        return 'broken' if entry.is_symlink() else 'other'
+
+
+def _list_images(class_dir: str) -> Tuple[List[str], List[str]]:
+    """(image paths under ``class_dir`` sorted by relative path, ignored non-regular entries named like images).
+
+    Recursive, hidden entries skipped, symlinked folders followed (as timm's ``os.walk(followlinks=True)``);
+    a symlink to ``class_dir`` itself or any folder above it would loop forever and raises DatasetError.
+    A symlink named like an image that does not resolve is kept: loading it raises CorruptImageError.
+    """
+    found, ignored = [], []
+    pending = [(class_dir, _enclosing_ids(class_dir))]
+    while pending:
+        folder, enclosing = pending.pop()
+        for entry in _scan(folder):
+            if entry.name.startswith('.'):
+                continue
+            kind = _kind(entry)
+            if kind == 'dir':
+                ident = _folder_id(entry.path)
+                if ident in enclosing:
+                    raise DatasetError(f'{entry.path}: symbolic link to a folder that contains it '
+                                       f'(a loop); remove it')
+                pending.append((entry.path, enclosing + (ident,)))
+            elif _is_image(entry.name):
+                (found if kind in ('file', 'broken') else ignored).append(entry.path)
+    found.sort(key=lambda path: os.path.relpath(path, class_dir))
+    return found, ignored
 
 
 def _class_folders(root: str) -> List[str]:
-    with os.scandir(root) as entries:
-        return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith('.'))
+    return sorted(e.name for e in _scan(root) if not e.name.startswith('.') and _kind(e) == 'dir')
 
 
 def _checked_mapping(class_to_idx: Mapping[str, int], folders: List[str], root: str) -> Dict[str, int]:
@@ -67,7 +124,12 @@ class ImageDataset(paddle.io.Dataset):
     ``transform`` is None. A transform with a ``draft_size`` attribute (see
     ``create_transform(fast_decode=True)``) gets approximate, faster JPEG decoding.
 
-    A corrupt image raises :class:`~pimm.data.image_io.CorruptImageError`, unless
+    Only regular files (or symlinks to them) are images: a FIFO or device named like one
+    is ignored with a warning. Symlinked sub-folders are followed; one that loops back to
+    a folder above it raises :class:`DatasetError`, as does a folder that cannot be listed.
+
+    An image that cannot be read (permission denied, a dangling symlink) or decoded raises
+    :class:`~pimm.data.image_io.CorruptImageError` naming the file, unless
     ``skip_corrupt=True``: then the sample is an all-zero image of the transform's output
     shape (``transform.output_shape`` when present) with target ``-1``, so an evaluation
     loop can leave it out and count it (mask ``target >= 0``). Meant for evaluation: a -1
@@ -89,7 +151,13 @@ class ImageDataset(paddle.io.Dataset):
             class_to_idx = {name: i for i, name in enumerate(folders)}
         else:
             class_to_idx = _checked_mapping(class_to_idx, folders, root)
-        images = {name: _list_images(os.path.join(root, name)) for name in folders}
+        images, ignored = {}, []
+        for name in folders:
+            images[name], skipped = _list_images(os.path.join(root, name))
+            ignored.extend(skipped)
+        if ignored:  # e.g. a FIFO named x.png: opening it would wait forever for a writer
+            _logger.warning('%s: ignored %d %s named like images but not regular files (first: %s)', root,
+                            len(ignored), 'entry' if len(ignored) == 1 else 'entries', ignored[0])
         if not any(images.values()):
             raise DatasetError(f'{root}: no images found (extensions: {" ".join(IMAGE_EXTENSIONS)})')
         empty = [name for name in folders if not images[name]]
@@ -114,14 +182,23 @@ class ImageDataset(paddle.io.Dataset):
 
     def __getitem__(self, index: int):
         path, target = self.samples[index]
+        # the create_loader samplers give SampleKey indices: the augmentation draws of this sample
+        # then depend on (seed, rank, epoch, index) only, not on the worker that loads it
+        with sample_rng(index):
+            try:
+                img = self._load(path)
+            except CorruptImageError as e:
+                if not self.skip_corrupt:
+                    raise
+                _logger.warning('skipping %s', e)
+                return self._corrupt_placeholder(), CORRUPT_TARGET
+            return (self.transform(img) if self.transform is not None else img), target
+
+    def _load(self, path: str) -> Image.Image:
         try:
-            img = load_rgb(path, draft_size=getattr(self.transform, 'draft_size', None))
-        except CorruptImageError as e:
-            if not self.skip_corrupt:
-                raise
-            _logger.warning('skipping %s', e)
-            return self._corrupt_placeholder(), CORRUPT_TARGET
-        return (self.transform(img) if self.transform is not None else img), target
+            return load_rgb(path, draft_size=getattr(self.transform, 'draft_size', None))
+        except OSError as e:  # not readable (permission, dangling link...): as unusable as undecodable
+            raise CorruptImageError(path, unreadable_reason(path, e)) from None
 
     def _corrupt_placeholder(self):
         shape = getattr(self.transform, 'output_shape', None)

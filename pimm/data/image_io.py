@@ -1,12 +1,14 @@
 """Image decoding: open a file as an RGB PIL image the way timm's dataset readers do."""
+import errno
 import os
+import stat
 import struct
 from collections import deque
 from typing import Deque, Optional, Tuple, Union
 
 from PIL import Image
 
-__all__ = ['CorruptImageError', 'load_rgb']
+__all__ = ['CorruptImageError', 'load_rgb', 'unreadable_reason']
 
 PathLike = Union[str, os.PathLike]
 
@@ -19,7 +21,7 @@ _worker_errors: Deque['CorruptImageError'] = deque(maxlen=1)
 
 
 class CorruptImageError(Exception):
-    """An image file exists but cannot be decoded; the one-line message names the path."""
+    """An image file cannot be read or decoded; the one-line message names the path."""
 
     def __init__(self, path: PathLike, reason: str = '') -> None:
         path = os.fspath(path)
@@ -45,12 +47,42 @@ def take_worker_error() -> Optional[CorruptImageError]:
     return _worker_errors.pop() if _worker_errors else None
 
 
+def unreadable_reason(path: PathLike, error: OSError) -> str:
+    """A short reason for the ``OSError`` raised when opening the image at ``path``."""
+    if error.errno == errno.ELOOP:
+        return 'symbolic link loop'
+    if isinstance(error, FileNotFoundError) and os.path.islink(path):
+        try:
+            return f'dangling symbolic link to {os.readlink(path)}'
+        except OSError:
+            return 'dangling symbolic link'
+    if isinstance(error, PermissionError):
+        return 'permission denied'
+    if isinstance(error, FileNotFoundError):
+        return 'file not found (removed since the dataset was listed?)'
+    return error.strerror or type(error).__name__
+
+
+def _open_regular(path: str):
+    # O_NONBLOCK: a FIFO (or a device) named like an image would block open() forever; it is
+    # refused by its stat instead. The flag has no effect on reading a regular file.
+    fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0) | getattr(os, 'O_BINARY', 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CorruptImageError(path, 'not a regular file')
+        return os.fdopen(fd, 'rb')
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def load_rgb(path: PathLike, draft_size: Optional[Tuple[int, int]] = None) -> Image.Image:
     """Decode ``path`` into a fully loaded RGB image (``img.convert('RGB')``, as timm does).
 
     Grayscale, CMYK, palette and alpha images are converted by PIL's ``convert('RGB')``
     (alpha is dropped, not composited). A missing or unreadable file raises the usual
-    ``FileNotFoundError``/``PermissionError``; data that does not decode raises
+    ``FileNotFoundError``/``PermissionError`` (see :func:`unreadable_reason`); something
+    that is not a regular file (a FIFO, a directory) or data that does not decode raises
     :class:`CorruptImageError`.
 
     ``draft_size=(w, h)`` is an *approximation* for speed: JPEGs are decoded with DCT-domain
@@ -59,7 +91,7 @@ def load_rgb(path: PathLike, draft_size: Optional[Tuple[int, int]] = None) -> Im
     only use it when exact parity with timm is not required. Other formats ignore it.
     """
     path = os.fspath(path)
-    with open(path, 'rb') as f:  # file-system errors propagate unchanged
+    with _open_regular(path) as f:  # file-system errors propagate unchanged
         try:
             img = Image.open(f)
             if draft_size is not None:  # a no-op for formats other than JPEG

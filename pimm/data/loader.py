@@ -1,9 +1,9 @@
 """Build ``paddle.io.DataLoader`` pipelines for training and (distributed) evaluation."""
+import atexit
 import numbers
-import random
 import threading
 import time
-from functools import partial
+import weakref
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -14,8 +14,9 @@ from .dataset import CORRUPT_TARGET
 from .image_io import CorruptImageError, take_worker_error
 from .prefetch import DeviceBatchTransform
 from .random_erasing import RandomErasing
-from .samplers import OrderedShardSampler
+from .samplers import KeyedBatchSampler, KeyedDistributedBatchSampler, OrderedShardSampler
 from .transforms_factory import create_transform
+from .worker_init import WorkerInit
 
 __all__ = ['ImageLoader', 'LoaderWorkerError', 'collate_numpy', 'collate_uint8', 'create_loader',
            'set_loader_epoch', 'shared_memory_bytes']
@@ -37,6 +38,20 @@ def _quiet_corrupt_image_in_reader(args, _default=threading.excepthook) -> None:
 
 
 threading.excepthook = _quiet_corrupt_image_in_reader
+
+
+# loaders whose persistent workers may still run, closed at exit before multiprocessing terminates the
+# workers: otherwise paddle's reader threads see them die and log "workers exit unexpectedly" on a closed stream
+_OPEN_LOADERS: 'weakref.WeakSet[ImageLoader]' = weakref.WeakSet()
+
+
+@atexit.register  # atexit runs last-registered first: before multiprocessing's own exit handler
+def _close_open_loaders() -> None:
+    for loader in list(_OPEN_LOADERS):
+        try:
+            loader.close(timeout=1.0)
+        except Exception:  # exiting anyway: a loader that cannot shut down cleanly must not block the others
+            pass
 
 
 def _worker_failure() -> Exception:
@@ -83,9 +98,19 @@ class ImageLoader(paddle.io.DataLoader):
             # choice per loader instead of flipping the process-wide paddle.io.use_pinned_memory()
             self.pin_memory = bool(pin_memory)
         self.batch_transform = batch_transform
+        _OPEN_LOADERS.add(self)
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Shut the persistent worker processes down now (the next pass starts new ones).
+
+        ``timeout``: seconds to wait for each worker to exit (None: as long as it takes).
+        """
+        iterator, self._iterator = getattr(self, '_iterator', None), None
+        if iterator is not None:  # what paddle's iterator runs when it is garbage collected
+            iterator._try_shutdown_all(timeout)
 
     def set_epoch(self, epoch: int) -> None:
-        """Pin the shuffling order and the device random erasing of the next pass to ``epoch``."""
+        """Pin the shuffling order, the augmentations and the device random erasing of the next pass to ``epoch``."""
         set_epoch = getattr(self.batch_sampler, 'set_epoch', None)
         if set_epoch is not None:
             set_epoch(epoch)
@@ -106,7 +131,16 @@ class ImageLoader(paddle.io.DataLoader):
             for indices in self.batch_sampler:
                 yield _to_tensors(self.collate_fn([self.dataset[i] for i in indices]))
             return
-        batches = super().__iter__()
+        before_start = getattr(self.worker_init_fn, 'before_start', None)
+        if before_start is not None:
+            before_start()
+        numpy_state = np.random.get_state()
+        try:
+            batches = super().__iter__()
+        finally:
+            # paddle draws its workers' base seed from the global numpy RNG when it starts them: a resumed
+            # run (new workers) would otherwise draw once more than an uninterrupted one (persistent workers)
+            np.random.set_state(numpy_state)
         take_worker_error()  # drop anything left from an earlier run
         failure = None
         try:
@@ -175,34 +209,25 @@ def shared_memory_bytes(loader: paddle.io.DataLoader) -> int:
     return (loader.prefetch_factor * loader.num_workers + 1) * per_batch  # one device per process
 
 
-def _seed_worker(worker_id: int, seed: int, rank: int) -> None:
-    # paddle draws a fresh base seed per loader iterator from the main process's numpy RNG;
-    # mixing in rank and the user seed keeps ranks (often seeded alike) from sharing streams
-    info = paddle.io.get_worker_info()
-    base_seed = int(info.seed) if info is not None else 0
-    state = np.random.SeedSequence([seed, rank, worker_id, base_seed]).generate_state(4)
-    random.seed(int(state[0]) << 32 | int(state[1]))
-    np.random.seed(state)
-
-
 def _check_int(name: str, value, minimum: int) -> int:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
         raise ValueError(f'{name} must be an integer >= {minimum}, got {value!r}')
     return int(value)
 
 
-def _batch_sampler(dataset, batch_size: int, is_training: bool, distributed: bool, drop_last: bool):
+def _batch_sampler(dataset, batch_size: int, is_training: bool, distributed: bool, drop_last: bool, seed: int):
     if distributed:
         world_size, rank = paddle.distributed.get_world_size(), paddle.distributed.get_rank()
     else:
         world_size, rank = 1, 0
     if is_training:
         # reshuffled every epoch from the epoch number; call set_loader_epoch to pin it
-        sampler = paddle.io.DistributedBatchSampler(dataset, batch_size, num_replicas=world_size, rank=rank,
-                                                    shuffle=True, drop_last=drop_last)
+        sampler = KeyedDistributedBatchSampler(dataset, batch_size, num_replicas=world_size, rank=rank,
+                                               shuffle=True, drop_last=drop_last)
     else:
         shard = OrderedShardSampler(len(dataset), num_replicas=world_size, rank=rank)
-        sampler = paddle.io.BatchSampler(sampler=shard, batch_size=batch_size, drop_last=drop_last)
+        sampler = KeyedBatchSampler(sampler=shard, batch_size=batch_size, drop_last=drop_last)
+    sampler.set_key(seed, rank)
     return sampler, rank
 
 
@@ -254,9 +279,14 @@ def create_loader(
 
     A corrupt image raises :class:`~pimm.data.image_io.CorruptImageError` (one line, with the path) from the
     loop, also when it was decoded in a worker, unless the dataset has ``skip_corrupt``.
-    Each worker seeds ``random`` and ``numpy`` from ``seed``, the rank, its worker id and
-    paddle's per-iterator base seed (itself drawn from this process's numpy RNG). Device
-    random erasing draws from ``seed``, the rank and the epoch only (see set_loader_epoch).
+
+    Augmentation randomness is a function of (``seed``, rank, epoch, sample index) only: the
+    batch samplers yield :class:`~pimm.data.sample_seed.SampleKey` indices and
+    :class:`~pimm.data.ImageDataset` reseeds ``random`` and ``numpy`` from them for each
+    sample (a dataset of another class must use :func:`~pimm.data.sample_seed.sample_rng`
+    itself). Batches are thus the same for any ``num_workers``, persistent or not, and after
+    a resume. Device random erasing draws from ``seed``, the rank and the epoch (see
+    set_loader_epoch). Worker processes die with this process (see ``worker_init.py``).
     """
     batch_size = _check_int('batch_size', batch_size, 1)
     num_workers = _check_int('num_workers', num_workers, 0)
@@ -271,7 +301,7 @@ def create_loader(
         re_prob=re_prob, re_mode=re_mode,
         re_count=re_count, fast_decode=fast_decode, use_prefetcher=use_prefetcher)
     drop_last = bool(is_training if drop_last is None else drop_last)
-    batch_sampler, rank = _batch_sampler(dataset, batch_size, is_training, distributed, drop_last)
+    batch_sampler, rank = _batch_sampler(dataset, batch_size, is_training, distributed, drop_last, seed)
     batch_transform = None
     if use_prefetcher:
         # re_* were checked by create_transform, which leaves erasing to the device in this mode
@@ -284,7 +314,7 @@ def create_loader(
         batch_sampler=batch_sampler,
         num_workers=num_workers,
         collate_fn=collate_fn or (collate_uint8 if use_prefetcher else collate_numpy),
-        worker_init_fn=partial(_seed_worker, seed=seed, rank=rank) if num_workers > 0 else None,
+        worker_init_fn=WorkerInit(seed, rank) if num_workers > 0 else None,
         persistent_workers=bool(persistent_workers) and num_workers > 0,
         return_list=True,
         batch_transform=batch_transform,
@@ -293,11 +323,11 @@ def create_loader(
 
 
 def set_loader_epoch(loader: paddle.io.DataLoader, epoch: int) -> None:
-    """Fix the shuffling order and the device random erasing of ``loader`` for ``epoch``.
+    """Fix the shuffling order, the augmentations and the device random erasing of ``loader`` for ``epoch``.
 
-    Both derive from the epoch number (and seed, rank) only, so a run resumed at epoch e
-    shuffles and erases as an uninterrupted run does at epoch e. Evaluation loaders have no
-    shuffling to fix.
+    All derive from the epoch number (and seed, rank, sample index) only, so a run resumed at
+    epoch e loads exactly the batches an uninterrupted run does at epoch e, with or without
+    (persistent) workers. Evaluation loaders have no shuffling to fix.
     """
     epoch = _check_int('epoch', epoch, 0)
     if isinstance(loader, ImageLoader):

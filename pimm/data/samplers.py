@@ -1,10 +1,12 @@
-"""Samplers for distributed evaluation."""
+"""Samplers for distributed evaluation, and batch samplers that key each index with its epoch."""
 import numbers
 from typing import Iterator, List, Sized, Union
 
 import paddle
 
-__all__ = ['OrderedShardSampler']
+from .sample_seed import SampleKey
+
+__all__ = ['KeyedBatchSampler', 'KeyedDistributedBatchSampler', 'OrderedShardSampler']
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -53,3 +55,38 @@ class OrderedShardSampler(paddle.io.Sampler):
         kind = 'contiguous' if self.contiguous else 'strided'
         return (f'{type(self).__name__}(rank={self.rank}/{self.num_replicas}, {kind}, '
                 f'{len(self)} of {self.total_size})')
+
+
+class _KeyedBatches:
+    """Mixin for a paddle batch sampler: batches of :class:`SampleKey` (seed, rank, epoch) instead of ints.
+
+    The keys are made when the pass starts, i.e. when the loader asks for the pass's first
+    batch: after ``set_epoch``, also for persistent workers (paddle builds a new sampler
+    iterator at each pass), so every sample carries the epoch that pass belongs to.
+    """
+
+    key_seed: int = 0
+    key_rank: int = 0
+
+    def set_key(self, seed: int, rank: int) -> None:
+        """What, with the epoch and the index, each sample's augmentation randomness derives from."""
+        self.key_seed, self.key_rank = int(seed), int(rank)
+
+    def __iter__(self) -> Iterator[List[SampleKey]]:
+        # read before the parent's generator shuffles with this epoch and advances it
+        seed, rank, epoch = self.key_seed, self.key_rank, int(getattr(self, 'epoch', 0))
+        for batch in super().__iter__():
+            yield [SampleKey(i, seed, rank, epoch) for i in batch]
+
+
+class KeyedDistributedBatchSampler(_KeyedBatches, paddle.io.DistributedBatchSampler):
+    """``paddle.io.DistributedBatchSampler`` (shuffled from the epoch) yielding :class:`SampleKey` batches."""
+
+
+class KeyedBatchSampler(_KeyedBatches, paddle.io.BatchSampler):
+    """``paddle.io.BatchSampler`` yielding :class:`SampleKey` batches; the epoch changes only by ``set_epoch``."""
+
+    epoch: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)

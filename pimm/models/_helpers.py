@@ -10,8 +10,8 @@ import paddle.nn as nn
 from ..utils.checkpoint_io import CheckpointFileError, load_paddle_file
 from ..utils.fused_storage import assign_in_place
 
-__all__ = ['clean_state_dict', 'check_state_dict', 'assign_state_dict', 'load_state_dict', 'load_checkpoint',
-           'resume_checkpoint']
+__all__ = ['clean_state_dict', 'check_state_dict', 'assign_state_dict', 'select_state_dict', 'load_state_dict',
+           'load_checkpoint', 'resume_checkpoint', 'restore_checkpoint']
 
 _logger = logging.getLogger(__name__)
 
@@ -55,20 +55,24 @@ def assign_state_dict(model: nn.Layer, state_dict: Mapping[str, Any]) -> None:
         assign_in_place(tensor, state_dict[key])
 
 
-def load_state_dict(checkpoint_path: str, use_ema: bool = True) -> Dict[str, np.ndarray]:
-    """The weights in a Paddle checkpoint: ``state_dict_ema`` when asked and present, else
-    ``state_dict``, else the file itself when it is a plain state dict."""
-    checkpoint = load_paddle_file(checkpoint_path)
+def select_state_dict(checkpoint: Any, use_ema: bool = True, where: str = 'checkpoint') -> Dict[str, np.ndarray]:
+    """The weights in a loaded checkpoint: ``state_dict_ema`` when asked and present, else ``state_dict``,
+    else the checkpoint itself when it is a plain state dict (``where`` names it in errors)."""
     if not isinstance(checkpoint, dict):
-        raise CheckpointFileError(f'{checkpoint_path}: expected a dict of weights, found {type(checkpoint).__name__}')
+        raise CheckpointFileError(f'{where}: expected a dict of weights, found {type(checkpoint).__name__}')
     state_dict = checkpoint
     for key in (['state_dict_ema'] if use_ema else []) + ['state_dict', 'model']:
         if isinstance(checkpoint.get(key), dict):
             state_dict = checkpoint[key]
             break
     if not all(isinstance(k, str) for k in state_dict):
-        raise CheckpointFileError(f'{checkpoint_path}: not a state dict (non-string keys)')
+        raise CheckpointFileError(f'{where}: not a state dict (non-string keys)')
     return clean_state_dict(state_dict)
+
+
+def load_state_dict(checkpoint_path: str, use_ema: bool = True) -> Dict[str, np.ndarray]:
+    """:func:`select_state_dict` of the Paddle checkpoint file ``checkpoint_path``."""
+    return select_state_dict(load_paddle_file(checkpoint_path), use_ema, checkpoint_path)
 
 
 def load_checkpoint(model: nn.Layer, checkpoint_path: str, use_ema: bool = True, strict: bool = True) -> None:
@@ -84,10 +88,18 @@ def load_checkpoint(model: nn.Layer, checkpoint_path: str, use_ema: bool = True,
 def resume_checkpoint(model: nn.Layer, checkpoint_path: str, optimizer: Optional[paddle.optimizer.Optimizer] = None,
                       log_info: bool = True, loss_scaler: Any = None) -> Optional[int]:
     """Restore model (and optimizer, and the AMP ``loss_scaler`` when the checkpoint has its state) from a
-    training checkpoint; return the epoch to start from."""
-    checkpoint = load_paddle_file(checkpoint_path)
+    training checkpoint file; return the epoch to start from."""
+    epoch = restore_checkpoint(model, load_paddle_file(checkpoint_path), optimizer, loss_scaler, checkpoint_path)
+    if log_info:
+        _logger.info("resumed from '%s' (next epoch %s)", os.fspath(checkpoint_path), epoch)
+    return epoch
+
+
+def restore_checkpoint(model: nn.Layer, checkpoint: Any, optimizer: Optional[paddle.optimizer.Optimizer] = None,
+                       loss_scaler: Any = None, where: str = 'checkpoint') -> Optional[int]:
+    """:func:`resume_checkpoint` from an already loaded (and possibly broadcast) checkpoint dict."""
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get('state_dict'), dict):
-        load_checkpoint(model, checkpoint_path, use_ema=False)
+        assign_state_dict(model, select_state_dict(checkpoint, False, where))
         return None
     assign_state_dict(model, clean_state_dict(checkpoint['state_dict']))
     if optimizer is not None and isinstance(checkpoint.get('optimizer'), dict):
@@ -95,8 +107,6 @@ def resume_checkpoint(model: nn.Layer, checkpoint_path: str, optimizer: Optional
     if loss_scaler is not None and isinstance(checkpoint.get('amp_scaler'), dict) and checkpoint['amp_scaler']:
         loss_scaler.load_state_dict(checkpoint['amp_scaler'])
     epoch = checkpoint.get('epoch')
-    if log_info:
-        _logger.info("resumed from '%s' (epoch %s)", os.fspath(checkpoint_path), epoch)
     if epoch is None:
         return None
     return int(epoch) + 1 if checkpoint.get('version', 1) > 1 else int(epoch)

@@ -96,7 +96,15 @@ def test_the_relaunching_parent_checks_its_inputs_on_the_cpu(monkeypatch, tmp_pa
     monkeypatch.setattr(paddle, 'get_device', fake.get)
     monkeypatch.setattr(paddle, 'set_device', fake.set)
     monkeypatch.setattr(search_setup, 'check_train_inputs', lambda cfg: seen.append(fake.current))
-    monkeypatch.setattr(subprocess, 'call', lambda cmd, env=None: launched.append(cmd) or 0)
+
+    class _FakeLauncher:
+        def __init__(self, cmd, env=None):
+            launched.append(cmd)
+
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(subprocess, 'Popen', _FakeLauncher)
     main = load_main()
     code = main(['train', os.path.join('configs', 'demo', 'train.yaml'), 'NUM_GPU', '2', 'SAVE_PATH', str(tmp_path)])
     assert code == 0 and seen == ['cpu'] and len(launched) == 1

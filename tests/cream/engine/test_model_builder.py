@@ -37,9 +37,10 @@ def test_input_arch_defaults_to_224():
     assert (info.path, info.input_size) == (ARCH, 224)
 
 
-@pytest.mark.parametrize('resolution', ['224', 0, True, 1.5])
+@pytest.mark.parametrize('resolution', ['224', 0, True, 1.5, 15, 100000])
 def test_bad_resolution_is_refused(tmp_path, resolution):
-    with pytest.raises(UserError, match='not a valid architecture file: resolution must be a positive integer'):
+    # 100000 would build a 30 GB input batch: the limit is in the message instead of a MemoryError
+    with pytest.raises(UserError, match=r'not a valid architecture file: resolution must be an integer in 16\.\.2048'):
         info_for('NET.SELECTION', -1, 'NET.ARCH_FILE', arch_file(tmp_path, resolution=resolution))
 
 

@@ -339,6 +339,55 @@ def test_missing_path_and_directory(tmp_path):
         load_paddle_file(tmp_path)
 
 
+def test_oversize_file_refused_before_reading(tmp_path):
+    path = tmp_path / 'big.pdparams'
+    save_paddle_file({'w': paddle.ones([64])}, path)
+    size = path.stat().st_size
+    assert load_paddle_file(path, max_bytes=size)['w'].shape == (64,)  # the limit itself is allowed
+    with pytest.raises(CheckpointFileError) as info:
+        load_paddle_file(path, max_bytes=size - 1)
+    assert str(info.value) == (f'{path}: {size} bytes is over the {size - 1} bytes limit of load_paddle_file '
+                               f'(max_bytes); refusing to read it into memory')
+
+
+def test_default_limit_refuses_a_huge_sparse_file(tmp_path):
+    """A 64 GiB checkpoint (sparse: no disk used) is refused at once, not read into memory."""
+    path = tmp_path / 'huge.pdparams'
+    with open(path, 'wb') as f:
+        f.truncate(64 * 1024 ** 3)
+    with pytest.raises(CheckpointFileError, match=r'64\.0 GiB is over the 8\.0 GiB limit') as info:
+        load_paddle_file(path)
+    assert '\n' not in str(info.value)
+
+
+def test_unreadable_checkpoint_is_one_line(tmp_path, monkeypatch):
+    import builtins
+    import errno
+    path = tmp_path / 'locked.pdparams'
+    save_paddle_file({'epoch': 1}, path)
+    real_os_open, real_open = os.open, builtins.open
+
+    def deny(real):
+        def opener(file, *args, **kwargs):
+            if isinstance(file, (str, os.PathLike)) and os.fspath(file) == str(path):
+                raise PermissionError(errno.EACCES, 'Permission denied', os.fspath(file))
+            return real(file, *args, **kwargs)
+        return opener
+    monkeypatch.setattr(os, 'open', deny(real_os_open))  # chmod 000 means nothing to root: refuse by hand
+    monkeypatch.setattr(builtins, 'open', deny(real_open))
+    with pytest.raises(CheckpointFileError) as info:
+        load_paddle_file(path)
+    assert str(info.value) == f'{path}: cannot open file (Permission denied)'
+
+
+@pytest.mark.skipif(not hasattr(os, 'mkfifo'), reason='FIFOs are POSIX-only')
+def test_fifo_checkpoint_refused_without_blocking(tmp_path):
+    path = tmp_path / 'pipe.pdparams'
+    os.mkfifo(path)
+    with pytest.raises(CheckpointFileError, match='not a regular file'):
+        load_paddle_file(path)
+
+
 # --------------------------------------------------------------------------------------------- load_checkpoint
 
 def _model(seed):

@@ -1,0 +1,277 @@
+"""Issue 11's cases as one table, through ``tools/main.py``'s ``main`` (in-process: a subprocess per case
+would spend the suite's time importing Paddle; ``test_main_boundary`` runs the real command line): every
+user mistake is exit 1 with exactly one ``error:`` line, no exception, no run folder, no partial file."""
+import errno
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from cli import REPO_ROOT, load_main
+from pimm.utils.checkpoint_io import load_paddle_file, save_paddle_file
+
+T = ['train', os.path.join(REPO_ROOT, 'configs', 'demo', 'train.yaml')]
+R = ['retrain', os.path.join(REPO_ROOT, 'configs', 'demo', 'retrain.yaml')]
+TE = ['test', os.path.join(REPO_ROOT, 'configs', 'demo', 'test.yaml')]
+SMALL = ['EPOCHS', '1', 'DATASET.BATCH_SIZE', '16', 'SUPERNET.FLOPS_MINIMUM', '0', 'SUPERNET.FLOPS_MAXIMUM', '150',
+         'WORKERS', '0']
+TIMEOUT = 180
+PROGRESS = re.compile(r'\| *\d+/\d+ \[')  # a tqdm bar
+# found only when the image is read: the run has started and its folder exists
+READ_TIME = ('dangling image link', 'image link loop')
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    """The small digits folder, a search checkpoint of it and a retrained network's checkpoint."""
+    from Paddle_Cream.data.demo_dataset import ensure_demo_dataset
+    root = tmp_path_factory.mktemp('table')
+    digits = str(root / 'digits')
+    ensure_demo_dataset('digits', digits, log=lambda _: None, per_class=12)
+    out = root / 'runs'
+    main = load_main()
+    for args in ([*T, *SMALL, 'SUPERNET.META_STA_EPOCH', '0', 'EPOCHS', '2', 'SUPERNET.POOL_SIZE', '3'],
+                 [*R, 'EPOCHS', '1', 'DATASET.BATCH_SIZE', '16', 'WORKERS', '0']):
+        assert main([*args, 'DATA_DIR', digits, 'SAVE_PATH', str(out)]) == 0
+    search = glob.glob(str(out / '*-demo_search' / 'checkpoint-last.pdparams'))[0]
+    retrained = glob.glob(str(out / '*-demo_retrain' / 'model_best.pdparams'))[0]
+    return {'digits': digits, 'search': search, 'retrained': retrained, 'root': root}
+
+
+def _copy_digits(data, tmp_path):
+    copy = str(tmp_path / 'digits')
+    shutil.copytree(data['digits'], copy, symlinks=True)
+    return copy
+
+
+def _damaged_search(data, tmp_path, change):
+    state = load_paddle_file(data['search'])
+    change(state)
+    path = str(tmp_path / 'damaged.pdparams')
+    save_paddle_file(state, path)
+    return path
+
+
+def _half_weights(state):
+    keys = sorted(state['state_dict'])
+    for k in keys[::2]:
+        del state['state_dict'][k]
+
+
+def _a_file(tmp_path):
+    path = tmp_path / 'file'
+    path.write_text('x')
+    return str(path)
+
+
+def _arch_file(data, tmp_path, resolution):
+    path = str(tmp_path / 'arch.json')
+    with open(path, 'w') as f:
+        json.dump({'arch': [[0], [0], [0], [0, 0], [0], [0], [0]], 'resolution': resolution}, f)
+    return path
+
+
+def _bomb(data, tmp_path):
+    path = str(tmp_path / 'bomb.yaml')
+    levels = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]']
+    for i in range(1, 7):
+        levels.append(f'{chr(97 + i)}: &{chr(97 + i)} [' + ','.join([f'*{chr(96 + i)}'] * 10) + ']')
+    with open(path, 'w') as f:
+        f.write('\n'.join(levels) + '\nNET:\n  INPUT_ARCH: *g\n')
+    return path
+
+
+def _not_utf8(data, tmp_path):
+    path = str(tmp_path / 'latin1.yaml')
+    with open(path, 'wb') as f:
+        f.write('MODEL: caf\xe9\n'.encode('latin-1'))
+    return path
+
+
+def _image_link(kind):
+    def setup(data, tmp_path):
+        digits = _copy_digits(data, tmp_path)
+        folder = os.path.join(digits, 'train', sorted(os.listdir(os.path.join(digits, 'train')))[0])
+        if kind == 'dangling':
+            os.symlink(os.path.join(folder, 'missing.png'), os.path.join(folder, 'dangling.png'))
+        elif kind == 'loop':
+            os.symlink(os.path.join(folder, 'loop_b.png'), os.path.join(folder, 'loop_a.png'))
+            os.symlink(os.path.join(folder, 'loop_a.png'), os.path.join(folder, 'loop_b.png'))
+        elif kind == 'self':
+            os.symlink(folder, os.path.join(folder, 'again'))
+        elif kind == 'only_train':
+            shutil.rmtree(os.path.join(digits, 'val'))
+        return digits
+    return setup
+
+
+# (name, mode and arguments, what the one line must contain, the setup giving {placeholder: value})
+CASES = [
+    ('batch size 0', [*R, 'DATASET.BATCH_SIZE', '0'], ['DATASET.BATCH_SIZE'], None),
+    ('test batch size 0', [*TE, 'DATASET.BATCH_SIZE', '0'], ['DATASET.BATCH_SIZE'], None),
+    ('epochs -1', [*T, 'EPOCHS', '-1'], ['EPOCHS'], None),
+    ('epochs 0', [*T, 'EPOCHS', '0'], ['EPOCHS'], None),
+    ('workers -2', [*T, 'WORKERS', '-2'], ['WORKERS'], None),
+    ('test workers -2', [*TE, 'WORKERS', '-2'], ['WORKERS'], None),
+    ('seed -1', [*T, 'SEED', '-1'], ['SEED'], None),
+    ('no classes', [*T, 'DATASET.NUM_CLASSES', '0'], ['DATASET.NUM_CLASSES'], None),
+    ('scale of one number', [*R, 'AUGMENTATION.SCALE', '[1.0]'], ['AUGMENTATION.SCALE'], None),
+    ('image size -5', [*R, 'DATASET.IMAGE_SIZE', '-5'], ['DATASET.IMAGE_SIZE'], None),
+    ('image size 100000', [*R, 'DATASET.IMAGE_SIZE', '100000'], ['DATASET.IMAGE_SIZE', '2048'], None),
+    ('unknown interpolation', [*R, 'AUGMENTATION.TRAIN_INTERPOLATION', 'lanczosX'], ['TRAIN_INTERPOLATION'], None),
+    ('crop 0', [*TE, 'DATASET.CROP_PCT', '0'], ['DATASET.CROP_PCT'], None),
+    ('two probabilities', [*T, 'SUPERNET.PRE_PROB', '[0.5,0.5]'], ['SUPERNET.PRE_PROB'], None),
+    ('val batch multiple 0', [*T, 'DATASET.VAL_BATCH_MUL', '0'], ['DATASET.VAL_BATCH_MUL'], None),
+    ('inference gpu', [*TE, 'INFERENCE', 'gpu'], ['INFERENCE'], None),
+    ('unknown demo', [*T, 'DATASET.DEMO', 'foo'], ['DATASET.DEMO'], None),
+    ('lr nan', [*T, 'LR', 'nan'], ['LR'], None),
+    ('lr inf', [*T, 'LR', '.inf'], ['LR'], None),
+    ('ema decay 2', [*T, 'NET.EMA.DECAY', '2'], ['NET.EMA.DECAY'], None),
+    ('no gpu', [*T, 'NUM_GPU', '0'], ['NUM_GPU'], None),
+    ('empty model name', [*T, 'MODEL', "''"], ['MODEL'], None),
+    ('model name leaving SAVE_PATH', [*T, 'MODEL', '/../../../x'], ['MODEL'], None),
+    ('config not UTF-8', ['train', '{config}'], ['UTF-8'], lambda d, t: {'config': _not_utf8(d, t)}),
+    ('YAML alias bomb', ['train', '{config}'], ['alias'], lambda d, t: {'config': _bomb(d, t)}),
+    ('search entry a string', [*T, 'RESUME_PATH', '{ckpt}'], ["'search'"],
+     lambda d, t: {'ckpt': _damaged_search(d, t, lambda s: s.update(search='x'))}),
+    ('search entry without sta_num', [*T, 'RESUME_PATH', '{ckpt}'], ['sta_num'],
+     lambda d, t: {'ckpt': _damaged_search(d, t, lambda s: s['search'].pop('sta_num'))}),
+    ('checkpoint without optimizer', [*T, 'RESUME_PATH', '{ckpt}'], ["'optimizer'"],
+     lambda d, t: {'ckpt': _damaged_search(d, t, lambda s: s.pop('optimizer'))}),
+    ('checkpoint missing half its weights', [*T, 'RESUME_PATH', '{ckpt}'], ['missing key'],
+     lambda d, t: {'ckpt': _damaged_search(d, t, _half_weights)}),
+    ('arch file at 100000 px', [*R, 'NET.ARCH_FILE', '{arch}', 'DATASET.IMAGE_SIZE', '0'], ['resolution', '2048'],
+     lambda d, t: {'arch': _arch_file(d, t, 100000)}),
+    ('SAVE_PATH a file', [*T, 'SAVE_PATH', '{file}'], ['{file}'],
+     lambda d, t: {'file': _a_file(t)}),
+    ('SAVE_PATH under /proc', [*T, 'SAVE_PATH', '/proc/cream_output'], ['/proc/cream_output'], None),
+    ('dangling image link', [*T, 'DATA_DIR', '{digits}'], ['dangling.png'],
+     lambda d, t: {'digits': _image_link('dangling')(d, t)}),
+    ('image link loop', [*T, 'DATA_DIR', '{digits}'], ['loop_'], lambda d, t: {'digits': _image_link('loop')(d, t)}),
+    ('class folder linking to itself', [*T, 'DATA_DIR', '{digits}'], ['again'],
+     lambda d, t: {'digits': _image_link('self')(d, t)}),
+    ('demo folder with train/ only', [*T, 'DATA_DIR', '{digits}', 'DATASET.DEMO', 'digits'], ['val'],
+     lambda d, t: {'digits': _image_link('only_train')(d, t)}),
+    ('test of another model\'s weights', [*TE, 'NET.SELECTION', '14', 'DATASET.NUM_CLASSES', '10',
+                                          'RESUME_PATH', '{retrained}'], ['missing'], None),
+]
+
+
+def _run_one_line(capsys, argv, values, words, save_path, tmp_path, run_started=False):
+    """``main(argv)``: exit 1, one ``error:`` line holding ``words``, no run folder, no temporary file."""
+    capsys.readouterr()
+    code = load_main()(argv)
+    out, err = capsys.readouterr()
+    assert code == 1, (out[-1500:], err[-1500:])
+    lines = [line for line in err.splitlines() if line.strip() and not PROGRESS.search(line)]
+    assert len(lines) == 1 and lines[0].startswith('error:'), err[-3000:]
+    for w in words:
+        assert w.format(**values) in lines[0], lines[0]
+    if not run_started:
+        assert not glob.glob(str(save_path / '*')), 'a run folder was made'
+    assert not glob.glob(str(tmp_path / '**' / '.*.tmp'), recursive=True), 'a temporary file was left'
+
+
+@pytest.mark.parametrize('name, args, words, setup', CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_leaves_nothing(data, tmp_path, capsys, name, args, words, setup):
+    values = {'digits': data['digits'], 'retrained': data['retrained']}
+    values.update(setup(data, tmp_path) if setup else {})
+    save_path = tmp_path / 'save'
+    argv = [a.format(**values) for a in args]
+    extra = [] if 'SAVE_PATH' in argv else ['SAVE_PATH', str(save_path)]
+    if 'DATA_DIR' not in argv:
+        extra += ['DATA_DIR', values['digits']]
+    if argv[0] != 'test':
+        extra += SMALL
+    _run_one_line(capsys, [*argv[:2], *extra, *argv[2:]], values, words, save_path, tmp_path,
+                  run_started=name in READ_TIME)
+
+
+def _failing(error_number, when):
+    """A wrapper of a filesystem call that fails with ``error_number`` for the paths ``when`` accepts."""
+    def wrap(real):
+        def call(path, *args, **kwargs):
+            if when(os.fspath(path)):
+                raise OSError(error_number, os.strerror(error_number), os.fspath(path))
+            return real(path, *args, **kwargs)
+        return call
+    return wrap
+
+
+def _unreadable_config(monkeypatch, data, tmp_path):
+    import builtins
+    import Paddle_Cream.config.yaml_guard as yaml_guard
+    monkeypatch.setattr(yaml_guard, 'open', _failing(errno.EACCES, lambda p: p.endswith('train.yaml'))(builtins.open),
+                        raising=False)
+
+
+def _unreadable_checkpoint(monkeypatch, data, tmp_path):
+    monkeypatch.setattr(os, 'open', _failing(errno.EACCES, lambda p: p == data['search'])(os.open))
+
+
+def _read_only_save_path(monkeypatch, data, tmp_path):
+    monkeypatch.setattr(os, 'makedirs', _failing(errno.EROFS, lambda p: p.startswith(str(tmp_path / 'save')))(
+        os.makedirs))
+
+
+def _full_disk_at_the_checkpoint(monkeypatch, data, tmp_path):
+    import paddle
+
+    def full_disk(obj, path, *args, **kwargs):
+        with open(path, 'wb') as f:
+            f.write(b'half a checkpoint')
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(paddle, 'save', full_disk)
+
+
+# (name, extra arguments, what the line must contain, the filesystem fault, whether the run had started)
+FAULTS = [
+    ('config file unreadable', [], ['train.yaml', 'Permission denied'], _unreadable_config, False),
+    ('checkpoint unreadable', ['RESUME_PATH', '{search}'], ['checkpoint-last.pdparams', 'Permission denied'],
+     _unreadable_checkpoint, False),
+    ('SAVE_PATH on a read-only filesystem', [], ['save', 'Read-only file system'], _read_only_save_path, False),
+    ('full disk while writing a checkpoint', [], ['checkpoint', 'No space left on device'],
+     _full_disk_at_the_checkpoint, True),
+]
+
+
+@pytest.mark.parametrize('name, args, words, fault, started', FAULTS, ids=[c[0] for c in FAULTS])
+def test_a_failing_filesystem_is_one_line(data, tmp_path, capsys, monkeypatch, name, args, words, fault, started):
+    """Faults a test run as root cannot make with file modes or a real disk, made at the system call."""
+    values = {'search': data['search']}
+    save_path = tmp_path / 'save'
+    fault(monkeypatch, data, tmp_path)
+    argv = [*T, 'DATA_DIR', data['digits'], 'SAVE_PATH', str(save_path), *SMALL, *[a.format(**values) for a in args]]
+    _run_one_line(capsys, argv, values, words, save_path, tmp_path, run_started=started)
+
+
+def test_a_fifo_named_like_an_image_does_not_hang(data, tmp_path):
+    """Only regular files (or links to them) are images: a FIFO is left out, named, and the run goes on."""
+    digits = _copy_digits(data, tmp_path)
+    folder = os.path.join(digits, 'train', sorted(os.listdir(os.path.join(digits, 'train')))[0])
+    os.mkfifo(os.path.join(folder, 'pipe.png'))
+    proc = subprocess.run([sys.executable, 'tools/main.py', *R, 'DATA_DIR', digits, 'SAVE_PATH', str(tmp_path / 's'),
+                           'EPOCHS', '1', 'DATASET.BATCH_SIZE', '16', 'WORKERS', '1'], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'pipe.png' in proc.stdout + proc.stderr
+
+
+def test_skip_corrupt_also_skips_unreadable_images(data, tmp_path):
+    """SKIP_CORRUPT True counts and skips images that cannot be read (here a dangling link), as well as
+    undecodable ones."""
+    digits = _image_link('dangling')(data, tmp_path)
+    shutil.copytree(os.path.join(digits, 'train'), os.path.join(digits, 'val'), dirs_exist_ok=True, symlinks=True)
+    out = tmp_path / 's'
+    proc = subprocess.run([sys.executable, 'tools/main.py', *TE, 'DATA_DIR', digits, 'SAVE_PATH', str(out),
+                           'RESUME_PATH', data['retrained'], 'NET.ARCH_FILE', _arch_file(data, tmp_path, 32),
+                           'SKIP_CORRUPT', 'True', 'INFERENCE', 'dygraph'], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(glob.glob(str(out / '*' / 'results.json'))[0]) as f:
+        assert json.load(f)['skipped'] == 1
