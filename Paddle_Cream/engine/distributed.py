@@ -99,3 +99,12 @@ def on_cpu() -> Iterator[None]:
         yield
     finally:
         paddle.set_device(previous)
+
+
+def cpu_math_threads(world: int) -> Optional[int]:
+    """On CPU, give each of the ``world`` training processes its share of the cores for math (Paddle's
+    import leaves dygraph at one thread); returns the count, None on a GPU (its kernels do not use it)."""
+    from pimm.utils.threads import use_all_cores
+    if not paddle.get_device().startswith('cpu'):
+        return None
+    return use_all_cores(world)

@@ -101,7 +101,8 @@ def _bn_layers(net: nn.Layer) -> List[nn.Layer]:
 
 
 class PathEvaluator:
-    """``score(path) -> {'top1', 'top5', 'loss', ...}`` after recomputing BN statistics for ``path``."""
+    """``score(path) -> {'top1', 'top5', 'loss', ...}`` after recomputing BN statistics for ``path``;
+    ``score(path, keep_statistics=True)`` puts the supernet's running statistics back afterwards."""
 
     def __init__(self, hypernet: HyperNet, bn_loader, val_loader):
         self.hypernet, self.bn_loader, self.val_loader = hypernet, bn_loader, val_loader
@@ -124,7 +125,16 @@ class PathEvaluator:
                 bn._momentum = m
             self.hypernet.eval()
 
-    def score(self, path: Sequence[Sequence[int]]) -> Dict[str, float]:
+    def score(self, path: Sequence[Sequence[int]], keep_statistics: bool = False) -> Dict[str, float]:
+        saved = [(bn._mean.clone(), bn._variance.clone()) for bn in self.bns] if keep_statistics else []
+        try:
+            return self._recalibrate_and_score(path)
+        finally:
+            for bn, (mean, variance) in zip(self.bns, saved):
+                bn._mean.set_value(mean)
+                bn._variance.set_value(variance)
+
+    def _recalibrate_and_score(self, path: Sequence[Sequence[int]]) -> Dict[str, float]:
         self.recalibrate(path)
 
         def run(images):

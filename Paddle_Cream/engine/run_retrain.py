@@ -14,7 +14,7 @@ from pimm.data import DEFAULT_CROP_PCT, set_loader_epoch
 from pimm.utils import CheckpointSaver, format_complexity, model_complexity, update_summary
 
 from pimm.utils.distributed import all_reduce_sum, get_rank, init_distributed, is_main_process
-from .distributed import data_parallel
+from .distributed import cpu_math_threads, data_parallel
 from .evaluate import evaluate
 from .model_builder import ModelInfo, build_model
 from .output import create_output_dir, setup_logging, write_json_atomic
@@ -187,6 +187,7 @@ def _prepare(cfg) -> Tuple[_Run, Optional[Tuple[str, Dict]]]:
     """Model, the checkpoint to resume and the loaders (all checked before any file is written), output
     folder, log, optimizer/scheduler/EMA/loss; and the resume ``(path, checkpoint)``."""
     world = init_distributed()
+    cpu_math_threads(world)
     main = is_main_process()
     seed_everything(cfg.SEED)
     net, info = build_model(cfg)

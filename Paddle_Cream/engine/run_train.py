@@ -17,9 +17,10 @@ from ..models.hypernet import HyperNet
 from ..search import MetaMatcher, PathSampler, PrioritizedBoard, UniformFlopsSampler
 from ..search.supernet_step import SearchSettings, SupernetStep
 from pimm.utils.distributed import broadcast_tensors, get_rank, init_distributed, is_main_process
-from .distributed import sync_batch_norm
+from .distributed import cpu_math_threads, sync_batch_norm
 from .errors import check_finite_loss
 from .evaluate import evaluate
+from .path_eval import PathEvaluator, fixed_loaders
 from .output import create_output_dir, retrain_command, setup_logging, write_json_atomic
 from .plots import plot_board, plot_curves
 from .search_setup import (apply_resume_state, build_optimization, check_train_inputs, read_resume_state,
@@ -93,6 +94,7 @@ def run_train(cfg) -> Dict:
     """Train the hypernetwork, keep the prioritized board, write best_arch.json."""
     sta_num, resolution, path_flops = check_train_inputs(cfg)
     world = init_distributed()
+    cpu_math_threads(world)
     main = is_main_process()
     s = cfg.SUPERNET
     image_size = cfg.DATASET.IMAGE_SIZE or resolution
@@ -145,14 +147,14 @@ def run_train(cfg) -> Dict:
                    seconds=time.time() - start)
         rows.append(row)
         log(f"epoch {epoch}: train loss {row['train_loss']:.4f} top-1 {row['train_top1']:.2f} | random path "
-            f"{val_path} ({val_flops:.1f}M) val top-1 {val['top1']:.2f} | board {row['board_size']} | "
+            f"{val_path} ({val_flops:.1f}M) val top-1 {val['top1']:.2f} (running BN) | board {row['board_size']} | "
             f"{row['seconds']:.0f}s")
         if board is not None and world > 1:
             # every rank says which board it holds (its launch log), so identical boards can be checked
             print(f'[rank {get_rank()}] epoch {epoch} board digest {board_digest(board)}', flush=True)
         if main:
             _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matcher, scaler, identity)
-    return _finish(cfg, out_dir, hypernet, board, path_flops, val_loader, rows, resolution, main, log)
+    return _finish(cfg, out_dir, hypernet, board, path_flops, val_loader, rows, resolution, image_size, main, log)
 
 
 def _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matcher, scaler, identity) -> None:
@@ -174,8 +176,11 @@ def _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matc
     plot_curves(rows, os.path.join(out_dir, 'curves.png'), title=f'{s.METHOD} supernet training')
 
 
-def _finish(cfg, out_dir, hypernet, board, path_flops, val_loader, rows, resolution, main, log) -> Dict:
-    """best_arch.json: the board's best path (Cream picks it directly from the prioritized paths)."""
+def _finish(cfg, out_dir, hypernet, board, path_flops, val_loader, rows, resolution, image_size, main,
+            log) -> Dict:
+    """best_arch.json: the board's best path (Cream picks it directly from the prioritized paths), scored
+    with its own recomputed BN statistics (``top1``, as SPOS and ``evolve`` score a path) and with the
+    supernet's running ones, which mix every sampled path (``top1_running_bn``)."""
     if board is None or len(board) == 0:
         why = ('SPOS keeps no board' if board is None else
                f'the board stayed empty (it fills after META_STA_EPOCH {cfg.SUPERNET.META_STA_EPOCH}; EPOCHS '
@@ -186,16 +191,20 @@ def _finish(cfg, out_dir, hypernet, board, path_flops, val_loader, rows, resolut
             f'EVOLVE.FLOPS_LIMIT {cfg.SUPERNET.FLOPS_MAXIMUM} MODEL {cfg.MODEL}_evolve')
         return {}
     best = board.best()
-    val = _validate_path(hypernet, best.path, val_loader, main)
+    running = _validate_path(hypernet, best.path, val_loader, main)
+    bn_loader = fixed_loaders(cfg, image_size)[0]  # EVOLVE.BN_BATCHES training batches, evaluation transform
+    val = PathEvaluator(hypernet, bn_loader, val_loader).score(best.path, keep_statistics=True)
     arch_file = os.path.join(out_dir, 'best_arch.json')
-    result = dict(arch=best.path, flops=best.flops, top1=val['top1'], top5=val['top5'], board_top1=best.top1,
+    result = dict(arch=best.path, flops=best.flops, top1=val['top1'], top5=val['top5'],
+                  top1_running_bn=running['top1'], top5_running_bn=running['top5'], board_top1=best.top1,
                   resolution=resolution, flops_budget=[cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM],
                   method=cfg.SUPERNET.METHOD, checkpoint=os.path.join(out_dir, 'checkpoint-last.pdparams'),
                   retrain_command=retrain_command(cfg, arch_file))
     if main:
         write_json_atomic(result, arch_file)
         log(f"chosen architecture {best.path}: {best.flops:.1f} MFLOPs (budget [{cfg.SUPERNET.FLOPS_MINIMUM}, "
-            f"{cfg.SUPERNET.FLOPS_MAXIMUM}]), val top-1 {val['top1']:.2f} with inherited weights")
+            f"{cfg.SUPERNET.FLOPS_MAXIMUM}]), inherited weights: val top-1 {val['top1']:.2f} with its own "
+            f"recomputed BN statistics ({running['top1']:.2f} with the supernet's running ones)")
         log(f'files in {out_dir}: best_arch.json, board.json, board.png, curves.png, summary.csv, train.log, '
             f'checkpoint-last.pdparams')
         log(f"retrain it: {result['retrain_command']}")

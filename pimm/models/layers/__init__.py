@@ -4,6 +4,7 @@ from .activations import (HardSigmoid, HardSwish, Swish, create_act_layer, get_a
 from .adaptive_avgmax_pool import SelectAdaptivePool2D, SelectAdaptivePool2d, adaptive_pool_feat_mult
 from .conv2d_same import Conv2dSame
 from .create_conv2d import create_conv2d
+from .depthwise_conv import DepthwiseConv2d, depthwise_conv2d
 from .drop import DropPath, drop_path
 from .helpers import make_divisible, to_2tuple
 from .padding import get_padding, get_padding_value, get_same_padding, is_static_pad, pad_same

@@ -52,6 +52,25 @@ def test_search_writes_its_results(uninterrupted):
     assert 'chosen architecture' in proc.stdout
 
 
+def test_the_chosen_paths_top1_uses_its_own_bn_statistics(digits, uninterrupted):
+    """best_arch.json's top1 is what an independent SPOS-style scoring of the saved supernet gives (BN
+    statistics recomputed for the path); the running-statistics figure is kept beside it, named."""
+    from Paddle_Cream.config import load_config
+    from Paddle_Cream.engine.path_eval import PathEvaluator, fixed_loaders, load_search_checkpoint
+    out, proc = uninterrupted
+    d = run_dir(out, MODEL)
+    with open(os.path.join(d, 'best_arch.json')) as f:
+        best = json.load(f)
+    checkpoint = os.path.join(d, 'checkpoint-last.pdparams')
+    cfg = load_config(os.path.join(REPO_ROOT, 'configs', 'demo', 'train.yaml'), tiny_args(digits, out)[2:])
+    hypernet, ident = load_search_checkpoint(cfg, checkpoint)
+    bn_loader, val_loader = fixed_loaders(cfg, ident['image_size'])  # the whole val split at this size
+    assert len(val_loader.dataset) == sum(len(files) for _, _, files in os.walk(os.path.join(digits, 'val')))
+    assert PathEvaluator(hypernet, bn_loader, val_loader).score(best['arch'])['top1'] == pytest.approx(best['top1'])
+    assert 0.0 <= best['top1_running_bn'] <= 100.0 and 'top5_running_bn' in best
+    assert 'recomputed BN statistics' in proc.stdout and "with the supernet's running ones" in proc.stdout
+
+
 def test_killed_run_resumes_to_the_same_board_and_losses(digits, uninterrupted, tmp_path):
     full_out, _ = uninterrupted
     out = tmp_path / 'resumed'

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as TF
 
 from pimm.models import layers as pl
-from pimm.models.layers import (Conv2dSame, DropPath, SelectAdaptivePool2d, create_act_layer, create_conv2d,
-                                drop_path, get_act_layer, list_act_layers)
+from pimm.models.layers import (Conv2dSame, DepthwiseConv2d, DropPath, SelectAdaptivePool2d, create_act_layer,
+                                create_conv2d, drop_path, get_act_layer, list_act_layers)
 
 pytestmark = pytest.mark.usefixtures('seeded')
 
@@ -100,8 +100,10 @@ def test_create_conv2d_matches_timm(parity, padding, kernel_size, stride, dilati
     in_chs = 4
     out_chs = 4 if depthwise else 6
     ours, theirs = _conv_pair(in_chs, out_chs, kernel_size, stride, padding, dilation, depthwise)
-    # same class of conv: dynamic 'same' padding exactly when timm needs it
-    assert isinstance(ours, Conv2dSame) == isinstance(theirs, tl.Conv2dSame)
+    # dynamic 'same' padding exactly when timm needs it (a depthwise conv does it itself)
+    dynamic = isinstance(ours, Conv2dSame) or getattr(ours, 'same_padding', False)
+    assert dynamic == isinstance(theirs, tl.Conv2dSame)
+    assert isinstance(ours, DepthwiseConv2d) == depthwise
     assert ours._groups == theirs.groups
     assert ours.bias is None and theirs.bias is None
     parity.copy(theirs, ours)
