@@ -66,9 +66,11 @@ def launch_command(num_procs: int, script: str, args: Sequence[str], log_dir: st
 
 
 def sync_batch_norm(net: paddle.nn.Layer) -> paddle.nn.Layer:
-    """Every BatchNorm of ``net`` turned into ``paddle.nn.SyncBatchNorm`` (GPUs only), in place: the
-    parameter and statistics tensors are kept, so optimizers, EMA and checkpoints are unaffected."""
-    return paddle.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    """Every BatchNorm of ``net`` turned into pimm's ``SyncBatchNorm`` (``paddle.nn.SyncBatchNorm`` with
+    PyTorch's running-variance update; GPUs only), in place: the parameter and statistics tensors are
+    kept, so optimizers, EMA and checkpoints are unaffected."""
+    from pimm.models.layers.norm import convert_sync_batchnorm
+    return convert_sync_batchnorm(net)
 
 
 def data_parallel(net: paddle.nn.Layer, world: int, sync_bn: bool = False,

@@ -3,7 +3,7 @@ from typing import Dict, List, Sequence
 
 from pimm.utils.atomic import atomic_path
 
-__all__ = ['plot_board', 'plot_curves', 'plot_evolution', 'plot_xy']
+__all__ = ['plot_board', 'plot_curves', 'plot_evolution', 'plot_xy', 'plot_labelled_errorbars']
 
 
 def _figure():
@@ -72,6 +72,22 @@ def plot_xy(xs: Sequence[float], ys: Sequence[float], path: str, xlabel: str, yl
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_labelled_errorbars(xs: Sequence[float], ys: Sequence[float], yerr: Sequence[float],
+                            labels: Sequence[str], path: str, xlabel: str, ylabel: str, title: str) -> None:
+    """A scatter with vertical error bars and a name beside each point (search quality)."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.errorbar(xs, ys, yerr=yerr, fmt='o', capsize=3)
+    for x, y, label in zip(xs, ys, labels):
+        ax.annotate(label, (x, y), textcoords='offset points', xytext=(4, 4), fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     _save(fig, path)
     plt.close(fig)

@@ -1,17 +1,106 @@
-"""BatchNorm with PyTorch's momentum convention, so ported configs keep their numbers."""
-import paddle.nn as nn
+"""BatchNorm with PyTorch's momentum convention and PyTorch's running-variance update."""
+import math
 
-__all__ = ['BatchNorm2d']
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+__all__ = ['BatchNorm2d', 'SyncBatchNorm', 'convert_sync_batchnorm', 'unbias_running_variance',
+           'values_per_channel']
+
+
+@paddle.no_grad()
+def unbias_running_variance(variance: paddle.Tensor, before: paddle.Tensor, paddle_momentum: float,
+                            count: int) -> paddle.Tensor:
+    """PyTorch's running variance from Paddle's update ``variance = p * before + (1 - p) * biased``.
+
+    PyTorch puts the unbiased batch variance ``biased * n / (n - 1)`` there instead (``p`` Paddle's
+    momentum, ``n`` the values per channel the statistics came from). Since ``(1 - p) * biased =
+    variance - p * before``, that is ``variance * n / (n - 1) - before * p / (n - 1)``. A single
+    value per channel has no unbiased variance (PyTorch refuses such a batch): left biased.
+    """
+    if count <= 1:
+        return variance
+    return variance * (count / (count - 1.)) - before * (paddle_momentum / (count - 1.))
+
+
+def _train_with_pytorch_statistics(bn: nn.Layer, x: paddle.Tensor, normalise, replicas: int = 1) -> paddle.Tensor:
+    """``normalise(x, mean, variance)`` (a batch-norm kernel updating ``mean``/``variance`` in place) on
+    copies of ``bn``'s running statistics, then PyTorch's values written into ``bn``'s own tensors.
+
+    The kernel's backward keeps the statistics tensors it was given, so they must not change after the
+    forward (Paddle checks their version): the copies take the kernel's update; ``bn._mean`` and
+    ``bn._variance`` keep their storage (fused per-unit buffers stay shared)."""
+    mean, variance = bn._mean.detach().clone(), bn._variance.detach().clone()
+    out = normalise(x, mean, variance)
+    unbiased = unbias_running_variance(variance, bn._variance.detach(), float(bn._momentum),
+                                       values_per_channel(x, bn, replicas))
+    with paddle.no_grad():
+        bn._mean.copy_(mean, False)
+        bn._variance.copy_(unbiased, False)
+    return out
+
+
+def values_per_channel(x: paddle.Tensor, layer: nn.Layer, replicas: int = 1) -> int:
+    """How many values each channel's batch statistics of ``layer`` average over ``x`` (times ``replicas``
+    for statistics gathered over that many equal batches)."""
+    channels = x.shape[1] if layer._data_format.startswith('NC') else x.shape[-1]
+    return math.prod(x.shape) // channels * replicas
 
 
 class BatchNorm2d(nn.BatchNorm2D):
-    """``paddle.nn.BatchNorm2D`` taking ``momentum`` as PyTorch/timm do.
+    """``paddle.nn.BatchNorm2D`` that updates its running statistics as ``torch.nn.BatchNorm2d`` does.
 
-    PyTorch updates ``running = (1 - m) * running + m * batch``; Paddle's
-    ``momentum`` weighs the *old* value, so PyTorch's 0.1 is Paddle's 0.9.
-    Parameter names stay Paddle's (``weight, bias, _mean, _variance``).
+    ``momentum`` is PyTorch's: ``running = (1 - m) * running + m * batch``, where Paddle's argument
+    weighs the *old* value (PyTorch's 0.1 is Paddle's 0.9). In training the batch is normalised with
+    its biased variance (as both do) and the running variance receives the unbiased one (PyTorch;
+    Paddle's kernel would store the biased one). Parameter names stay Paddle's (``weight, bias,
+    _mean, _variance``), so checkpoints keep their keys.
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, **kwargs):
         super().__init__(num_features, momentum=1. - momentum, epsilon=eps, **kwargs)
         self.torch_momentum = momentum
+
+    def forward(self, input: paddle.Tensor) -> paddle.Tensor:
+        if not self.training or self._use_global_stats:
+            return super().forward(input)
+
+        def normalise(x, mean, variance):
+            return F.batch_norm(x, mean, variance, weight=self.weight, bias=self.bias, training=True,
+                                momentum=self._momentum, epsilon=self._epsilon, data_format=self._data_format)
+        return _train_with_pytorch_statistics(self, input, normalise)
+
+
+class SyncBatchNorm(nn.SyncBatchNorm):
+    """``paddle.nn.SyncBatchNorm`` (GPUs only) with :class:`BatchNorm2d`'s PyTorch running-variance update:
+    the statistics are gathered over every process's batch, so ``n`` counts the values of all of them
+    (the ranks' batches are equal: the training sampler drops the last partial one)."""
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        if not self.training:
+            return super().forward(x)
+        import paddle.distributed as dist
+        from paddle import _C_ops
+
+        def normalise(x, mean, variance):  # what paddle.nn.SyncBatchNorm.forward runs in dygraph
+            return _C_ops.sync_batch_norm_(x, mean, variance, self.weight, self.bias, False, self._momentum,
+                                           self._epsilon, self._data_format, False, False)[0]
+        replicas = dist.get_world_size() if dist.is_initialized() else 1
+        return _train_with_pytorch_statistics(self, x, normalise, replicas)
+
+
+def convert_sync_batchnorm(layer: nn.Layer) -> nn.Layer:
+    """``layer`` with every BatchNorm replaced by :class:`SyncBatchNorm` holding the same weight, bias and
+    statistics tensors (so optimizers, EMA and checkpoints built on ``layer`` are unaffected)."""
+    if isinstance(layer, nn.layer.norm._BatchNormBase) and not isinstance(layer, SyncBatchNorm):
+        sync = SyncBatchNorm(layer._num_features, layer._momentum, layer._epsilon, layer._weight_attr,
+                             layer._bias_attr, layer._data_format)
+        if layer._weight_attr is not False and layer._bias_attr is not False:
+            sync.weight, sync.bias = layer.weight, layer.bias
+        sync._mean, sync._variance = layer._mean, layer._variance
+        sync.training = layer.training
+        layer = sync
+    for name, child in list(layer.named_children()):
+        layer.add_sublayer(name, convert_sync_batchnorm(child))
+    return layer

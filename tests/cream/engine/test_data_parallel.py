@@ -1,8 +1,9 @@
 """``data_parallel``: one process gets the network itself; SYNC_BN's conversion keeps every parameter."""
 import paddle
 
-from Paddle_Cream.engine.distributed import data_parallel
+from Paddle_Cream.engine.distributed import data_parallel, sync_batch_norm
 from Paddle_Cream.models import ChildNet
+from pimm.models.layers.norm import SyncBatchNorm
 
 ARCH = [[0], [3], [3], [3, 1], [3], [3], [0]]
 
@@ -18,9 +19,9 @@ def test_sync_batchnorm_conversion_keeps_names_and_tensors():
     net = ChildNet(ARCH, num_classes=10)
     before = {name: id(t) for name, t in net.state_dict().items()}
     norms = [(m._momentum, m._epsilon) for m in net.sublayers() if isinstance(m, paddle.nn.BatchNorm2D)]
-    converted = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    converted = sync_batch_norm(net)
     assert converted is net
-    assert any(isinstance(m, paddle.nn.SyncBatchNorm) for m in net.sublayers())
+    assert any(isinstance(m, SyncBatchNorm) for m in net.sublayers())
     assert not any(type(m).__name__ == 'BatchNorm2d' for m in net.sublayers())
     assert {name: id(t) for name, t in net.state_dict().items()} == before
     assert [(m._momentum, m._epsilon) for m in net.sublayers() if isinstance(m, paddle.nn.SyncBatchNorm)] == norms

@@ -1,4 +1,7 @@
-"""The README's quickstart, as a user runs it: the demo search on CPU within 10 minutes."""
+"""The README's quickstart, as a user runs it: the demo search on CPU within 5 minutes, its supernet
+learning (last epoch's train loss below 1.0) and its chosen path inside the budget with at least 70%
+val top-1 (inherited weights, its own recomputed BN statistics)."""
+import csv
 import glob
 import json
 import os
@@ -10,10 +13,11 @@ import yaml
 
 from cli import REPO_ROOT
 
-LIMIT_SECONDS = 600
+LIMIT_SECONDS = 300
+MIN_TOP1, MAX_LAST_LOSS = 70.0, 1.0
 
 
-def test_quickstart_search_within_ten_minutes(tmp_path):
+def test_quickstart_search_learns_within_five_minutes(tmp_path):
     # the README command, only with its data and outputs redirected into the test's folder
     start = time.time()
     proc = subprocess.run([sys.executable, 'tools/main.py', 'train', 'configs/demo/train.yaml',
@@ -30,5 +34,9 @@ def test_quickstart_search_within_ten_minutes(tmp_path):
     with open(best_file) as f:
         best = json.load(f)
     assert supernet['FLOPS_MINIMUM'] <= best['flops'] <= supernet['FLOPS_MAXIMUM']
-    assert 0.0 <= best['top1'] <= 100.0
-    print(f"quickstart: {elapsed:.0f}s, arch {best['arch']}, {best['flops']:.1f} MFLOPs, top-1 {best['top1']:.1f}")
+    assert MIN_TOP1 <= best['top1'] <= 100.0, best
+    with open(os.path.join(os.path.dirname(best_file), 'summary.csv')) as f:
+        last = list(csv.DictReader(f))[-1]
+    assert float(last['train_loss']) < MAX_LAST_LOSS, last
+    print(f"quickstart: {elapsed:.0f}s, arch {best['arch']}, {best['flops']:.1f} MFLOPs, top-1 {best['top1']:.1f}, "
+          f"last train loss {float(last['train_loss']):.3f}")
