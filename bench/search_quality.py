@@ -24,7 +24,9 @@ import os
 import subprocess
 import sys
 import time
-from typing import Dict, List, Sequence
+import queue
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -42,12 +44,15 @@ def _run_folder(save_path: str, model: str) -> str:
     return found[-1]
 
 
-def run_mode(mode: str, config: str, model: str, save_path: str, overrides: Sequence[str], log) -> str:
-    """``tools/main.py mode config MODEL model SAVE_PATH save_path overrides``; returns its run folder."""
+def run_mode(mode: str, config: str, model: str, save_path: str, overrides: Sequence[str], log,
+             cores: Optional[Sequence[int]] = None) -> str:
+    """``tools/main.py mode config MODEL model SAVE_PATH save_path overrides`` (on ``cores`` only, when
+    given: the run then sizes its math threads to them); returns its run folder."""
     cmd = [sys.executable, MAIN, mode, config, 'MODEL', model, 'SAVE_PATH', save_path, *overrides]
     start = time.time()
+    pin = None if cores is None else (lambda: os.sched_setaffinity(0, cores))
     with open(os.path.join(save_path, f'{model}.out'), 'w') as out:
-        rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, preexec_fn=pin)
     if rc != 0:
         with open(os.path.join(save_path, f'{model}.out'), errors='replace') as f:
             tail = f.read()[-2000:]
@@ -142,9 +147,13 @@ def main(argv=None) -> int:
     p.add_argument('--out', default='./output/search_quality')
     p.add_argument('--set', nargs='*', default=[], metavar='KEY VALUE',
                    help='overrides for every run, e.g. DATA_DIR ./data/subImageNet NUM_GPU 8')
+    p.add_argument('--retrain-set', nargs='*', default=[], metavar='KEY VALUE',
+                   help='overrides for the retrains only, e.g. EPOCHS 4')
+    p.add_argument('--jobs', type=int, default=1,
+                   help='retrains run at once, each on its share of the cores (CPU; keep 1 with NUM_GPU)')
     a = p.parse_args(argv)
-    if a.random_paths < 0 or len(a.set) % 2:
-        p.error('--random-paths must be >= 0 and --set takes KEY VALUE pairs')
+    if a.random_paths < 0 or len(a.set) % 2 or len(a.retrain_set) % 2 or a.jobs < 1:
+        p.error('--random-paths must be >= 0, --jobs >= 1, and --set/--retrain-set take KEY VALUE pairs')
     out = os.path.abspath(a.out)
     runs = os.path.join(out, 'runs')
     if glob.glob(os.path.join(runs, '*')):
@@ -163,7 +172,10 @@ def main(argv=None) -> int:
     evolve = run_mode('evolve', a.evolve_config, 'evolve', runs, ['RESUME_PATH', spos_ckpt, *a.set], log)
     choices = []
     for label, folder in (('cream', cream), ('spos+evolve', evolve)):
-        with open(os.path.join(folder, 'best_arch.json')) as f:
+        arch_file = os.path.join(folder, 'best_arch.json')
+        if not os.path.isfile(arch_file):  # a Cream board that never filled (EPOCHS <= META_STA_EPOCH)
+            sys.exit(f'error: the {label} search chose no architecture (no {arch_file}); its log says why')
+        with open(arch_file) as f:
             choices.append((label, json.load(f)['arch']))
     score_cfg = load_config(a.score_config, a.set)
     drawn = random_paths(cream_ckpt, score_cfg, a.random_paths, min(a.seeds), [str(c[1]) for c in choices])
@@ -177,21 +189,37 @@ def main(argv=None) -> int:
     scores = {name: inherited_top1(ckpt, score_cfg, [q for _, q in paths])
               for name, ckpt in (('cream', cream_ckpt), ('spos', spos_ckpt))}
 
-    log(f'retraining {len(paths)} paths x {len(a.seeds)} seeds')
+    log(f'retraining {len(paths)} paths x {len(a.seeds)} seeds, {a.jobs} at a time')
+    arch_files = [_arch_file(out, str(i), path) for i, (_, path) in enumerate(paths)]
+    cores = sorted(os.sched_getaffinity(0))
+    slots: 'queue.Queue[Optional[List[int]]]' = queue.Queue()
+    for j in range(a.jobs):
+        slots.put(None if a.jobs == 1 else cores[j::a.jobs] or cores)
+
+    def retrain(i: int, seed: int) -> float:
+        slot = slots.get()
+        try:
+            overrides = ['NET.SELECTION', '-1', 'NET.ARCH_FILE', arch_files[i], 'SEED', str(seed), *a.set,
+                         *a.retrain_set]
+            return final_top1(run_mode('retrain', a.retrain_config, f'retrain{i}_seed{seed}', runs, overrides,
+                                       log, slot))
+        finally:
+            slots.put(slot)
+    with ThreadPoolExecutor(max_workers=a.jobs) as pool:
+        top1 = {(i, s): pool.submit(retrain, i, s) for i in range(len(paths)) for s in a.seeds}
+        top1 = {k: f.result() for k, f in top1.items()}
     rows = []
     for i, (label, path) in enumerate(paths):
-        arch = _arch_file(out, f'{i}', path)
-        top1 = [final_top1(run_mode('retrain', a.retrain_config, f'retrain{i}_seed{s}', runs,
-                                    ['NET.SELECTION', '-1', 'NET.ARCH_FILE', arch, 'SEED', str(s), *a.set], log))
-                for s in a.seeds]
-        rows.append(dict(label=label, arch=path, flops=float(flops_of(path)), retrained=top1,
-                         retrained_mean=float(np.mean(top1)), retrained_std=float(np.std(top1)),
+        runs_top1 = [top1[i, s] for s in a.seeds]
+        rows.append(dict(label=label, arch=path, flops=float(flops_of(path)), retrained=runs_top1,
+                         retrained_mean=float(np.mean(runs_top1)), retrained_std=float(np.std(runs_top1)),
                          inherited_top1_cream=scores['cream'][i], inherited_top1_spos=scores['spos'][i]))
         log(f"  {label}: retrained top-1 {rows[-1]['retrained_mean']:.2f} ± {rows[-1]['retrained_std']:.2f}")
 
     retrained = [r['retrained_mean'] for r in rows]
     result = dict(kendall_tau_cream=_tau(scores['cream'], retrained), kendall_tau_spos=_tau(scores['spos'], retrained),
-                  seeds=a.seeds, random_paths=a.random_paths, overrides=a.set, seconds=time.time() - start,
+                  seeds=a.seeds, random_paths=a.random_paths, overrides=a.set, retrain_overrides=a.retrain_set,
+                  seconds=time.time() - start,
                   configs=dict(train=a.train_config, evolve=a.evolve_config, score=a.score_config,
                                retrain=a.retrain_config), paths=rows)
     from Paddle_Cream.engine.output import write_json_atomic
