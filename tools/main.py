@@ -3,7 +3,9 @@
 
 MODE: train (Cream or SPOS supernet search), retrain (train one child network from
 scratch), test (evaluate a network and report paper parity), evolve (SPOS evolutionary search on a
-search checkpoint, RESUME_PATH), rank (inherited vs retrained top-1 rank correlation of random paths).
+search checkpoint, RESUME_PATH), rank (inherited vs retrained top-1 rank correlation of random paths),
+export (Paddle Inference and ONNX files of a network, parity-checked), predict (classify the images
+under INPUT).
 CONFIG: a YAML file of config keys (see Paddle_Cream/config/defaults.py);
 KEY VALUE pairs after it override the file. NUM_GPU > 1 runs the mode under
 paddle.distributed.launch (GPUs, or gloo CPU processes without GPUs).
@@ -22,7 +24,7 @@ warnings.filterwarnings('ignore', message='No ccache found')
 # Paddle's C++ warnings (glog level 1) would bury the one-line errors users should see
 os.environ.setdefault('GLOG_minloglevel', '2')
 
-USAGE = 'usage: python tools/main.py {train,retrain,test,evolve,rank} CONFIG [KEY VALUE ...]'
+USAGE = 'usage: python tools/main.py {train,retrain,test,evolve,rank,export,predict} CONFIG [KEY VALUE ...]'
 
 
 def _modes():
@@ -33,10 +35,13 @@ def _modes():
     from Paddle_Cream.engine.search_setup import check_train_inputs
     from Paddle_Cream.engine.run_evolve import check_evolve_inputs, run_evolve
     from Paddle_Cream.engine.run_rank import check_rank_inputs, run_rank
+    from Paddle_Cream.engine.run_export import check_export_inputs, run_export
+    from Paddle_Cream.engine.run_predict import check_predict_inputs, run_predict
     # mode -> (checks run before any process is launched, the mode itself)
     return {'train': (check_train_inputs, run_train), 'retrain': (check_retrain_inputs, run_retrain),
             'test': (check_test_inputs, run_test), 'evolve': (check_evolve_inputs, run_evolve),
-            'rank': (check_rank_inputs, run_rank)}
+            'rank': (check_rank_inputs, run_rank), 'export': (check_export_inputs, run_export),
+            'predict': (check_predict_inputs, run_predict)}
 
 
 def _user_errors():

@@ -29,6 +29,7 @@ MAX_PROCESSES = 64                          # NUM_GPU: processes on this node
 MAX_WORKERS = 128                           # loader processes per training process
 EVAL_METRICS = ('prec1', 'prec5', 'loss')   # the keys of engine.retrain_setup.EVAL_METRICS
 INFERENCE = ('auto', 'dygraph', 'predictor')
+EXPORT_FORMATS = ('paddle', 'onnx', 'both')
 GLOBAL_POOLS = ('avg', 'max', 'avgmax', 'catavgmax')   # pimm's pool types but '' (the Cream head needs a vector)
 RE_MODES = ('const', 'rand', 'pixel')       # pimm.data.random_erasing
 OPTIMIZERS = tuple(list_optimizers())
@@ -83,6 +84,7 @@ SCHEMA: Dict[str, Any] = {
     'EVAL_METRICS': Choice('prec1', EVAL_METRICS, ignore_case=True),
     'SKIP_CORRUPT': Bool(False),               # count and skip unreadable images instead of stopping
     'FAST_DECODE': Bool(False),                # PIL draft() JPEG decoding: faster, not bit-equal (opt-in)
+    'INPUT': path(''),                         # predict: an image, or a folder searched recursively for images
     'INFERENCE': Choice('auto', INFERENCE),    # test: dygraph, predictor (paddle.inference + oneDNN) or auto
     'DATASET': {
         'DEMO': Choice('', ('',) + DEMO_DATASETS),   # 'digits': write scikit-learn's digits to DATA_DIR
@@ -100,7 +102,9 @@ SCHEMA: Dict[str, Any] = {
         'SELECTION': Choice(14, SELECTIONS),        # a published model, or -1: ARCH_FILE / INPUT_ARCH
         'INPUT_ARCH': ListOf([[0], [3], [3, 3], [3, 1, 3], [3, 3, 3, 3], [3, 3, 3], [0]], _STAGE,
                              NUM_SEARCHED_STAGES + 2, NUM_SEARCHED_STAGES + 2, what=_PATH_WHAT),
-        'ARCH_FILE': path(''),                      # a best_arch.json of train or evolve
+        'ARCH_FILE': path(''),                      # a best_arch.json of train or evolve, or a retrain's arch.json
+        'PRETRAINED': path(''),                     # retrain: start from these weights (fine-tuning; the
+                                                    # classifier is new when NUM_CLASSES differs)
         'GP': Choice('avg', GLOBAL_POOLS),
         'DROPOUT_RATE': _rate(0.0),
         'DROP_PATH_RATE': _rate(0.0),
@@ -188,6 +192,13 @@ SCHEMA: Dict[str, Any] = {
         'EVAL_BATCHES': _count(40),       # validation batches scoring each candidate (the whole set when smaller)
         'EVAL_BATCH_SIZE': _count(200, 1, MAX_BATCH),   # images per scoring batch (SPEC 9: 40 batches of 200)
         'FLOPS_LIMIT': Maybe((_positive(600.0),)),     # MFLOPs; None: SUPERNET.FLOPS_MAXIMUM
+    },
+    'EXPORT': {                   # tools/main.py export: Paddle Inference and ONNX files of a network
+        'FORMAT': Choice('both', EXPORT_FORMATS),
+        'OPSET': _count(13, 7, 19),       # ONNX opset (paddle2onnx supports 7..19)
+    },
+    'PREDICT': {                  # tools/main.py predict
+        'TOPK': _count(5, 1, 1000),       # classes listed per image
     },
     'RANK': {                     # tools/main.py rank: inherited vs retrained top-1 rank correlation
         'NUM_PATHS': _count(30, 2),       # random paths within the budget

@@ -11,12 +11,21 @@ import paddle
 import paddle.nn.functional as F
 from tqdm import tqdm
 
+from pimm.data import create_loader
 from pimm.utils.distributed import all_reduce_max, all_reduce_sum
 
-__all__ = ['batch_metrics', 'device_batch_metrics', 'evaluate']
+__all__ = ['batch_metrics', 'device_batch_metrics', 'eval_loader', 'evaluate']
 
 Array = Union[np.ndarray, paddle.Tensor]
 _SHOW_EVERY = 20  # batches between progress-bar accuracy updates (each one is a host synchronisation)
+
+
+def eval_loader(cfg, dataset, input_size: int, batch_size: int, workers: int, distributed: bool = False):
+    """The evaluation loader of ``test`` and ``predict``: the config's crop, interpolation and decoding."""
+    return create_loader(dataset, input_size, batch_size, is_training=False, num_workers=workers,
+                         distributed=distributed, crop_pct=cfg.DATASET.CROP_PCT,
+                         interpolation=cfg.DATASET.INTERPOLATION, fast_decode=cfg.FAST_DECODE,
+                         pin_memory=cfg.DATASET.PIN_MEM)
 
 
 def batch_metrics(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:

@@ -3,13 +3,14 @@
 several times faster on CPU and gives the same logits (checked in the tests)."""
 import os
 import tempfile
-from typing import Callable
+from typing import Callable, Tuple
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 
-__all__ = ['create_runner', 'DygraphRunner', 'PredictorRunner', 'threads_beside_loader']
+__all__ = ['create_runner', 'create_predictor', 'DygraphRunner', 'PredictorRunner', 'save_inference_model',
+           'threads_beside_loader']
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -28,27 +29,39 @@ class DygraphRunner:
             return self.model(images if isinstance(images, paddle.Tensor) else paddle.to_tensor(images))
 
 
+def save_inference_model(model: nn.Layer, prefix: str, input_size: int) -> Tuple[str, str]:
+    """``paddle.jit.save`` of ``model`` in eval mode for NCHW float32 input named ``x`` with a dynamic
+    batch; returns ``(graph file, params file)``: Paddle 3 writes ``prefix.json`` (PIR) and
+    ``prefix.pdiparams``, Paddle 2 ``prefix.pdmodel``."""
+    from paddle.static import InputSpec
+    model.eval()
+    paddle.jit.save(model, prefix, input_spec=[InputSpec([None, 3, input_size, input_size], 'float32', 'x')])
+    folder, base = os.path.split(prefix)
+    graph = next(os.path.join(folder, base + ext) for ext in ('.json', '.pdmodel')
+                 if os.path.isfile(os.path.join(folder, base + ext)))
+    return graph, prefix + '.pdiparams'
+
+
 class PredictorRunner:
     """The model exported to a static graph and run by ``paddle.inference`` (oneDNN, CPU threads)."""
 
     name = 'predictor'
 
     def __init__(self, model: nn.Layer, input_size: int, threads: int = 0):
-        from paddle.static import InputSpec
-        import paddle.inference as pdi
         self._tmp = tempfile.TemporaryDirectory(prefix='pimm_export_')
-        prefix = os.path.join(self._tmp.name, 'model')
-        model.eval()
-        paddle.jit.save(model, prefix, input_spec=[InputSpec([None, 3, input_size, input_size], 'float32', 'x')])
-        graph = next(f for f in os.listdir(self._tmp.name) if f.endswith(('.json', '.pdmodel')))
-        config = pdi.Config(os.path.join(self._tmp.name, graph), prefix + '.pdiparams')
-        config.disable_gpu()
-        config.enable_mkldnn()
-        config.set_cpu_math_library_num_threads(threads or os.cpu_count() or 1)
-        config.disable_glog_info()
-        self.predictor = pdi.create_predictor(config)
+        graph, params = save_inference_model(model, os.path.join(self._tmp.name, 'model'), input_size)
+        self.predictor = create_predictor(graph, params, threads)
         self._input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self._output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+
+    @classmethod
+    def from_files(cls, graph: str, params: str, threads: int = 0) -> 'PredictorRunner':
+        """A runner of an exported model (the files :func:`save_inference_model` writes)."""
+        runner = cls.__new__(cls)
+        runner.predictor = create_predictor(graph, params, threads)
+        runner._input = runner.predictor.get_input_handle(runner.predictor.get_input_names()[0])
+        runner._output = runner.predictor.get_output_handle(runner.predictor.get_output_names()[0])
+        return runner
 
     def __call__(self, images) -> np.ndarray:
         if isinstance(images, paddle.Tensor):
@@ -57,6 +70,17 @@ class PredictorRunner:
         self._input.copy_from_cpu(np.ascontiguousarray(images, dtype=np.float32))
         self.predictor.run()
         return self._output.copy_to_cpu()
+
+
+def create_predictor(graph: str, params: str, threads: int = 0):
+    """A CPU Paddle Inference predictor with oneDNN and ``threads`` math threads (0: all cores)."""
+    import paddle.inference as pdi
+    config = pdi.Config(graph, params)
+    config.disable_gpu()
+    config.enable_mkldnn()
+    config.set_cpu_math_library_num_threads(threads or os.cpu_count() or 1)
+    config.disable_glog_info()
+    return pdi.create_predictor(config)
 
 
 def threads_beside_loader(loader_workers: int, processes: int = 1) -> int:

@@ -13,7 +13,7 @@ from ..config.defaults import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from ..models import ChildNet, create_cream, published_models, validate_path
 from .errors import UserError
 
-__all__ = ['ModelInfo', 'build_model', 'load_weights', 'read_arch_file']
+__all__ = ['ModelInfo', 'build_model', 'load_weights', 'read_arch_file', 'require_weights']
 
 TORCH_SUFFIXES = ('.pth.tar', '.pth', '.tar', '.pt')
 _MAX_ARCH_FILE_BYTES = 1 << 20   # a best_arch.json is a few hundred bytes
@@ -29,12 +29,13 @@ class ModelInfo:
 
 
 def read_arch_file(path: str) -> Tuple[List[List[int]], Optional[int]]:
-    """``(arch, resolution)`` of a ``best_arch.json`` written by a search, validated; ``resolution``
-    (the input size its FLOPs were counted at) is None when the file has none."""
+    """``(arch, resolution)`` of a ``best_arch.json`` written by a search or a retrain run's ``arch.json``,
+    validated; ``resolution`` (the input size a search counted FLOPs at, or a retrain trained at) is None
+    when the file has none."""
     if not os.path.isfile(path):
         raise UserError(f"NET.ARCH_FILE '{path}' not found")
     bad = f"NET.ARCH_FILE '{path}' is not a valid architecture file"
-    expected = 'expected the best_arch.json that train or evolve writes'
+    expected = "expected the best_arch.json that train or evolve writes, or a retrain's arch.json"
     if os.path.getsize(path) > _MAX_ARCH_FILE_BYTES:
         raise UserError(f'{bad}: {os.path.getsize(path)} bytes, an architecture file has at most '
                         f'{_MAX_ARCH_FILE_BYTES}; {expected}')
@@ -86,6 +87,14 @@ def build_model(cfg) -> (nn.Layer, ModelInfo):
     size = cfg.DATASET.IMAGE_SIZE or info['input_size']
     paper = {'top1': info['paper_top1'], 'top5': info['paper_top5']}
     return model, ModelInfo(f'Cream-{selection}', info['arch'], size, paper)
+
+
+def require_weights(cfg, mode: str) -> None:
+    """``UserError`` unless ``RESUME_PATH`` names an existing file (``mode`` needs weights)."""
+    if not cfg.RESUME_PATH:
+        raise UserError(f'{mode} needs weights: set RESUME_PATH to a .pth.tar or .pdparams file')
+    if not os.path.isfile(cfg.RESUME_PATH):
+        raise UserError(f"RESUME_PATH '{cfg.RESUME_PATH}' not found")
 
 
 def _trained_arch_hint(path: str) -> str:

@@ -29,7 +29,9 @@ def refuse_existing_run(save_path: str, model: str, mode: str, marker: str, resu
     run_dir = create_output_dir(save_path, model, '', mode, write=False)
     if os.path.isfile(os.path.join(run_dir, marker)):
         hint = 'AUTO_RESUME True continues it, ' if resumable else ''
-        raise UserError(f"'{run_dir}' already holds a {mode} run: {hint}another MODEL or SAVE_PATH starts a new one")
+        article = 'an' if mode[0] in 'aeiou' else 'a'
+        raise UserError(f"'{run_dir}' already holds {article} {mode} run: {hint}another MODEL or SAVE_PATH starts a "
+                        f"new one")
 
 
 def setup_logging(log_file: Optional[str], is_main: bool = True, name: str = 'cream') -> logging.Logger:

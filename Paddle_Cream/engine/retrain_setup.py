@@ -18,11 +18,13 @@ from pimm.utils.distributed import broadcast_object, is_main_process
 from .errors import UserError
 from .model_builder import ModelInfo, build_model
 from .output import refuse_existing_run
+from .pretrained import load_pretrained
 from .search_setup import check_data_folders, check_training_keys
 from .train_state import check_compatible, find_resume_checkpoint
 
 __all__ = ['LAST_CHECKPOINT', 'EVAL_METRICS', 'Training', 'check_retrain_inputs', 'build_training',
-           'checkpoint_identity', 'read_retrain_resume', 'resume_training', 'optional_number']
+           'checkpoint_identity', 'resume_path', 'read_retrain_resume', 'resume_training', 'start_from_pretrained',
+           'optional_number']
 
 LAST_CHECKPOINT = 'last.pdparams'   # CheckpointSaver's every-epoch file
 # EVAL_METRICS -> (evaluate() key, lower is better)
@@ -53,15 +55,39 @@ def _check_resume(cfg) -> None:
         refuse_existing_run(cfg.SAVE_PATH, cfg.MODEL, 'retrain', LAST_CHECKPOINT, resumable=True)
 
 
+def resume_path(cfg) -> Optional[str]:
+    """The retrain checkpoint a run continues from: RESUME_PATH, else with AUTO_RESUME the newest
+    ``SAVE_PATH/*-<MODEL>/last.pdparams``; None for a new run."""
+    if cfg.RESUME_PATH:
+        return cfg.RESUME_PATH
+    return find_resume_checkpoint(cfg.SAVE_PATH, cfg.MODEL, LAST_CHECKPOINT) if cfg.AUTO_RESUME else None
+
+
 def check_retrain_inputs(cfg) -> ModelInfo:
     """Everything a user can get wrong, checked before any process or file is started (single values:
     choices, ranges, OPT, SCHED, EPOCHS, ... were checked when the config was loaded)."""
     check_training_keys(cfg)
     _check_augmentation(cfg)
     check_data_folders(cfg)
-    info = build_model(cfg)[1]  # an unknown SELECTION or a bad ARCH_FILE / INPUT_ARCH fails here
+    model, info = build_model(cfg)  # an unknown SELECTION or a bad ARCH_FILE / INPUT_ARCH fails here
     _check_resume(cfg)
+    if cfg.NET.PRETRAINED and not resume_path(cfg):
+        # read and fitted here, before tools/main.py makes the run folder of a multi-process run
+        load_pretrained(model, cfg.NET.PRETRAINED)
     return info
+
+
+def start_from_pretrained(cfg, net: nn.Layer, resume: Optional[Tuple[str, Dict[str, Any]]]) -> List[str]:
+    """Load ``NET.PRETRAINED`` into ``net`` (EMA weights preferred: the better starting point, whether or
+    not this run keeps an EMA) unless the run resumes; returns the lines to log."""
+    if not cfg.NET.PRETRAINED:
+        return []
+    if resume:  # the resumed weights started from PRETRAINED and include the fine-tuning done since
+        return [f'NET.PRETRAINED {cfg.NET.PRETRAINED} ignored: resuming from {resume[0]}, whose weights '
+                f'already include the fine-tuning']
+    lines: List[str] = []
+    load_pretrained(net, cfg.NET.PRETRAINED, use_ema=True, log=lines.append)
+    return lines
 
 
 @dataclass
@@ -125,8 +151,7 @@ def read_retrain_resume(cfg, identity: Dict[str, Any]) -> Optional[Tuple[str, Di
     found = None
     if is_main_process():
         try:
-            path = cfg.RESUME_PATH or (find_resume_checkpoint(cfg.SAVE_PATH, cfg.MODEL, LAST_CHECKPOINT)
-                                       if cfg.AUTO_RESUME else None)
+            path = resume_path(cfg)
             if path:
                 found = (path, _read_checkpoint(path, identity))
                 remove_stale_temp_files(os.path.dirname(os.path.abspath(path)))

@@ -1,4 +1,5 @@
-"""``tools/main.py retrain``: train one child network from scratch, the official recipe (SPEC 6)."""
+"""``tools/main.py retrain``: train one child network from scratch, the official recipe (SPEC 6), or fine-tune
+it from ``NET.PRETRAINED`` weights."""
 import os
 import time
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from .output import create_output_dir, setup_logging, write_json_atomic
 from .plots import plot_curves
 from .errors import check_finite_loss
 from .retrain_setup import (EVAL_METRICS, LAST_CHECKPOINT, Training, build_training, check_retrain_inputs,
-                            checkpoint_identity, optional_number, read_retrain_resume, resume_training)
+                            checkpoint_identity, optional_number, read_retrain_resume, resume_training,
+                            start_from_pretrained)
 from .search_setup import train_loaders
 from .seeding import epoch_seed, seed_everything
 from .summary import read_summary, write_summary
@@ -153,7 +155,8 @@ def _test_command(cfg, info: ModelInfo, out_dir: str, best: str) -> str:
         net = f'NET.SELECTION {cfg.NET.SELECTION}'
     else:
         arch_file = os.path.join(out_dir, 'arch.json')
-        write_json_atomic({'arch': info.path}, arch_file)
+        # resolution: the size it was trained at, which NET.ARCH_FILE then builds by default
+        write_json_atomic({'arch': info.path, 'resolution': info.input_size}, arch_file)
         net = f'NET.SELECTION -1 NET.ARCH_FILE {arch_file}'
     crop = '' if cfg.DATASET.CROP_PCT == DEFAULT_CROP_PCT else f' DATASET.CROP_PCT {cfg.DATASET.CROP_PCT}'
     return (f'python tools/main.py test configs/test.yaml {net} RESUME_PATH {best} DATASET.NUM_CLASSES '
@@ -192,11 +195,15 @@ def _prepare(cfg) -> Tuple[_Run, Optional[Tuple[str, Dict]]]:
     seed_everything(cfg.SEED)
     net, info = build_model(cfg)
     resume = read_retrain_resume(cfg, checkpoint_identity(info, cfg.DATASET.NUM_CLASSES))
+    # before the EMA copies the network: a fine-tuning's EMA starts from the pretrained weights too
+    early = start_from_pretrained(cfg, net, resume)
     train_loader, val_loader = train_loaders(cfg, info.input_size, world)
     out_dir = _output_dir(cfg, resume[0] if resume else None, main)
     log = setup_logging(os.path.join(out_dir, 'retrain.log') if main else None, main).info
     log(f'{info.name} {info.path} @{info.input_size}px: '
         f'{format_complexity(*model_complexity(net, info.input_size))}; {world} process(es)')
+    for line in early:
+        log(line)
     training = build_training(cfg, net, len(train_loader))
     model = data_parallel(net, world, cfg.BATCHNORM.SYNC_BN)
     metric = ('ema_' if training.ema is not None else '') + EVAL_METRICS[cfg.EVAL_METRICS.lower()][0]
@@ -213,7 +220,9 @@ def _resume(run: _Run, resume: Optional[Tuple[str, Dict]]) -> int:
     override = optional_number('START_EPOCH', cfg.START_EPOCH)
     start_epoch = start_epoch if override is None else int(override)
     if run.main:
-        args = dict(cfg.to_dict(), model=run.info.name, input_size=run.info.input_size, **identity)
+        # class_names: the label order of the training folder, for predict to name what it finds
+        args = dict(cfg.to_dict(), model=run.info.name, input_size=run.info.input_size,
+                    class_names=list(run.train_loader.dataset.classes), **identity)
         run.saver = CheckpointSaver(run.net, run.training.optimizer, args=args, model_ema=run.training.ema,
                                     checkpoint_dir=run.out_dir, recovery_dir=run.out_dir,
                                     decreasing=EVAL_METRICS[cfg.EVAL_METRICS.lower()][1],

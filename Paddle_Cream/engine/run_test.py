@@ -3,15 +3,15 @@ import os
 from typing import Dict
 
 import Paddle_Cream  # noqa: F401  (registers the cream_* models)
-from pimm.data import DatasetError, ImageDataset, create_loader
+from pimm.data import DatasetError, ImageDataset
 from pimm.utils import format_complexity, model_complexity
 
 from pimm.utils.distributed import init_distributed, is_main_process
 from .demo_data import prepare_demo_data
 from .errors import UserError
-from .evaluate import evaluate
+from .evaluate import eval_loader, evaluate
 from .inference import create_runner, threads_beside_loader
-from .model_builder import build_model, load_weights
+from .model_builder import build_model, load_weights, require_weights
 from .output import create_output_dir, setup_logging, write_json_atomic
 
 __all__ = ['PARITY_TOLERANCE', 'is_parity', 'parity_line', 'check_test_inputs', 'run_test']
@@ -35,10 +35,7 @@ def parity_line(name: str, top1: float, paper: Dict[str, float]) -> str:
 
 def check_test_inputs(cfg) -> str:
     """Fail fast, before any process starts, on what a user can fix; returns the val folder."""
-    if not cfg.RESUME_PATH:
-        raise UserError('test needs weights: set RESUME_PATH to a .pth.tar or .pdparams file')
-    if not os.path.isfile(cfg.RESUME_PATH):
-        raise UserError(f"RESUME_PATH '{cfg.RESUME_PATH}' not found")
+    require_weights(cfg, 'test')
     prepare_demo_data(cfg)  # before any process is launched: one writer
     val_dir = os.path.join(cfg.DATA_DIR, cfg.DATASET.VAL_SPLIT)
     if not os.path.isdir(val_dir):
@@ -69,10 +66,7 @@ def run_test(cfg) -> Dict[str, object]:
     for line in early:
         log(line)
     batch_size = cfg.DATASET.BATCH_SIZE * cfg.DATASET.VAL_BATCH_MUL
-    loader = create_loader(dataset, info.input_size, batch_size, is_training=False, num_workers=cfg.WORKERS,
-                           distributed=world > 1, crop_pct=cfg.DATASET.CROP_PCT,
-                           interpolation=cfg.DATASET.INTERPOLATION, fast_decode=cfg.FAST_DECODE,
-                           pin_memory=cfg.DATASET.PIN_MEM)
+    loader = eval_loader(cfg, dataset, info.input_size, batch_size, cfg.WORKERS, distributed=world > 1)
     runner = create_runner(model, info.input_size, cfg.INFERENCE, threads_beside_loader(cfg.WORKERS, world))
     log(f'evaluating {len(dataset)} images of {len(dataset.classes)} classes in {val_dir} '
         f'({world} process(es), {getattr(runner, "name", "runner")}, batch {batch_size})')

@@ -10,7 +10,7 @@ from PIL import Image
 from .image_io import CorruptImageError, load_rgb, unreadable_reason
 from .sample_seed import sample_rng
 
-__all__ = ['DatasetError', 'IMAGE_EXTENSIONS', 'ImageDataset']
+__all__ = ['CORRUPT_TARGET', 'DatasetError', 'IMAGE_EXTENSIONS', 'ImageDataset', 'list_images']
 
 _logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def _kind(entry: os.DirEntry) -> str:
         return 'broken' if entry.is_symlink() else 'other'
 
 
-def _list_images(class_dir: str) -> Tuple[List[str], List[str]]:
+def list_images(class_dir: str) -> Tuple[List[str], List[str]]:
     """(image paths under ``class_dir`` sorted by relative path, ignored non-regular entries named like images).
 
     Recursive, hidden entries skipped, symlinked folders followed (as timm's ``os.walk(followlinks=True)``);
@@ -153,7 +153,7 @@ class ImageDataset(paddle.io.Dataset):
             class_to_idx = _checked_mapping(class_to_idx, folders, root)
         images, ignored = {}, []
         for name in folders:
-            images[name], skipped = _list_images(os.path.join(root, name))
+            images[name], skipped = list_images(os.path.join(root, name))
             ignored.extend(skipped)
         if ignored:  # e.g. a FIFO named x.png: opening it would wait forever for a writer
             _logger.warning('%s: ignored %d %s named like images but not regular files (first: %s)', root,

@@ -1,0 +1,204 @@
+"""``tools/main.py export``: the network as a Paddle Inference model and as ONNX, parity-checked.
+
+The run folder ``SAVE_PATH/<MMDD>-<MODEL>/`` receives ``inference.json`` + ``inference.pdiparams``
+(``paddle.jit.save``, dynamic batch, input ``x`` NCHW float32), ``model.onnx`` (``paddle2onnx``) and
+``export.json``: the preprocessing a deployer must reproduce, the class count and labels (as ``predict``
+gives them), params and MACs, and the parity check every export runs. That check feeds a fixed random batch and a few real images (from
+``DATA_DIR/<VAL_SPLIT>`` when it exists) to the Paddle Inference predictor and to ONNX Runtime and
+compares their logits with the dygraph network's; above :data:`PARITY_RTOL` the export fails and
+leaves no files (everything is written in a temporary folder and moved into the run folder last).
+"""
+import importlib
+import math
+import os
+import shutil
+import tempfile
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+
+from pimm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, DatasetError, ImageDataset, create_transform
+from pimm.utils import format_complexity, model_complexity
+from pimm.utils.atomic import atomic_path
+
+from .errors import UserError
+from .inference import PredictorRunner, save_inference_model
+from .labels import class_labels
+from .model_builder import ModelInfo, build_model, load_weights, require_weights
+from .output import create_output_dir, refuse_existing_run, setup_logging, write_json_atomic
+
+__all__ = ['PARITY_RTOL', 'ONNX_PACKAGES', 'check_export_inputs', 'run_export', 'preprocessing',
+           'relative_difference']
+
+PARITY_RTOL = 1e-4           # max |exported - dygraph| / max |dygraph| over a batch of logits
+ONNX_PACKAGES = ('paddle2onnx', 'onnxruntime')
+PREFIX = 'inference'         # the file names PaddleClas and Paddle 3's own tools use
+RANDOM_BATCH, REAL_IMAGES, PARITY_SEED = 4, 8, 0
+
+
+def _missing_onnx_packages() -> List[str]:
+    return [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
+
+
+def check_export_inputs(cfg) -> None:
+    """Fail fast, before anything is built, on what a user can fix."""
+    require_weights(cfg, 'export')
+    missing = _missing_onnx_packages() if cfg.EXPORT.FORMAT in ('onnx', 'both') else []
+    if missing:
+        raise UserError(f"EXPORT.FORMAT {cfg.EXPORT.FORMAT} needs the package(s) {', '.join(missing)}: "
+                        f"pip install {' '.join(missing)} (or EXPORT.FORMAT paddle)")
+    refuse_existing_run(cfg.SAVE_PATH, cfg.MODEL, 'export', 'export.json')
+
+
+def preprocessing(cfg, input_size: int) -> Dict[str, object]:
+    """What the exported model expects, as ``create_transform(is_training=False)`` does it."""
+    crop_pct = cfg.DATASET.CROP_PCT
+    return dict(input_name='x', layout='NCHW', dtype='float32', color='RGB', input_size=input_size,
+                resize_shorter_side=int(math.floor(input_size / crop_pct)), center_crop=input_size,
+                crop_pct=crop_pct, interpolation=cfg.DATASET.INTERPOLATION, scale=1 / 255,
+                mean=list(IMAGENET_DEFAULT_MEAN), std=list(IMAGENET_DEFAULT_STD))
+
+
+def relative_difference(got: np.ndarray, expected: np.ndarray) -> Dict[str, float]:
+    """``max_abs`` and ``max_rel`` (max abs difference over the max abs reference logit)."""
+    max_abs = float(np.abs(np.asarray(got, np.float64) - expected).max())
+    return dict(max_abs=max_abs, max_rel=max_abs / max(float(np.abs(expected).max()), 1e-12))
+
+
+def _real_images(cfg, input_size: int, log) -> Optional[np.ndarray]:
+    """Up to REAL_IMAGES images spread over ``DATA_DIR/<VAL_SPLIT>`` through the eval transform."""
+    folder = os.path.join(cfg.DATA_DIR, cfg.DATASET.VAL_SPLIT)
+    if not os.path.isdir(folder):
+        log(f'no {folder}: the parity check uses the random batch only')
+        return None
+    try:
+        dataset = ImageDataset(folder, skip_corrupt=True)
+    except DatasetError as e:
+        log(f'{folder} gives no images ({e}): the parity check uses the random batch only')
+        return None
+    transform = create_transform(input_size, is_training=False, interpolation=cfg.DATASET.INTERPOLATION,
+                                 crop_pct=cfg.DATASET.CROP_PCT)
+    dataset.transform = transform
+    picks = np.linspace(0, len(dataset) - 1, min(REAL_IMAGES, len(dataset))).round().astype(int)
+    samples = [dataset[int(i)] for i in picks]
+    images = [image for image, target in samples if target >= 0]   # -1: an unreadable image, skipped
+    return np.stack(images).astype(np.float32) if images else None
+
+
+def _export_onnx(graph: str, params: str, file: str, opset: int) -> None:
+    import paddle2onnx
+    # the model bytes come back (save_file None): paddle2onnx's own file writing runs an optimiser that
+    # pip-installs onnx_graphsurgeon at run time
+    try:
+        model = paddle2onnx.export(graph, params, save_file=None, opset_version=opset, enable_onnx_checker=True)
+    except Exception as e:  # paddle2onnx logs the cause and fails with whatever it hit
+        raise UserError(f'paddle2onnx could not convert the network at opset {opset}: {e}') from None
+    if not model:
+        raise UserError(f'paddle2onnx could not convert the network at opset {opset} (its log says why)')
+    with open(file, 'wb') as f:
+        f.write(model)
+
+
+def _onnx_runner(file: str) -> Callable[[np.ndarray], np.ndarray]:
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.log_severity_level = 3   # not its warnings about initializers paddle2onnx left unused
+    session = ort.InferenceSession(file, options, providers=['CPUExecutionProvider'])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
+def parity_check(model: nn.Layer, runners: Dict[str, Callable], batches: Dict[str, np.ndarray]
+                 ) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """Logits of every exported runner against the dygraph network on every batch."""
+    model.eval()
+    report: Dict[str, Dict[str, Dict[str, float]]] = {}
+    for batch_name, x in batches.items():
+        with paddle.no_grad():
+            expected = model(paddle.to_tensor(x)).numpy().astype(np.float64)
+        for runner_name, run in runners.items():
+            report.setdefault(runner_name, {})[batch_name] = dict(images=len(x),
+                                                                  **relative_difference(run(x), expected))
+    return report
+
+
+def _worst(report) -> Tuple[float, str]:
+    return max((d['max_rel'], f'{runner} on the {batch}') for runner, per in report.items()
+               for batch, d in per.items())
+
+
+def _export_files(cfg, model: nn.Layer, info: ModelInfo, work: str, log) -> Dict[str, object]:
+    files, runners = [], {}
+    graph, params = save_inference_model(model, os.path.join(work, PREFIX), info.input_size)
+    if cfg.EXPORT.FORMAT in ('paddle', 'both'):
+        files += [os.path.basename(graph), os.path.basename(params)]
+        runners['paddle_inference'] = PredictorRunner.from_files(graph, params)
+    if cfg.EXPORT.FORMAT in ('onnx', 'both'):
+        onnx_file = os.path.join(work, 'model.onnx')
+        _export_onnx(graph, params, onnx_file, cfg.EXPORT.OPSET)
+        files.append('model.onnx')
+        runners['onnx_runtime'] = _onnx_runner(onnx_file)
+    rng = np.random.RandomState(PARITY_SEED)
+    batches = {'random batch': rng.standard_normal((RANDOM_BATCH, 3, info.input_size, info.input_size))
+               .astype(np.float32)}
+    real = _real_images(cfg, info.input_size, log)
+    if real is not None:
+        batches['real images'] = real
+    report = parity_check(model, runners, batches)
+    for runner, per in report.items():
+        for batch, d in per.items():
+            log(f"parity {runner} vs dygraph, {batch} ({d['images']} images): max abs {d['max_abs']:.2e}, "
+                f"max relative {d['max_rel']:.2e}")
+    worst, where = _worst(report)
+    if not worst <= PARITY_RTOL:   # also catches NaN
+        raise UserError(f'export parity check failed: {where}, max relative difference {worst:.2e} > '
+                        f'{PARITY_RTOL:g}; nothing was written')
+    return dict(files=files, parity=dict(tolerance_rel=PARITY_RTOL, max_rel=worst, seed=PARITY_SEED,
+                                         report=report))
+
+
+def run_export(cfg) -> Dict[str, object]:
+    """Export, check parity, then move the files into the run folder; returns ``export.json``'s content."""
+    check_export_inputs(cfg)
+    console = setup_logging(None).info
+    lines: List[str] = []
+
+    def log(msg: str) -> None:   # export.log is written with the files, once the export has passed
+        console(msg)
+        lines.append(f"{time.strftime('%m-%d %H:%M:%S')} {msg}")
+    model, info = build_model(cfg)
+    load_weights(model, cfg.RESUME_PATH, cfg.NET.EMA.USE, log)
+    macs, params = model_complexity(model, info.input_size)
+    log(f'{info.name} @{info.input_size}px: {format_complexity(macs, params)}')
+    with tempfile.TemporaryDirectory(prefix='cream_export_') as work:
+        result = _export_files(cfg, model, info, work, log)
+        labels, source, note = class_labels(cfg.RESUME_PATH, cfg.DATASET.NUM_CLASSES)
+        if note:
+            log(note)
+        result = dict(model=info.name, arch=info.path, num_classes=cfg.DATASET.NUM_CLASSES, labels=source,
+                      class_names=labels, params=params,
+                      macs=macs, weights=os.path.abspath(cfg.RESUME_PATH), ema=cfg.NET.EMA.USE,
+                      preprocessing=preprocessing(cfg, info.input_size), opset=cfg.EXPORT.OPSET,
+                      versions=_versions(cfg.EXPORT.FORMAT), **result)
+        out_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, cfg.dump(), 'export')
+        log(f"exported {info.name} ({', '.join(result['files'])}); parity max relative difference "
+            f"{result['parity']['max_rel']:.2e} <= {PARITY_RTOL:g}; files in {out_dir}")
+        for name in result['files']:
+            # copy beside the target, then rename: a reader never sees half a model
+            shutil.copyfile(os.path.join(work, name), os.path.join(out_dir, name + '.tmp'))
+            os.replace(os.path.join(out_dir, name + '.tmp'), os.path.join(out_dir, name))
+    with atomic_path(os.path.join(out_dir, 'export.log')) as tmp, open(tmp, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    write_json_atomic(result, os.path.join(out_dir, 'export.json'))   # last: it marks a finished export
+    return result
+
+
+def _versions(fmt: str) -> Dict[str, str]:
+    versions = {'paddlepaddle': paddle.__version__}
+    if fmt in ('onnx', 'both'):
+        for name in ONNX_PACKAGES:
+            versions[name] = getattr(importlib.import_module(name), '__version__', 'unknown')
+    return versions

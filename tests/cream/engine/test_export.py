@@ -1,0 +1,214 @@
+"""``tools/main.py export`` with timm + PyTorch as the reference.
+
+Each published network is built by timm with random weights, saved as an official ``.pth.tar``
+and exported through the command line; the Paddle Inference predictor and ONNX Runtime then run
+the exported files (loaded here with their own APIs, not our runner) and must give timm's logits
+to :data:`RTOL` (max absolute difference over the max absolute timm logit, per batch).
+"""
+import json
+import os
+import re
+
+import numpy as np
+import paddle.inference as pdi
+import pytest
+import timm.data
+import torch
+from PIL import Image
+
+import cli
+from timm_reference import build_timm_cream, published_table, randomize, save_official_checkpoint
+
+from Paddle_Cream.engine import run_export
+
+RTOL = 1e-4
+TABLE = published_table()
+README = os.path.join(cli.REPO_ROOT, 'README.md')
+
+
+def relative(got, expected) -> float:
+    expected = np.asarray(expected, np.float64)
+    return float(np.abs(np.asarray(got, np.float64) - expected).max() / np.abs(expected).max())
+
+
+def _image(rng, size=(150, 110)) -> Image.Image:
+    noise = rng.rand(size[1], size[0], 3) * 120
+    ramp = np.linspace(0, 120, size[0])[None, :, None]
+    return Image.fromarray(np.clip(noise + ramp, 0, 255).astype('uint8'))
+
+
+@pytest.fixture(scope='module')
+def val_folder(tmp_path_factory):
+    """An ImageNet-style val folder of a few images for the export's real-image parity batch."""
+    root = tmp_path_factory.mktemp('val_data')
+    rng = np.random.RandomState(3)
+    for c in range(2):
+        os.makedirs(root / 'val' / f'class{c}')
+        for i in range(3):
+            _image(rng).save(root / 'val' / f'class{c}' / f'{i}.png')
+    return str(root)
+
+
+def _export(tmp_path, selection, ckpt, data_dir, *extra):
+    out = tmp_path / 'out'
+    rc = cli.load_main()(['export', 'configs/export.yaml', 'NET.SELECTION', str(selection), 'RESUME_PATH',
+                          str(ckpt), 'SAVE_PATH', str(out), 'MODEL', 'exp', 'DATA_DIR', data_dir, *map(str, extra)])
+    return rc, out
+
+
+def _predictor(folder):
+    config = pdi.Config(os.path.join(folder, 'inference.json'), os.path.join(folder, 'inference.pdiparams'))
+    config.disable_gpu()
+    config.enable_mkldnn()
+    predictor = pdi.create_predictor(config)
+
+    def run(x):
+        handle = predictor.get_input_handle(predictor.get_input_names()[0])
+        handle.reshape(list(x.shape))
+        handle.copy_from_cpu(x)
+        predictor.run()
+        return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+    return run
+
+
+def _onnx(folder):
+    import onnxruntime as ort
+    session = ort.InferenceSession(os.path.join(folder, 'model.onnx'), providers=['CPUExecutionProvider'])
+    return lambda x: session.run(None, {'x': x})[0]
+
+
+@pytest.mark.parametrize('selection', list(TABLE))
+def test_exported_logits_equal_timm(tmp_path, val_folder, selection):
+    raw = randomize(build_timm_cream(TABLE[selection]['arch']), seed=1)
+    ema = randomize(build_timm_cream(TABLE[selection]['arch']), seed=2)   # the export must take these
+    ckpt = tmp_path / f'{selection}.pth.tar'
+    save_official_checkpoint(raw, ckpt, ema=ema)
+    rc, out = _export(tmp_path, selection, ckpt, val_folder)
+    assert rc == 0
+    folder = cli.run_dir(out, 'exp')
+    with open(os.path.join(folder, 'export.json')) as f:
+        info = json.load(f)
+    size = TABLE[selection]['input_size']
+    assert info['preprocessing']['input_size'] == size and info['num_classes'] == 1000
+    assert info['labels'] == 'imagenet' and len(info['class_names']) == 1000
+    assert info['params'] == sum(p.numel() for p in ema.parameters())
+    assert set(info['parity']['report']) == {'paddle_inference', 'onnx_runtime'}
+    assert info['parity']['report']['onnx_runtime']['real images']['images'] == 6
+    assert info['parity']['max_rel'] <= RTOL
+    x = np.random.RandomState(5).standard_normal((2, 3, size, size)).astype(np.float32)
+    with torch.no_grad():
+        expected = ema(torch.from_numpy(x)).numpy()
+    assert relative(raw(torch.from_numpy(x)).detach().numpy(), expected) > 1e-2   # EMA and raw differ
+    for name, run in (('paddle inference', _predictor(folder)), ('onnx runtime', _onnx(folder))):
+        assert relative(run(x), expected) <= RTOL, name
+        assert relative(run(x[:1]), expected[:1]) <= RTOL, f'{name}, batch 1 (dynamic batch)'
+
+
+def test_searched_network_from_arch_file_and_pdparams_equals_timm(tmp_path):
+    """``NET.SELECTION -1`` with a retrain's ``arch.json`` (its trained size as ``resolution``) and a Paddle
+    checkpoint carrying class names: the exported model equals timm's network, export.json names the classes."""
+    import paddle
+    from Paddle_Cream.models import ChildNet
+    from torch2paddle import load_torch_weights
+    arch, names = [[0], [3], [3], [3, 1], [3], [3], [0]], [f'kind{i}' for i in range(10)]
+    ref = randomize(build_timm_cream(arch, num_classes=10), seed=6)
+    save_official_checkpoint(ref, tmp_path / 'ref.pth.tar')
+    net = ChildNet(arch, num_classes=10, input_size=48)
+    net.set_state_dict(load_torch_weights(str(tmp_path / 'ref.pth.tar'), net, 'raw'))
+    paddle.save({'state_dict': net.state_dict(), 'args': {'arch': arch, 'class_names': names}},
+                str(tmp_path / 'model_best.pdparams'))
+    (tmp_path / 'arch.json').write_text(json.dumps({'arch': arch, 'resolution': 48}))
+    rc, out = _export(tmp_path, -1, tmp_path / 'model_best.pdparams', str(tmp_path / 'no_data'), 'NET.ARCH_FILE',
+                      tmp_path / 'arch.json', 'DATASET.NUM_CLASSES', 10)
+    assert rc == 0
+    folder = cli.run_dir(out, 'exp')
+    with open(os.path.join(folder, 'export.json')) as f:
+        info = json.load(f)
+    assert info['model'] == 'ChildNet' and info['arch'] == arch and info['preprocessing']['input_size'] == 48
+    assert info['labels'] == 'checkpoint' and info['class_names'] == names
+    x = np.random.RandomState(8).standard_normal((3, 3, 48, 48)).astype(np.float32)
+    with torch.no_grad():
+        expected = ref(torch.from_numpy(x)).numpy()
+    assert relative(_predictor(folder)(x), expected) <= RTOL
+    assert relative(_onnx(folder)(x), expected) <= RTOL
+
+
+def test_format_paddle_writes_no_onnx_and_refuses_a_second_export(tmp_path, capsys):
+    ckpt = tmp_path / '14.pth.tar'
+    save_official_checkpoint(randomize(build_timm_cream(TABLE['14']['arch'])), ckpt)
+    rc, out = _export(tmp_path, 14, ckpt, str(tmp_path / 'no_data'), 'EXPORT.FORMAT', 'paddle')
+    assert rc == 0
+    folder = cli.run_dir(out, 'exp')
+    assert sorted(os.listdir(folder)) == ['export.json', 'export.log', 'export_config.yaml', 'inference.json',
+                                          'inference.pdiparams']
+    with open(os.path.join(folder, 'export.json')) as f:
+        assert list(json.load(f)['parity']['report']['paddle_inference']) == ['random batch']
+    capsys.readouterr()
+    rc, _ = _export(tmp_path, 14, ckpt, str(tmp_path / 'no_data'))
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and err.startswith('error:') and 'already holds an export run' in err and '\n' not in err
+
+
+def _hide_onnx(monkeypatch):
+    real = run_export.importlib.util.find_spec
+    monkeypatch.setattr(run_export.importlib.util, 'find_spec',
+                        lambda name, *a: None if name == 'paddle2onnx' else real(name, *a))
+
+
+@pytest.mark.parametrize('case', ['no weights', 'weights missing', 'unknown format', 'onnx missing',
+                                  'parity fails'])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, case):
+    ckpt = tmp_path / '14.pth.tar'
+    save_official_checkpoint(randomize(build_timm_cream(TABLE['14']['arch'])), ckpt)
+    extra, expected = [], {'no weights': 'export needs weights', 'weights missing': 'not found',
+                           'unknown format': 'EXPORT.FORMAT', 'onnx missing': 'pip install paddle2onnx',
+                           'parity fails': 'export parity check failed'}[case]
+    if case == 'no weights':
+        ckpt = "''"
+    elif case == 'weights missing':
+        ckpt = tmp_path / 'nope.pth.tar'
+    elif case == 'unknown format':
+        extra = ['EXPORT.FORMAT', 'tflite']
+    elif case == 'onnx missing':
+        _hide_onnx(monkeypatch)
+        extra = ['EXPORT.FORMAT', 'onnx']
+    else:
+        monkeypatch.setattr(run_export, 'PARITY_RTOL', 0.0)
+    capsys.readouterr()
+    rc, out = _export(tmp_path, 14, ckpt, str(tmp_path / 'no_data'), *extra)
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and err.startswith('error:') and expected in err and '\n' not in err, err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def readme_snippet(marker: str) -> str:
+    """The ```python block after ``<!-- marker -->`` in the README."""
+    with open(README) as f:
+        text = f.read()
+    found = re.search(rf'<!-- {marker} -->\s*```python\n(.*?)```', text, re.S)
+    assert found, f'README has no snippet {marker}'
+    return found.group(1)
+
+
+def test_readme_deployment_snippets_give_timm_logits(tmp_path):
+    """The README's preprocessing + Paddle Inference and ONNX Runtime snippets, run as written (paths
+    replaced), on a non-square image, against timm's own eval transform and network."""
+    ref = randomize(build_timm_cream(TABLE['14']['arch']), seed=4)
+    ckpt = tmp_path / '14.pth.tar'
+    save_official_checkpoint(ref, ckpt)
+    rc, out = _export(tmp_path, 14, ckpt, str(tmp_path / 'no_data'))
+    assert rc == 0
+    photo = tmp_path / 'photo.jpg'
+    _image(np.random.RandomState(9), (181, 97)).save(photo, quality=92)
+    transform = timm.data.create_transform(64, is_training=False, interpolation='bicubic', crop_pct=0.875)
+    with torch.no_grad():
+        expected = ref(transform(Image.open(photo).convert('RGB'))[None]).numpy()
+    preprocess = readme_snippet('deploy-preprocess')
+    assert "EXPORT_DIR = './output/" in preprocess
+    preprocess = re.sub(r"EXPORT_DIR = '[^']*'", f'EXPORT_DIR = {cli.run_dir(out, "exp")!r}', preprocess)
+    for marker in ('deploy-paddle-inference', 'deploy-onnxruntime'):
+        code = readme_snippet(marker)
+        assert 'my_photo.jpg' in code
+        scope: dict = {}
+        exec(preprocess + code.replace('my_photo.jpg', str(photo)), scope)
+        assert relative(scope['logits'], expected) <= RTOL, marker
