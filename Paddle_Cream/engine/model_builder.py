@@ -13,7 +13,7 @@ from ..config.defaults import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from ..models import ChildNet, create_cream, published_models, validate_path
 from .errors import UserError
 
-__all__ = ['ModelInfo', 'build_model', 'load_weights', 'read_arch_file', 'require_weights']
+__all__ = ['ModelInfo', 'build_model', 'load_weights', 'read_arch_file', 'require_weights', 'trained_arch_hint']
 
 TORCH_SUFFIXES = ('.pth.tar', '.pth', '.tar', '.pt')
 _MAX_ARCH_FILE_BYTES = 1 << 20   # a best_arch.json is a few hundred bytes
@@ -97,7 +97,7 @@ def require_weights(cfg, mode: str) -> None:
         raise UserError(f"RESUME_PATH '{cfg.RESUME_PATH}' not found")
 
 
-def _trained_arch_hint(path: str) -> str:
+def trained_arch_hint(path: str) -> str:
     """For a retrain checkpoint that does not fit: how to build the network it holds."""
     try:
         args = load_paddle_file(path).get('args') or {}
@@ -127,7 +127,7 @@ def load_weights(model: nn.Layer, path: str, use_ema: bool = True,
     except (CheckpointError, CheckpointFileError, ConversionError) as e:
         raise UserError(str(e)) from None
     except KeyError as e:
-        raise UserError(f'{path}: {e.args[0]}{_trained_arch_hint(path)}') from None
+        raise UserError(f'{path}: {e.args[0]}{trained_arch_hint(path)}') from None
     model.set_state_dict(state)
     if log:
         log(f'loaded weights from {path}')

@@ -27,7 +27,7 @@ from .errors import UserError
 from .evaluate import evaluate
 from .train_state import find_resume_checkpoint, load_train_state
 
-__all__ = ['load_search_checkpoint', 'fixed_loaders', 'PathEvaluator', 'check_path_eval_inputs', 'flops_limit']
+__all__ = ['load_search_checkpoint', 'bn_loader', 'fixed_loaders', 'PathEvaluator', 'check_path_eval_inputs', 'flops_limit']
 
 
 def check_path_eval_inputs(cfg, mode: str) -> Dict:
@@ -58,15 +58,15 @@ def flops_limit(cfg) -> float:
 
 
 def load_search_checkpoint(cfg, path: str):
-    """``(hypernet with the checkpoint's weights in eval mode, the checkpoint's search identity)``."""
+    """``(hypernet with the checkpoint's weights in eval mode, the checkpoint's search identity)``; every
+    weight's key and shape must fit."""
+    from .search_setup import check_weights
     state = load_train_state(path)
     ident = state['search']
     hypernet = HyperNet(list(ident['sta_num']), int(ident['num_classes']), global_pool=cfg.NET.GP,
                         resolution=int(ident['image_size']))
-    missing, unexpected = hypernet.set_state_dict(state['state_dict']) or ([], [])
-    if missing or unexpected:
-        raise UserError(f'{path}: weights do not fit the hypernetwork {ident["sta_num"]} '
-                        f'({len(missing)} missing, {len(unexpected)} unexpected keys)')
+    check_weights(hypernet, state['state_dict'], path)
+    hypernet.set_state_dict(state['state_dict'])
     hypernet.eval()
     return hypernet, ident
 
@@ -78,22 +78,35 @@ def _subset(dataset: ImageDataset, count: int, seed: int) -> ImageDataset:
     return dataset
 
 
-def fixed_loaders(cfg, image_size: int):
-    """(BN recalibration loader, scoring loader): fixed subsets, evaluation transform, fixed order."""
-    prepare_demo_data(cfg)
+def _split(cfg, split: str, class_to_idx=None) -> ImageDataset:
     try:
-        train = ImageDataset(os.path.join(cfg.DATA_DIR, cfg.DATASET.TRAIN_SPLIT))
-        val = ImageDataset(os.path.join(cfg.DATA_DIR, cfg.DATASET.VAL_SPLIT), class_to_idx=train.class_to_idx)
+        return ImageDataset(os.path.join(cfg.DATA_DIR, split), class_to_idx=class_to_idx)
     except DatasetError as e:
         raise UserError(str(e)) from None
-    bs, val_bs = cfg.DATASET.BATCH_SIZE, cfg.EVOLVE.EVAL_BATCH_SIZE
-    train = _subset(train, cfg.EVOLVE.BN_BATCHES * bs, cfg.SEED)
-    val = _subset(val, cfg.EVOLVE.EVAL_BATCHES * val_bs, cfg.SEED + 1)
-    common = dict(is_training=False, num_workers=cfg.WORKERS, crop_pct=cfg.DATASET.CROP_PCT,
-                  interpolation=cfg.DATASET.INTERPOLATION, pin_memory=cfg.DATASET.PIN_MEM)
+
+
+def _eval_settings(cfg) -> Dict:
+    return dict(is_training=False, num_workers=cfg.WORKERS, crop_pct=cfg.DATASET.CROP_PCT,
+                interpolation=cfg.DATASET.INTERPOLATION, pin_memory=cfg.DATASET.PIN_MEM)
+
+
+def bn_loader(cfg, image_size: int):
+    """The BN recalibration loader: ``EVOLVE.BN_BATCHES`` batches of a fixed training subset, evaluation
+    transform, fixed order."""
+    prepare_demo_data(cfg)
+    bs = cfg.DATASET.BATCH_SIZE
+    train = _subset(_split(cfg, cfg.DATASET.TRAIN_SPLIT), cfg.EVOLVE.BN_BATCHES * bs, cfg.SEED)
     # a last partial batch is dropped from the BN set unless it is the only one
-    bn = create_loader(train, image_size, bs, drop_last=len(train) >= bs, **common)
-    return bn, create_loader(val, image_size, val_bs, **common)
+    return create_loader(train, image_size, bs, drop_last=len(train) >= bs, **_eval_settings(cfg))
+
+
+def fixed_loaders(cfg, image_size: int):
+    """(BN recalibration loader, scoring loader): fixed subsets, evaluation transform, fixed order."""
+    bn = bn_loader(cfg, image_size)
+    val_bs = cfg.EVOLVE.EVAL_BATCH_SIZE
+    val = _split(cfg, cfg.DATASET.VAL_SPLIT, class_to_idx=bn.dataset.class_to_idx)
+    val = _subset(val, cfg.EVOLVE.EVAL_BATCHES * val_bs, cfg.SEED + 1)
+    return bn, create_loader(val, image_size, val_bs, **_eval_settings(cfg))
 
 
 def _bn_layers(net: nn.Layer) -> List[nn.Layer]:

@@ -18,7 +18,7 @@ from pimm.utils import CheckpointFileError, load_paddle_file
 from pimm.utils.fused_storage import assign_in_place
 
 from .errors import UserError
-from .model_builder import TORCH_SUFFIXES, _trained_arch_hint
+from .model_builder import TORCH_SUFFIXES, trained_arch_hint
 
 __all__ = ['PretrainedReport', 'classifier_keys', 'load_pretrained']
 
@@ -108,7 +108,7 @@ def load_pretrained(model: nn.Layer, path: str, use_ema: bool = True,
         else:
             check_state_dict(target, state)
     except (ConversionError, KeyError) as e:
-        hint = '' if torch_layout else _trained_arch_hint(path)
+        hint = '' if torch_layout else trained_arch_hint(path)
         raise UserError(f"NET.PRETRAINED '{path}' is not a checkpoint of the configured network (NET.SELECTION, "
                         f"NET.ARCH_FILE or NET.INPUT_ARCH): {e.args[0]}{hint}") from None
     reset = head if target is not model else []

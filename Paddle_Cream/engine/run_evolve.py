@@ -29,10 +29,10 @@ def check_evolve_inputs(cfg) -> None:
 
 def run_evolve(cfg) -> Dict:
     check_evolve_inputs(cfg)
+    hypernet, ident = load_search_checkpoint(cfg, cfg.RESUME_PATH)   # its weights checked before any file
     out_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, cfg.dump(), 'evolve')
     log = setup_logging(os.path.join(out_dir, 'evolve.log')).info
     seed_everything(cfg.SEED)
-    hypernet, ident = load_search_checkpoint(cfg, cfg.RESUME_PATH)
     path_flops = PathFlops(hypernet, int(ident['resolution']))
     limit = flops_limit(cfg)
     bn_loader, val_loader = fixed_loaders(cfg, int(ident['image_size']))

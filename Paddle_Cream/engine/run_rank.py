@@ -72,10 +72,10 @@ def _retrain(cfg, path, image_size: int, num_classes: int, epochs: int, train_lo
 
 def run_rank(cfg) -> Dict:
     check_rank_inputs(cfg)
+    hypernet, ident = load_search_checkpoint(cfg, cfg.RESUME_PATH)   # its weights checked before any file
     out_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, cfg.dump(), 'rank')
     log = setup_logging(os.path.join(out_dir, 'rank.log')).info
     seed_everything(cfg.SEED)
-    hypernet, ident = load_search_checkpoint(cfg, cfg.RESUME_PATH)
     image_size, num_classes = int(ident['image_size']), int(ident['num_classes'])
     path_flops = PathFlops(hypernet, int(ident['resolution']))
     limit, epochs = flops_limit(cfg), _retrain_epochs(cfg)

@@ -20,7 +20,7 @@ from pimm.utils.distributed import broadcast_tensors, get_rank, init_distributed
 from .distributed import cpu_math_threads, sync_batch_norm
 from .errors import check_finite_loss
 from .evaluate import evaluate
-from .path_eval import PathEvaluator, fixed_loaders
+from .path_eval import PathEvaluator, bn_loader
 from .output import create_output_dir, retrain_command, setup_logging, write_json_atomic
 from .plots import plot_board, plot_curves
 from .search_setup import (apply_resume_state, build_optimization, check_train_inputs, read_resume_state,
@@ -192,8 +192,8 @@ def _finish(cfg, out_dir, hypernet, board, path_flops, val_loader, rows, resolut
         return {}
     best = board.best()
     running = _validate_path(hypernet, best.path, val_loader, main)
-    bn_loader = fixed_loaders(cfg, image_size)[0]  # EVOLVE.BN_BATCHES training batches, evaluation transform
-    val = PathEvaluator(hypernet, bn_loader, val_loader).score(best.path, keep_statistics=True)
+    # EVOLVE.BN_BATCHES training batches, evaluation transform; scored on the whole val split
+    val = PathEvaluator(hypernet, bn_loader(cfg, image_size), val_loader).score(best.path, keep_statistics=True)
     arch_file = os.path.join(out_dir, 'best_arch.json')
     result = dict(arch=best.path, flops=best.flops, top1=val['top1'], top5=val['top5'],
                   top1_running_bn=running['top1'], top5_running_bn=running['top5'], board_top1=best.top1,

@@ -31,13 +31,18 @@ __all__ = ['DepthwiseConv2d', 'depthwise_conv2d', 'DENSE_PAIRS_PER_TAP']
 DENSE_PAIRS_PER_TAP = 3000
 
 
+def _output_size(h: int, w: int, k, s, p, d) -> Tuple[int, int]:
+    """``(Ho, Wo)`` of a convolution with kernel ``k``, stride ``s``, padding ``p``, dilation ``d`` (pairs)."""
+    return ((h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1,
+            (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1)
+
+
 @lru_cache(maxsize=256)
 def _window_taps(h: int, w: int, k: Tuple[int, int], s: Tuple[int, int], p: Tuple[int, int],
                  d: Tuple[int, int]) -> Tuple[paddle.Tensor, int, int]:
     """``(taps, Ho, Wo)``: ``taps[t]`` is 1 where kernel tap ``t`` joins an (input pixel, output pixel)
     pair, shape ``(kh*kw, H*W*Ho*Wo)``, so that a channel's dense matrix is its kernel times ``taps``."""
-    ho = (h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
-    wo = (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+    ho, wo = _output_size(h, w, k, s, p, d)
     taps = np.zeros((k[0] * k[1], h, w, ho, wo), dtype=np.float32)
     for i in range(k[0]):
         rows = np.arange(ho) * s[0] - p[0] + i * d[0]          # input row read by tap row i
@@ -69,8 +74,7 @@ def _dense_depthwise(x: paddle.Tensor, weight: paddle.Tensor, k, s, p, d) -> pad
 
 
 def _dense_is_faster(h: int, w: int, k, s, p, d) -> bool:
-    ho = (h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
-    wo = (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+    ho, wo = _output_size(h, w, k, s, p, d)
     return h * w * ho * wo <= DENSE_PAIRS_PER_TAP * k[0] * k[1]
 
 

@@ -92,3 +92,17 @@ def test_bad_input_is_one_line(digits, tmp_path, mode):
     assert proc.returncode != 0
     assert proc.stderr.strip().count('\n') == 0 and 'not a search checkpoint' in proc.stderr, proc.stderr
     assert not glob.glob(os.path.join(str(tmp_path), f'*-demo_{mode}'))   # nothing written
+
+
+def test_a_search_checkpoint_with_a_wrong_shaped_weight_is_refused(digits, checkpoint, tmp_path):
+    # set_state_dict would skip such a key with a warning and score paths with random weights
+    from pimm.utils import load_paddle_file
+    state = load_paddle_file(checkpoint)
+    key = next(k for k, v in state['state_dict'].items() if len(v.shape) == 4)
+    state['state_dict'][key] = paddle.zeros([1, 1, 1, 1])
+    damaged = tmp_path / 'damaged.pdparams'
+    paddle.save(state, str(damaged))
+    proc = run_main(evolve_args(digits, tmp_path / 'out', damaged))
+    assert proc.returncode == 1 and proc.stderr.strip().count('\n') == 0, proc.stderr
+    assert proc.stderr.startswith('error:') and key in proc.stderr, proc.stderr
+    assert not glob.glob(str(tmp_path / 'out' / '*'))
