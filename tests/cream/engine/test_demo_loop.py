@@ -1,5 +1,5 @@
 """The demo loop at tiny size, chained through the files each step writes:
-Cream search -> retrain its best_arch.json -> test the retrained checkpoint, and
+Cream search -> retrain its best_arch.json -> test, export and predict with the retrained checkpoint, and
 SPOS search -> evolve -> rank. Every step is the real command with configs/demo/."""
 import glob
 import json
@@ -48,6 +48,21 @@ def test_cream_search_retrain_test(digits, tmp_path):
     line = refused('test', 'configs/demo/test.yaml', 'RESUME_PATH', best, 'DATA_DIR', digits,
                    'SAVE_PATH', tmp_path / 'test2', 'WORKERS', 0)
     assert 'NET.SELECTION -1 NET.ARCH_FILE' in line and 'arch.json' in line
+    # use it, as the README's loop does: the retrain's arch.json (its trained size) for export and predict
+    trained = [*('NET.SELECTION', -1, 'NET.ARCH_FILE', os.path.join(os.path.dirname(best), 'arch.json')),
+               'RESUME_PATH', best, 'DATASET.NUM_CLASSES', 10, 'DATASET.CROP_PCT', 1.0]
+    main('export', 'configs/export.yaml', *trained, 'DATA_DIR', digits, 'SAVE_PATH', tmp_path / 'export')
+    with open(one(str(tmp_path / 'export' / '*' / 'export.json'))) as f:
+        exported = json.load(f)
+    assert exported['preprocessing']['input_size'] == 32 and exported['arch'] == results['arch']
+    assert exported['class_names'] == [f'digit_{i}' for i in range(10)]
+    assert set(exported['parity']['report']['onnx_runtime']) == {'random batch', 'real images'}
+    main('predict', 'configs/predict.yaml', *trained, 'INPUT', os.path.join(digits, 'val'), 'WORKERS', 0,
+         'SAVE_PATH', tmp_path / 'predict')
+    with open(one(str(tmp_path / 'predict' / '*' / 'predictions.json'))) as f:
+        predictions = json.load(f)
+    hits = [p['topk'][0]['label'] == os.path.basename(os.path.dirname(p['path'])) for p in predictions]
+    assert len(hits) == 20 and 100.0 * sum(hits) / len(hits) == results['top1']   # test's pipeline, test's score
 
 
 def test_spos_search_evolve_rank(digits, tmp_path):
