@@ -71,6 +71,7 @@ def main(argv=None) -> int:
     from Paddle_Cream.engine.errors import os_error_line
     from Paddle_Cream.engine.output import create_output_dir
     modes, errors = _modes(), _user_errors()
+    _termination['received'] = False
     previous_handler = signal.signal(signal.SIGTERM, _terminated)
     mode = argv[0]
     try:
@@ -89,26 +90,43 @@ def main(argv=None) -> int:
             return _run_launcher(cmd, env)
         run(cfg)
     except errors as e:
+        if _termination['received']:  # raised while the run was unwinding from a SIGTERM
+            return _interrupted(e)
         print(f'error: {one_line(e)}', file=sys.stderr)
         return 1
     except OSError as e:  # the user's paths: a full disk, no permission, a file where a folder should be...
         line = os_error_line(e)
+        if _termination['received']:
+            return _interrupted(e)
         if line is None:
             raise
         print(f'error: {line}', file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print('error: interrupted', file=sys.stderr)
-        return 130
+        return _interrupted()
     finally:
         signal.signal(signal.SIGTERM, previous_handler)  # main() called in-process leaves its caller as it was
     return 0
 
 
+_termination = {'received': False}
+
+
 def _terminated(signum, frame):
     # SIGTERM (a scheduler's kill, a container stop) unwinds like Ctrl-C: atomic writers remove their
-    # temporary files, loader workers are shut down, and the run ends with one line
+    # temporary files, loader workers are shut down, and the run ends with one line. A second one while
+    # unwinding is ignored: raised inside that clean-up it would leave it half done.
+    if _termination['received']:
+        return
+    _termination['received'] = True
     raise KeyboardInterrupt
+
+
+def _interrupted(during: BaseException = None) -> int:
+    """The one line of a run stopped by Ctrl-C or SIGTERM (with what the unwinding hit, if anything)."""
+    detail = f' (while stopping: {one_line(during)})' if during is not None else ''
+    print(f'error: interrupted{detail}', file=sys.stderr)
+    return 130
 
 
 def _run_launcher(cmd, env) -> int:

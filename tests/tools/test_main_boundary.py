@@ -66,6 +66,29 @@ def test_an_os_error_of_the_program_keeps_its_traceback(monkeypatch):
         load_main()(['test', 'configs/demo/test.yaml'])
 
 
+def test_an_error_while_stopping_is_the_interruption_and_a_second_sigterm_is_ignored(monkeypatch, capsys):
+    """What the unwinding from a SIGTERM runs into (here a clean-up that fails after a second SIGTERM) is
+    reported with the interruption, exit 130, not as a user error of its own."""
+    import Paddle_Cream.engine.run_test as run_test
+    from Paddle_Cream.engine import UserError
+
+    def stopped(cfg):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)   # the handler raises here
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)   # ignored: it would cut the clean-up short
+            time.sleep(0.1)
+            raise UserError('the clean-up failed')
+    monkeypatch.setattr(run_test, 'run_test', stopped)
+    monkeypatch.setattr(run_test, 'check_test_inputs', lambda cfg: None)
+    previous = signal.getsignal(signal.SIGTERM)
+    code = load_main()(['test', 'configs/demo/test.yaml'])
+    assert signal.getsignal(signal.SIGTERM) == previous
+    assert code == 130
+    assert _one_error_line(capsys.readouterr().err) == 'error: interrupted (while stopping: the clean-up failed)'
+
+
 def test_sigterm_ends_like_ctrl_c_and_leaves_no_temporary_file(digits, tmp_path):
     out = tmp_path / 'out'
     args = ['train', 'configs/demo/train.yaml', 'DATA_DIR', digits, 'SAVE_PATH', out, *TINY, 'EPOCHS', 50]
@@ -77,8 +100,8 @@ def test_sigterm_ends_like_ctrl_c_and_leaves_no_temporary_file(digits, tmp_path)
     assert proc.poll() is None, 'the run ended before it could be stopped'
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130
-    assert _one_error_line(stderr) == 'error: interrupted'
+    assert proc.returncode == 130, stderr[-3000:]
+    assert _one_error_line(stderr) == 'error: interrupted', stderr[-3000:]
     assert not glob.glob(str(out / '*' / '.*.tmp'))
 
 
