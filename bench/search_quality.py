@@ -70,14 +70,12 @@ def final_top1(run_dir: str) -> float:
     return float(rows[-1]['eval_top1'])
 
 
-def random_paths(checkpoint: str, score_cfg, count: int, seed: int, exclude: List[str]) -> List[List[List[int]]]:
-    """``count`` distinct paths drawn uniformly among the hypernetwork's paths inside the budget."""
-    from Paddle_Cream.engine.path_eval import flops_limit, load_search_checkpoint
-    from Paddle_Cream.search.flops_table import PathFlops
+def random_paths(flops_of, ident, score_cfg, count: int, seed: int, exclude: List[str]) -> List[List[List[int]]]:
+    """``count`` distinct paths drawn uniformly among the hypernetwork's paths inside the budget
+    (``flops_of``: the path FLOPs of the supernet whose search identity is ``ident``)."""
+    from Paddle_Cream.engine.path_eval import flops_limit
     from Paddle_Cream.search.sampler import PathSampler
-    hypernet, ident = load_search_checkpoint(score_cfg, checkpoint)
-    flops = PathFlops(hypernet, int(ident['resolution'])).flops
-    sampler = PathSampler(ident['sta_num'], flops, score_cfg.SUPERNET.FLOPS_MINIMUM, flops_limit(score_cfg),
+    sampler = PathSampler(ident['sta_num'], flops_of, score_cfg.SUPERNET.FLOPS_MINIMUM, flops_limit(score_cfg),
                           how_to_prob='even', seed=seed)
     paths, seen = [], set(exclude)
     for _ in range(1000 * count):
@@ -178,14 +176,14 @@ def main(argv=None) -> int:
         with open(arch_file) as f:
             choices.append((label, json.load(f)['arch']))
     score_cfg = load_config(a.score_config, a.set)
-    drawn = random_paths(cream_ckpt, score_cfg, a.random_paths, min(a.seeds), [str(c[1]) for c in choices])
-    paths = choices + [(f'random {i + 1}', path) for i, path in enumerate(drawn)]
-
-    log(f'scoring {len(paths)} paths with inherited weights (BN recomputed per path)')
     from Paddle_Cream.engine.path_eval import load_search_checkpoint
     from Paddle_Cream.search.flops_table import PathFlops
     hypernet, ident = load_search_checkpoint(score_cfg, cream_ckpt)
     flops_of = PathFlops(hypernet, int(ident['resolution'])).flops
+    drawn = random_paths(flops_of, ident, score_cfg, a.random_paths, min(a.seeds), [str(c[1]) for c in choices])
+    paths = choices + [(f'random {i + 1}', path) for i, path in enumerate(drawn)]
+
+    log(f'scoring {len(paths)} paths with inherited weights (BN recomputed per path)')
     scores = {name: inherited_top1(ckpt, score_cfg, [q for _, q in paths])
               for name, ckpt in (('cream', cream_ckpt), ('spos', spos_ckpt))}
 

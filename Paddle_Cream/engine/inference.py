@@ -49,19 +49,19 @@ class PredictorRunner:
 
     def __init__(self, model: nn.Layer, input_size: int, threads: int = 0):
         self._tmp = tempfile.TemporaryDirectory(prefix='pimm_export_')
-        graph, params = save_inference_model(model, os.path.join(self._tmp.name, 'model'), input_size)
-        self.predictor = create_predictor(graph, params, threads)
-        self._input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
-        self._output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+        self._attach(*save_inference_model(model, os.path.join(self._tmp.name, 'model'), input_size), threads)
 
     @classmethod
     def from_files(cls, graph: str, params: str, threads: int = 0) -> 'PredictorRunner':
         """A runner of an exported model (the files :func:`save_inference_model` writes)."""
         runner = cls.__new__(cls)
-        runner.predictor = create_predictor(graph, params, threads)
-        runner._input = runner.predictor.get_input_handle(runner.predictor.get_input_names()[0])
-        runner._output = runner.predictor.get_output_handle(runner.predictor.get_output_names()[0])
+        runner._attach(graph, params, threads)
         return runner
+
+    def _attach(self, graph: str, params: str, threads: int) -> None:
+        self.predictor = create_predictor(graph, params, threads)
+        self._input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+        self._output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
 
     def __call__(self, images) -> np.ndarray:
         if isinstance(images, paddle.Tensor):

@@ -63,15 +63,17 @@ def resume_path(cfg) -> Optional[str]:
     return find_resume_checkpoint(cfg.SAVE_PATH, cfg.MODEL, LAST_CHECKPOINT) if cfg.AUTO_RESUME else None
 
 
-def check_retrain_inputs(cfg) -> ModelInfo:
+def check_retrain_inputs(cfg, pretrained: bool = True) -> ModelInfo:
     """Everything a user can get wrong, checked before any process or file is started (single values:
-    choices, ranges, OPT, SCHED, EPOCHS, ... were checked when the config was loaded)."""
+    choices, ranges, OPT, SCHED, EPOCHS, ... were checked when the config was loaded). ``pretrained``
+    False leaves out the trial load of ``NET.PRETRAINED``, for a caller that loads it itself before
+    writing anything."""
     check_training_keys(cfg)
     _check_augmentation(cfg)
     check_data_folders(cfg)
     model, info = build_model(cfg)  # an unknown SELECTION or a bad ARCH_FILE / INPUT_ARCH fails here
     _check_resume(cfg)
-    if cfg.NET.PRETRAINED and not resume_path(cfg):
+    if pretrained and cfg.NET.PRETRAINED and not resume_path(cfg):
         # read and fitted here, before tools/main.py makes the run folder of a multi-process run
         load_pretrained(model, cfg.NET.PRETRAINED)
     return info

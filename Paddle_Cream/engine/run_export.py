@@ -195,10 +195,9 @@ def _run_export(cfg) -> Dict[str, object]:
         out_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, cfg.dump(), 'export')
         log(f"exported {info.name} ({', '.join(result['files'])}); parity max relative difference "
             f"{result['parity']['max_rel']:.2e} <= {PARITY_RTOL:g}; files in {out_dir}")
-        for name in result['files']:
-            # copy beside the target, then rename: a reader never sees half a model
-            shutil.copyfile(os.path.join(work, name), os.path.join(out_dir, name + '.tmp'))
-            os.replace(os.path.join(out_dir, name + '.tmp'), os.path.join(out_dir, name))
+        for name in result['files']:   # a reader never sees half a model
+            with atomic_path(os.path.join(out_dir, name)) as tmp:
+                shutil.copyfile(os.path.join(work, name), tmp)
     with atomic_path(os.path.join(out_dir, 'export.log')) as tmp, open(tmp, 'w') as f:
         f.write('\n'.join(lines) + '\n')
     write_json_atomic(result, os.path.join(out_dir, 'export.json'))   # last: it marks a finished export

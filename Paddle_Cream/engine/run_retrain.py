@@ -260,7 +260,7 @@ def _run_epoch(run: _Run, epoch: int, num_updates: int) -> int:
 
 def run_retrain(cfg) -> Dict:
     """Retrain the configured network; writes checkpoints, summary.csv, curves.png and retrain.log."""
-    check_retrain_inputs(cfg)
+    check_retrain_inputs(cfg, pretrained=False)   # _prepare loads NET.PRETRAINED before any file is written
     run, resume = _prepare(cfg)
     start_epoch = _resume(run, resume)
     updates_per_epoch = len(run.train_loader)
