@@ -10,6 +10,7 @@ from typing import Any, Dict, Optional
 
 from pimm.data.auto_augment import rand_augment_transform
 from pimm.data.transforms import INTERPOLATION_NAMES
+from pimm.inference import INFERENCE_CHOICES
 from pimm.optim import list_optimizers
 from pimm.scheduler.scheduler_factory import SCHEDULERS
 
@@ -28,7 +29,6 @@ MAX_SEED = 2 ** 31 - 1                      # numpy seeds must be < 2**32; the e
 MAX_PROCESSES = 64                          # NUM_GPU: processes on this node
 MAX_WORKERS = 128                           # loader processes per training process
 EVAL_METRICS = ('prec1', 'prec5', 'loss')   # the keys of engine.retrain_setup.EVAL_METRICS
-INFERENCE = ('auto', 'dygraph', 'predictor')
 EXPORT_FORMATS = ('paddle', 'onnx', 'both')
 GLOBAL_POOLS = ('avg', 'max', 'avgmax', 'catavgmax')   # pimm's pool types but '' (the Cream head needs a vector)
 RE_MODES = ('const', 'rand', 'pixel')       # pimm.data.random_erasing
@@ -85,7 +85,7 @@ SCHEMA: Dict[str, Any] = {
     'SKIP_CORRUPT': Bool(False),               # count and skip unreadable images instead of stopping
     'FAST_DECODE': Bool(False),                # PIL draft() JPEG decoding: faster, not bit-equal (opt-in)
     'INPUT': path(''),                         # predict: an image, or a folder searched recursively for images
-    'INFERENCE': Choice('auto', INFERENCE),    # test: dygraph, predictor (paddle.inference + oneDNN) or auto
+    'INFERENCE': Choice('auto', INFERENCE_CHOICES),   # test, predict, evolve/rank scoring (pimm.inference)
     'DATASET': {
         'DEMO': Choice('', ('',) + DEMO_DATASETS),   # 'digits': write scikit-learn's digits to DATA_DIR
         'NUM_CLASSES': _count(1000, 1, MAX_CLASSES),

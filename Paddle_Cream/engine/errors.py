@@ -4,7 +4,7 @@ import math
 import os
 from typing import Optional
 
-__all__ = ['UserError', 'os_error_line', 'check_finite_loss']
+__all__ = ['UserError', 'os_error_line', 'check_finite_loss', 'require_inference']
 
 # errors of the user's files and disks, as opposed to a programming error that wants its traceback
 _USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOTDIR,
@@ -34,3 +34,12 @@ def check_finite_loss(loss: float, epoch: int, iteration: int, checkpoint: str) 
     kept = f'the last good checkpoint is {checkpoint}' if os.path.isfile(checkpoint) else 'no checkpoint was written'
     raise UserError(f'epoch {epoch}, iteration {iteration}: the training loss is {loss}; stopped ({kept}): '
                     f'lower LR or check the data')
+
+
+def require_inference(kind: str) -> None:
+    """``INFERENCE kind`` is usable here: one UserError line naming the missing package otherwise."""
+    from pimm.inference import RuntimeUnavailableError, check_inference
+    try:
+        check_inference(kind)
+    except RuntimeUnavailableError as e:
+        raise UserError(str(e)) from None

@@ -5,7 +5,12 @@ to 0 and variance to 1, then ``EVOLVE.BN_BATCHES`` training batches go through t
 without gradients. The running statistics are the plain average over those batches (cumulative
 averaging, as SPOS sets PyTorch's momentum to None): before batch ``i`` (1-based) Paddle's momentum is
 set to ``(i - 1) / i``, so ``running = (i-1)/i * running + 1/i * batch``. The path is then scored (top-1)
-in eval mode on ``EVOLVE.EVAL_BATCHES`` validation batches.
+in eval mode on ``EVOLVE.EVAL_BATCHES`` validation batches, by the runtime ``INFERENCE`` names
+(:mod:`pimm.inference`): an exported runtime scores the path's stand-alone network
+(``HyperNet.extract_child``, exported per path) after its logits were checked against dygraph's on the
+first batch. ``auto`` scores the first path both ways, dygraph and the exported runtime the runner picks
+(export included), and keeps the faster for the rest of the run: at small scale exporting a network
+per path costs more than it saves.
 
 Both sets are fixed so a score is reproducible: a seeded random subset of the training images (at most
 ``BN_BATCHES * DATASET.BATCH_SIZE``) and of the validation images (at most ``EVAL_BATCHES *
@@ -13,17 +18,19 @@ EVAL_BATCH_SIZE``; the whole set when smaller), both with the evaluation transfo
 no augmentation), visited in the same order every time.
 """
 import os
-from typing import Dict, List, Sequence
+import time
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 
 from pimm.data import DatasetError, ImageDataset, create_loader
+from pimm.inference import create_runner
 
 from ..models.hypernet import HyperNet
 from .demo_data import prepare_demo_data
-from .errors import UserError
+from .errors import UserError, require_inference
 from .evaluate import evaluate
 from .train_state import find_resume_checkpoint, load_train_state
 
@@ -46,6 +53,7 @@ def check_path_eval_inputs(cfg, mode: str) -> Dict:
         raise UserError(f"RESUME_PATH '{cfg.RESUME_PATH}' not found")
     if cfg.NUM_GPU > 1:
         raise UserError(f'{mode} runs in one process: set NUM_GPU 1')
+    require_inference(cfg.INFERENCE)
     from .search_setup import check_data_folders
     check_data_folders(cfg)
     return load_train_state(cfg.RESUME_PATH)
@@ -115,11 +123,18 @@ def _bn_layers(net: nn.Layer) -> List[nn.Layer]:
 
 class PathEvaluator:
     """``score(path) -> {'top1', 'top5', 'loss', ...}`` after recomputing BN statistics for ``path``;
-    ``score(path, keep_statistics=True)`` puts the supernet's running statistics back afterwards."""
+    ``score(path, keep_statistics=True)`` puts the supernet's running statistics back afterwards.
 
-    def __init__(self, hypernet: HyperNet, bn_loader, val_loader):
+    ``inference``: the runtime that scores (see the module doc); ``threads`` its CPU threads; ``log``
+    receives its warnings and, with ``auto``, the one line saying which way scores."""
+
+    def __init__(self, hypernet: HyperNet, bn_loader, val_loader, inference: str = 'dygraph', threads: int = 0,
+                 log: Optional[Callable[[str], None]] = None):
         self.hypernet, self.bn_loader, self.val_loader = hypernet, bn_loader, val_loader
         self.bns = _bn_layers(hypernet)
+        on_gpu = 'gpu' in paddle.device.get_device()
+        self.inference = 'dygraph' if inference == 'auto' and on_gpu else inference
+        self.threads, self.log = threads, log or (lambda msg: None)
 
     def recalibrate(self, path: Sequence[Sequence[int]]) -> None:
         momenta = [bn._momentum for bn in self.bns]
@@ -149,8 +164,35 @@ class PathEvaluator:
 
     def _recalibrate_and_score(self, path: Sequence[Sequence[int]]) -> Dict[str, float]:
         self.recalibrate(path)
+        if self.inference == 'dygraph':
+            return self._score_dygraph(path)
+        if self.inference != 'auto':
+            return self._score_exported(path, self.inference)[0]
+        start = time.perf_counter()
+        metrics = self._score_dygraph(path)
+        eager = time.perf_counter() - start
+        start = time.perf_counter()
+        _, runtime = self._score_exported(path, 'auto')
+        exported = time.perf_counter() - start
+        self.inference = runtime if exported < eager else 'dygraph'
+        self.log(f'path scoring: {self.inference} (first path: dygraph {eager:.1f} s, {runtime} {exported:.1f} s '
+                 f'with its export)')
+        return metrics
 
+    def _score_dygraph(self, path: Sequence[Sequence[int]]) -> Dict[str, float]:
         def run(images):
             with paddle.no_grad():
                 return self.hypernet(images if isinstance(images, paddle.Tensor) else paddle.to_tensor(images), path)
         return evaluate(run, self.val_loader, len(self.val_loader), show_progress=False)
+
+    def _score_exported(self, path: Sequence[Sequence[int]], kind: str):
+        """``(metrics, the runtime that served)`` with the path's stand-alone network exported."""
+        child = self.hypernet.extract_child(path)
+        def warnings_only(msg: str) -> None:   # not the choice line of every path
+            if msg.startswith('warning:'):
+                self.log(msg)
+        runner = create_runner(child, self.hypernet.resolution, kind, self.threads, warnings_only)
+        try:
+            return evaluate(runner, self.val_loader, len(self.val_loader), show_progress=False), runner.name
+        finally:
+            runner.close()

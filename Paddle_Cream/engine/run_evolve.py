@@ -9,6 +9,8 @@ import os
 import time
 from typing import Dict
 
+from pimm.inference import threads_beside_loader
+
 from ..search.evolution import EvolutionSearch
 from ..search.flops_table import PathFlops
 from .output import create_output_dir, refuse_existing_run, retrain_command, setup_logging, write_json_atomic
@@ -36,7 +38,8 @@ def run_evolve(cfg) -> Dict:
     path_flops = PathFlops(hypernet, int(ident['resolution']))
     limit = flops_limit(cfg)
     bn_loader, val_loader = fixed_loaders(cfg, int(ident['image_size']))
-    evaluator = PathEvaluator(hypernet, bn_loader, val_loader)
+    evaluator = PathEvaluator(hypernet, bn_loader, val_loader, cfg.INFERENCE, threads_beside_loader(cfg.WORKERS),
+                              log)
     e = cfg.EVOLVE
     log(f"evolving {ident['method']} supernet {cfg.RESUME_PATH} (layers {ident['sta_num']}): population "
         f"{e.POPULATION}, top-{e.TOP_K}, {e.MUTATION_NUM} mutations (p {e.MUTATION_PROB}) + {e.CROSSOVER_NUM} "

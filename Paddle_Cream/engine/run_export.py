@@ -3,10 +3,13 @@
 The run folder ``SAVE_PATH/<MMDD>-<MODEL>/`` receives ``inference.json`` + ``inference.pdiparams``
 (``paddle.jit.save``, dynamic batch, input ``x`` NCHW float32), ``model.onnx`` (``paddle2onnx``) and
 ``export.json``: the preprocessing a deployer must reproduce, the class count and labels (as ``predict``
-gives them), params and MACs, and the parity check every export runs. That check feeds a fixed random batch and a few real images (from
-``DATA_DIR/<VAL_SPLIT>`` when it exists) to the Paddle Inference predictor and to ONNX Runtime and
-compares their logits with the dygraph network's; above :data:`PARITY_RTOL` the export fails and
-leaves no files (everything is written in a temporary folder and moved into the run folder last).
+gives them), params and MACs, and the parity check every export runs. That check feeds a fixed
+random batch and a few real images (from ``DATA_DIR/<VAL_SPLIT>`` when it exists) to every runtime
+that reads the files (:mod:`pimm.inference`: Paddle Inference, and ONNX Runtime and OpenVINO on
+``model.onnx``, each where installed) and compares their logits with the dygraph network's; above
+:data:`PARITY_RTOL` the export fails and leaves no files (everything is written in a temporary folder
+and moved into the run folder last). OpenVINO reads the ONNX file directly: no IR is written (see the
+README's deployment section for why).
 """
 import importlib
 import math
@@ -20,37 +23,40 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
+from pimm.inference import OnnxExportError, OnnxRuntime, OpenVinoRuntime, PaddleInferenceRuntime, export_onnx, \
+    missing_packages, relative_difference, save_inference_model
 from pimm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, DatasetError, ImageDataset, create_transform
 from pimm.utils import format_complexity, model_complexity
 from pimm.utils.atomic import atomic_path
 
 from .distributed import on_cpu
 from .errors import UserError
-from .inference import PredictorRunner, save_inference_model
 from .labels import class_labels
 from .model_builder import ModelInfo, build_model, load_weights, require_weights
 from .output import create_output_dir, refuse_existing_run, setup_logging, write_json_atomic
 
-__all__ = ['PARITY_RTOL', 'ONNX_PACKAGES', 'check_export_inputs', 'run_export', 'preprocessing',
-           'relative_difference']
+__all__ = ['PARITY_RTOL', 'ONNX_RUNTIMES', 'check_export_inputs', 'run_export', 'preprocessing']
 
 PARITY_RTOL = 1e-4           # max |exported - dygraph| / max |dygraph| over a batch of logits
-ONNX_PACKAGES = ('paddle2onnx', 'onnxruntime')
+ONNX_RUNTIMES = ('onnxruntime', 'openvino')   # the ONNX file is checked by each of these that is installed
 PREFIX = 'inference'         # the file names PaddleClas and Paddle 3's own tools use
 RANDOM_BATCH, REAL_IMAGES, PARITY_SEED = 4, 8, 0
 
 
-def _missing_onnx_packages() -> List[str]:
-    return [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
+def _onnx_checkers() -> List[str]:
+    return [name for name in ONNX_RUNTIMES if not missing_packages(name)]
 
 
 def check_export_inputs(cfg) -> None:
     """Fail fast, before anything is built, on what a user can fix."""
     require_weights(cfg, 'export')
-    missing = _missing_onnx_packages() if cfg.EXPORT.FORMAT in ('onnx', 'both') else []
-    if missing:
-        raise UserError(f"EXPORT.FORMAT {cfg.EXPORT.FORMAT} needs the package(s) {', '.join(missing)}: "
-                        f"pip install {' '.join(missing)} (or EXPORT.FORMAT paddle)")
+    if cfg.EXPORT.FORMAT in ('onnx', 'both'):
+        missing = [p for p in ('paddle2onnx',) if importlib.util.find_spec(p) is None]
+        if not missing and not _onnx_checkers():
+            missing = ['onnxruntime']   # the ONNX file is never written unchecked
+        if missing:
+            raise UserError(f"EXPORT.FORMAT {cfg.EXPORT.FORMAT} needs the package(s) {', '.join(missing)}: "
+                            f"pip install {' '.join(missing)} (or EXPORT.FORMAT paddle)")
     refuse_existing_run(cfg.SAVE_PATH, cfg.MODEL, 'export', 'export.json')
 
 
@@ -61,12 +67,6 @@ def preprocessing(cfg, input_size: int) -> Dict[str, object]:
                 resize_shorter_side=int(math.floor(input_size / crop_pct)), center_crop=input_size,
                 crop_pct=crop_pct, interpolation=cfg.DATASET.INTERPOLATION, scale=1 / 255,
                 mean=list(IMAGENET_DEFAULT_MEAN), std=list(IMAGENET_DEFAULT_STD))
-
-
-def relative_difference(got: np.ndarray, expected: np.ndarray) -> Dict[str, float]:
-    """``max_abs`` and ``max_rel`` (max abs difference over the max abs reference logit)."""
-    max_abs = float(np.abs(np.asarray(got, np.float64) - expected).max())
-    return dict(max_abs=max_abs, max_rel=max_abs / max(float(np.abs(expected).max()), 1e-12))
 
 
 def _real_images(cfg, input_size: int, log) -> Optional[np.ndarray]:
@@ -87,29 +87,6 @@ def _real_images(cfg, input_size: int, log) -> Optional[np.ndarray]:
     samples = [dataset[int(i)] for i in picks]
     images = [image for image, target in samples if target >= 0]   # -1: an unreadable image, skipped
     return np.stack(images).astype(np.float32) if images else None
-
-
-def _export_onnx(graph: str, params: str, file: str, opset: int) -> None:
-    import paddle2onnx
-    # the model bytes come back (save_file None): paddle2onnx's own file writing runs an optimiser that
-    # pip-installs onnx_graphsurgeon at run time
-    try:
-        model = paddle2onnx.export(graph, params, save_file=None, opset_version=opset, enable_onnx_checker=True)
-    except Exception as e:  # paddle2onnx logs the cause and fails with whatever it hit
-        raise UserError(f'paddle2onnx could not convert the network at opset {opset}: {e}') from None
-    if not model:
-        raise UserError(f'paddle2onnx could not convert the network at opset {opset} (its log says why)')
-    with open(file, 'wb') as f:
-        f.write(model)
-
-
-def _onnx_runner(file: str) -> Callable[[np.ndarray], np.ndarray]:
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.log_severity_level = 3   # not its warnings about initializers paddle2onnx left unused
-    session = ort.InferenceSession(file, options, providers=['CPUExecutionProvider'])
-    name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: x})[0]
 
 
 def parity_check(model: nn.Layer, runners: Dict[str, Callable], batches: Dict[str, np.ndarray]
@@ -136,12 +113,17 @@ def _export_files(cfg, model: nn.Layer, info: ModelInfo, work: str, log) -> Dict
     graph, params = save_inference_model(model, os.path.join(work, PREFIX), info.input_size)
     if cfg.EXPORT.FORMAT in ('paddle', 'both'):
         files += [os.path.basename(graph), os.path.basename(params)]
-        runners['paddle_inference'] = PredictorRunner.from_files(graph, params)
+        runners['paddle'] = PaddleInferenceRuntime(graph, params)
     if cfg.EXPORT.FORMAT in ('onnx', 'both'):
         onnx_file = os.path.join(work, 'model.onnx')
-        _export_onnx(graph, params, onnx_file, cfg.EXPORT.OPSET)
+        try:
+            export_onnx(graph, params, onnx_file, cfg.EXPORT.OPSET)
+        except OnnxExportError as e:
+            raise UserError(str(e)) from None
         files.append('model.onnx')
-        runners['onnx_runtime'] = _onnx_runner(onnx_file)
+        runners['onnxruntime'] = OnnxRuntime(onnx_file) if 'onnxruntime' in _onnx_checkers() else None
+        runners['openvino'] = OpenVinoRuntime(onnx_file) if 'openvino' in _onnx_checkers() else None
+        runners = {name: run for name, run in runners.items() if run is not None}
     rng = np.random.RandomState(PARITY_SEED)
     batches = {'random batch': rng.standard_normal((RANDOM_BATCH, 3, info.input_size, info.input_size))
                .astype(np.float32)}
@@ -207,6 +189,6 @@ def _run_export(cfg) -> Dict[str, object]:
 def _versions(fmt: str) -> Dict[str, str]:
     versions = {'paddlepaddle': paddle.__version__}
     if fmt in ('onnx', 'both'):
-        for name in ONNX_PACKAGES:
-            versions[name] = getattr(importlib.import_module(name), '__version__', 'unknown')
+        for name in ('paddle2onnx',) + tuple(_onnx_checkers()):
+            versions[name] = getattr(importlib.import_module(name), '__version__', 'unknown').split('-')[0]
     return versions

@@ -18,7 +18,8 @@ Written in ``SAVE_PATH/<MMDD>-<MODEL>/`` (atomically, only once every input has 
   with the ``PREDICT.TOPK`` most probable classes (softmax probabilities, rounded to 6 decimals),
   most probable first;
 - ``predict.json``: the summary, written last: ``model``, ``arch``, ``input_size``, ``weights``,
-  ``input``, ``labels`` ('checkpoint', 'imagenet' or 'index'), ``topk``, ``images`` (found),
+  ``input``, ``labels`` ('checkpoint', 'imagenet' or 'index'), ``topk``, ``inference`` (the runtime
+  that served), ``images`` (found),
   ``predicted``, ``skipped`` (unreadable or undecodable images, left out of predictions.json),
   ``unreadable`` (their paths), ``seconds``, ``images_per_sec``;
 - ``predict.log`` (the table of the first predictions, the skipped images, the final counts) and
@@ -36,10 +37,10 @@ from tqdm import tqdm
 from pimm.data import IMAGE_EXTENSIONS, CorruptImageError, DatasetError, load_rgb
 from pimm.data.dataset import CORRUPT_TARGET, list_images
 from pimm.data.image_io import unreadable_reason
+from pimm.inference import create_runner, threads_beside_loader
 
-from .errors import UserError
+from .errors import UserError, require_inference
 from .evaluate import eval_loader
-from .inference import create_runner, threads_beside_loader
 from .labels import class_labels
 from .model_builder import build_model, load_weights, require_weights
 from .output import create_output_dir, setup_logging, write_json_atomic
@@ -98,6 +99,7 @@ def check_predict_inputs(cfg) -> Tuple[List[str], List[str]]:
     if not os.path.exists(cfg.INPUT):  # a dangling symlink too
         raise UserError(f"INPUT '{cfg.INPUT}' not found")
     require_weights(cfg, 'predict')
+    require_inference(cfg.INFERENCE)
     if cfg.NUM_GPU > 1:
         raise UserError('predict runs in one process: set NUM_GPU 1')
     return find_images(cfg.INPUT)
@@ -192,7 +194,6 @@ def run_predict(cfg) -> Dict[str, object]:
     workers = max(0, min(cfg.WORKERS, math.ceil(len(paths) / batch_size) - 1))
     dataset = _ImageFiles(paths)
     loader = eval_loader(cfg, dataset, info.input_size, batch_size, workers)
-    runner = create_runner(model, info.input_size, cfg.INFERENCE, threads_beside_loader(workers))
 
     out_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, cfg.dump(), 'predict')
     log = setup_logging(os.path.join(out_dir, 'predict.log')).info
@@ -202,10 +203,14 @@ def run_predict(cfg) -> Dict[str, object]:
     if ignored:  # e.g. a FIFO named x.png: opening it would wait forever for a writer
         log(f"ignored {len(ignored)} {'entry' if len(ignored) == 1 else 'entries'} named like images but not "
             f'regular files (first: {ignored[0]})')
-    log(f'classifying {len(paths)} images from {cfg.INPUT} ({getattr(runner, "name", "runner")}, '
+    log(f'classifying {len(paths)} images from {cfg.INPUT} (INFERENCE {cfg.INFERENCE}, '
         f'batch {batch_size}, {workers} loader workers)')
+    runner = create_runner(model, info.input_size, cfg.INFERENCE, threads_beside_loader(workers), log)
     start = time.time()
-    entries = _predict(runner, loader, labels, paths, k, show_progress=True)
+    try:
+        entries = _predict(runner, loader, labels, paths, k, show_progress=True)
+    finally:
+        runner.close()
     seconds = time.time() - start
     loader.close()
     predicted = {entry['path'] for entry in entries}
@@ -218,7 +223,8 @@ def run_predict(cfg) -> Dict[str, object]:
     write_json_atomic(entries, predictions_file)
     summary = dict(model=info.name, arch=info.path, input_size=info.input_size,
                    weights=os.path.abspath(cfg.RESUME_PATH), input=os.path.abspath(cfg.INPUT), labels=source, topk=k,
-                   images=len(paths), predicted=len(entries), skipped=len(skipped), unreadable=skipped,
+                   inference=runner.name, images=len(paths), predicted=len(entries), skipped=len(skipped),
+                   unreadable=skipped,
                    seconds=seconds, images_per_sec=len(entries) / max(seconds, 1e-9))
     write_json_atomic(summary, os.path.join(out_dir, 'predict.json'))
     log(f'predicted {len(entries)} of {len(paths)} images, skipped {len(skipped)} unreadable, in {seconds:.1f} s '

@@ -15,6 +15,7 @@ import numpy as np
 import paddle
 
 from pimm.data import set_loader_epoch
+from pimm.inference import threads_beside_loader
 
 from ..config.config import Config
 from ..models import ChildNet
@@ -93,7 +94,8 @@ def run_rank(cfg) -> Dict:
         raise UserError(f'rank: {err}') from None
     bn_loader, val_loader = fixed_loaders(cfg, image_size)
     train_loader, _ = train_loaders(cfg, image_size, 1)
-    evaluator = PathEvaluator(hypernet, bn_loader, val_loader)
+    evaluator = PathEvaluator(hypernet, bn_loader, val_loader, cfg.INFERENCE, threads_beside_loader(cfg.WORKERS),
+                              log)
     log(f'ranking {len(paths)} paths of {cfg.RESUME_PATH} (FLOPs [{cfg.SUPERNET.FLOPS_MINIMUM}, {limit}]M): '
         f'inherited weights (BN over {len(bn_loader)} batches) vs {epochs} epoch(s) from scratch, top-1 on '
         f'{len(val_loader.dataset)} val images')

@@ -4,13 +4,13 @@ from typing import Dict
 
 import Paddle_Cream  # noqa: F401  (registers the cream_* models)
 from pimm.data import DatasetError, ImageDataset
+from pimm.inference import create_runner, threads_beside_loader
 from pimm.utils import format_complexity, model_complexity
 
 from pimm.utils.distributed import init_distributed, is_main_process
 from .demo_data import prepare_demo_data
-from .errors import UserError
+from .errors import UserError, require_inference
 from .evaluate import eval_loader, evaluate
-from .inference import create_runner, threads_beside_loader
 from .model_builder import build_model, load_weights, require_weights
 from .output import create_output_dir, setup_logging, write_json_atomic
 
@@ -36,6 +36,7 @@ def parity_line(name: str, top1: float, paper: Dict[str, float]) -> str:
 def check_test_inputs(cfg) -> str:
     """Fail fast, before any process starts, on what a user can fix; returns the val folder."""
     require_weights(cfg, 'test')
+    require_inference(cfg.INFERENCE)
     prepare_demo_data(cfg)  # before any process is launched: one writer
     val_dir = os.path.join(cfg.DATA_DIR, cfg.DATASET.VAL_SPLIT)
     if not os.path.isdir(val_dir):
@@ -67,13 +68,17 @@ def run_test(cfg) -> Dict[str, object]:
         log(line)
     batch_size = cfg.DATASET.BATCH_SIZE * cfg.DATASET.VAL_BATCH_MUL
     loader = eval_loader(cfg, dataset, info.input_size, batch_size, cfg.WORKERS, distributed=world > 1)
-    runner = create_runner(model, info.input_size, cfg.INFERENCE, threads_beside_loader(cfg.WORKERS, world))
+    runner = create_runner(model, info.input_size, cfg.INFERENCE, threads_beside_loader(cfg.WORKERS, world), log)
     log(f'evaluating {len(dataset)} images of {len(dataset.classes)} classes in {val_dir} '
-        f'({world} process(es), {getattr(runner, "name", "runner")}, batch {batch_size})')
-    metrics = evaluate(runner, loader, len(loader), show_progress=main)
+        f'({world} process(es), INFERENCE {cfg.INFERENCE}, batch {batch_size})')
+    try:
+        metrics = evaluate(runner, loader, len(loader), show_progress=main)
+    finally:
+        runner.close()
 
     results = dict(model=info.name, arch=info.path, input_size=info.input_size, params=params, macs=macs,
-                   weights=os.path.abspath(cfg.RESUME_PATH), processes=world, **metrics)
+                   weights=os.path.abspath(cfg.RESUME_PATH), processes=world, inference=runner.name,
+                   inference_check=runner.report, **metrics)
     if info.paper:
         results.update(paper_top1=info.paper['top1'], paper_top5=info.paper['top5'],
                        top1_diff=metrics['top1'] - info.paper['top1'],

@@ -98,7 +98,7 @@ BAD_VALUES = [
     # choices
     ('AUGMENTATION.TRAIN_INTERPOLATION', 'lanczosX', ['one of', 'random', 'bicubic']),
     ('DATASET.INTERPOLATION', 'random', ['one of', 'bicubic']),     # evaluation has no random interpolation
-    ('INFERENCE', 'gpu', ['auto', 'dygraph', 'predictor']),
+    ('INFERENCE', 'gpu', ['auto', 'dygraph', 'paddle', 'onnxruntime', 'openvino']),
     ('DATASET.DEMO', 'foo', ["''", 'digits']),
     ('OPT', 'lamb', ['OPT must be one of', 'rmsproptf']),
     ('SCHED', 'plateau', ['cosine', 'step']),
@@ -281,7 +281,7 @@ def _cli_refuses(tmp_path, mode, config, *extra, words=()):
     ('train', 'configs/demo/train.yaml', ['LR', 'nan'], ['config key LR', 'finite']),
     ('train', 'configs/demo/train.yaml', ['MODEL', '/../../../x'], ['config key MODEL', 'plain name']),
     ('retrain', 'configs/demo/retrain.yaml', ['DATASET.BATCH_SIZE', '0'], ['config key DATASET.BATCH_SIZE']),
-    ('test', 'configs/demo/test.yaml', ['INFERENCE', 'gpu'], ['config key INFERENCE', 'predictor']),
+    ('test', 'configs/demo/test.yaml', ['INFERENCE', 'gpu'], ['config key INFERENCE', 'openvino']),
     ('retrain', 'configs/demo/retrain.yaml', ['DATASET.IMAGE_SIZE', '100000'], ['2048']),
 ])
 def test_cli_refuses_a_bad_value_in_one_line(tmp_path, mode, config, extra, words):

@@ -77,6 +77,12 @@ def _onnx(folder):
     return lambda x: session.run(None, {'x': x})[0]
 
 
+def _openvino(folder):
+    import openvino as ov
+    compiled = ov.Core().compile_model(os.path.join(folder, 'model.onnx'), 'CPU')
+    return lambda x: compiled(x)[0]
+
+
 @pytest.mark.parametrize('selection', list(TABLE))
 def test_exported_logits_equal_timm(tmp_path, val_folder, selection):
     raw = randomize(build_timm_cream(TABLE[selection]['arch']), seed=1)
@@ -92,14 +98,16 @@ def test_exported_logits_equal_timm(tmp_path, val_folder, selection):
     assert info['preprocessing']['input_size'] == size and info['num_classes'] == 1000
     assert info['labels'] == 'imagenet' and len(info['class_names']) == 1000
     assert info['params'] == sum(p.numel() for p in ema.parameters())
-    assert set(info['parity']['report']) == {'paddle_inference', 'onnx_runtime'}
-    assert info['parity']['report']['onnx_runtime']['real images']['images'] == 6
+    assert set(info['parity']['report']) == {'paddle', 'onnxruntime', 'openvino'}
+    assert info['parity']['report']['openvino']['real images']['images'] == 6
     assert info['parity']['max_rel'] <= RTOL
     x = np.random.RandomState(5).standard_normal((2, 3, size, size)).astype(np.float32)
     with torch.no_grad():
         expected = ema(torch.from_numpy(x)).numpy()
     assert relative(raw(torch.from_numpy(x)).detach().numpy(), expected) > 1e-2   # EMA and raw differ
-    for name, run in (('paddle inference', _predictor(folder)), ('onnx runtime', _onnx(folder))):
+    runtimes = (('paddle inference', _predictor(folder)), ('onnx runtime', _onnx(folder)),
+                ('openvino', _openvino(folder)))
+    for name, run in runtimes:
         assert relative(run(x), expected) <= RTOL, name
         assert relative(run(x[:1]), expected[:1]) <= RTOL, f'{name}, batch 1 (dynamic batch)'
 
@@ -142,7 +150,7 @@ def test_format_paddle_writes_no_onnx_and_refuses_a_second_export(tmp_path, caps
     assert sorted(os.listdir(folder)) == ['export.json', 'export.log', 'export_config.yaml', 'inference.json',
                                           'inference.pdiparams']
     with open(os.path.join(folder, 'export.json')) as f:
-        assert list(json.load(f)['parity']['report']['paddle_inference']) == ['random batch']
+        assert list(json.load(f)['parity']['report']['paddle']) == ['random batch']
     capsys.readouterr()
     rc, _ = _export(tmp_path, 14, ckpt, str(tmp_path / 'no_data'))
     err = capsys.readouterr().err.strip()

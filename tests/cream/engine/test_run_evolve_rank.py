@@ -41,6 +41,8 @@ def test_evolve_writes_a_winner_whose_score_is_reproducible(digits, checkpoint, 
     with open(os.path.join(d, 'evolve_history.json')) as f:
         history = json.load(f)['generations']
     assert len(history) == 2 and history[-1]['best_so_far'] == best['top1']
+    with open(os.path.join(d, 'evolve.log')) as f:
+        assert 'path scoring: ' in f.read()   # INFERENCE auto says which way it scores
     assert all(e['flops'] <= 130 for h in history for e in h['top_k'])
 
     # a fresh evaluation (same BN recomputation and batches) gives the recorded score
@@ -62,6 +64,28 @@ def test_evolve_writes_a_winner_whose_score_is_reproducible(digits, checkpoint, 
         means = [hypernet.conv_stem(x).mean(axis=[0, 2, 3]).numpy() for x in batches]
     assert len(batches) == 2
     np.testing.assert_allclose(hypernet.bn1._mean.numpy(), np.mean(means, axis=0), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('inference', ['paddle', 'onnxruntime', 'openvino', 'auto'])
+def test_scoring_through_an_exported_runtime_equals_dygraph(digits, checkpoint, inference):
+    from Paddle_Cream.config import load_config
+    from Paddle_Cream.engine.path_eval import PathEvaluator, fixed_loaders, load_search_checkpoint
+    cfg = load_config(os.path.join(REPO_ROOT, 'configs/demo/evolve.yaml'),
+                      [str(a) for a in ['DATA_DIR', digits, 'RESUME_PATH', checkpoint, *COMMON, *EVOLVE]])
+    hypernet, ident = load_search_checkpoint(cfg, checkpoint)
+    loaders = fixed_loaders(cfg, ident['image_size'])
+    path = [[0], [1], [3], [2, 4], [5], [0], [0]]
+    expected = PathEvaluator(hypernet, *loaders).score(path)
+    lines = []
+    evaluator = PathEvaluator(hypernet, *loaders, inference=inference, threads=1, log=lines.append)
+    got = evaluator.score(path)
+    assert got['images'] == expected['images'] and got['top1'] == expected['top1']
+    assert got['loss'] == pytest.approx(expected['loss'], rel=1e-4)
+    assert not [line for line in lines if line.startswith('warning:')], lines
+    if inference == 'auto':   # the first path is timed both ways, and the faster kept
+        assert len(lines) == 1 and lines[0].startswith('path scoring: ')
+        assert evaluator.inference in ('dygraph', 'paddle', 'onnxruntime', 'openvino')
+        assert evaluator.score(path)['top1'] == expected['top1']
 
 
 def test_rank_writes_correlations_and_plot(digits, checkpoint, tmp_path):
