@@ -3,11 +3,14 @@
 
 Both sides read the same JPEG folder with the same worker count and batch size
 and do the same work: decode, resize + crop + normalise, forward, top-1/top-5.
+Ours runs with each ``--inference`` value given (``auto``: the runtime tools/main.py test would
+pick); the runner settles its runtime on a real first batch, timed apart as "first-batch setup".
 Needs the dev requirements (torch, timm). Example:
 
-    python bench/eval_throughput.py --model 14 --images 1000 --workers 2 --batch-size 100
+    python bench/eval_throughput.py --model 14 --images 1000 --workers 2 --batch-size 100 --inference auto paddle
 """
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -21,6 +24,8 @@ os.environ.setdefault('GLOG_minloglevel', '2')
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from pimm.inference.factory import INFERENCE_CHOICES  # noqa: E402
 
 
 def make_images(root: str, count: int, classes: int = 10, seed: int = 0) -> None:
@@ -41,17 +46,20 @@ def time_ours(folder, name, workers, batch_size, inference, fast_decode):
     import pimm
     from pimm.data import ImageDataset, create_loader
     from Paddle_Cream.engine.evaluate import evaluate
-    from Paddle_Cream.engine.inference import create_runner, threads_beside_loader
+    from pimm.inference import create_runner, threads_beside_loader
     model = pimm.create_model(f'cream_{name}')
     size = model.default_cfg['input_size'][-1]
-    start = time.time()
     runner = create_runner(model, size, inference, threads_beside_loader(workers))  # as tools/main.py test
+    settings = dict(num_workers=workers, crop_pct=0.875, interpolation='bicubic', fast_decode=fast_decode)
+    # the runner settles on a real first batch (export, checks against dygraph, timing): timed apart
+    first, _ = next(iter(create_loader(ImageDataset(folder), size, batch_size, **dict(settings, num_workers=0))))
+    start = time.time()
+    runner(first)
     setup = time.time() - start
-    loader = create_loader(ImageDataset(folder), size, batch_size, num_workers=workers, crop_pct=0.875,
-                           interpolation='bicubic', fast_decode=fast_decode)
-    runner(np.zeros((batch_size, 3, size, size), 'float32'))  # warm-up: kernels picked, memory allocated
+    loader = create_loader(ImageDataset(folder), size, batch_size, **settings)
     metrics = evaluate(runner, loader, len(loader), show_progress=False)
-    return metrics['images'] / metrics['seconds'], setup
+    runner.close()
+    return metrics['images'] / metrics['seconds'], setup, runner.name
 
 
 def time_timm(folder, name, workers, batch_size):
@@ -81,20 +89,22 @@ def time_models_only(name, batch_size, inference, repeats=5):
     import torch
     import Paddle_Cream  # noqa: F401
     import pimm
-    from Paddle_Cream.engine.inference import create_runner
+    from pimm.inference import create_runner
     from timm_reference import build_timm_cream, published_table
     info = published_table()[name]
     size = info['input_size']
     x = np.random.RandomState(0).randn(batch_size, 3, size, size).astype('float32')
     model = pimm.create_model(f'cream_{name}')
     out = {}
-    for kind in ('dygraph', inference):
+    for kind in dict.fromkeys(['dygraph'] + list(inference)):
         run = create_runner(model, size, kind)
-        run(x)
+        run(x)   # settles the runtime
         start = time.time()
         for _ in range(repeats):
             run(x)
-        out[f'paddle {kind}'] = repeats * batch_size / (time.time() - start)
+        out[f'paddle {kind}' + (f' ({run.name})' if kind == 'auto' else '')] = repeats * batch_size / (
+            time.time() - start)
+        run.close()
     ref = build_timm_cream(info['arch']).eval()
     xt = torch.from_numpy(x)
     with torch.no_grad():
@@ -137,18 +147,30 @@ def time_image_steps(folder: str, name: str, count: int = 200) -> dict:
     return out
 
 
-def measure_in_subprocess(side: str, folder: str, args) -> float:
-    """Images/s of one whole evaluation by ``side`` (timm | ours | fast), in a fresh process."""
+def measure_in_subprocess(side: str, folder: str, args) -> dict:
+    """``{'rate': images/s, 'setup': s, 'runtime': name}`` of one whole evaluation by ``side`` (``timm``, or
+    ``ours:KIND`` / ``fast:KIND`` with KIND an INFERENCE value), in a fresh process."""
     cmd = [sys.executable, os.path.abspath(__file__), '--measure', side, '--folder', folder, '--model', args.model,
-           '--workers', str(args.workers), '--batch-size', str(args.batch_size), '--inference', args.inference]
+           '--workers', str(args.workers), '--batch-size', str(args.batch_size)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return float(out.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1])
 
 
-def measure(side: str, args) -> float:
+def measure(side: str, args) -> dict:
     if side == 'timm':
-        return time_timm(args.folder, args.model, args.workers, args.batch_size)
-    return time_ours(args.folder, args.model, args.workers, args.batch_size, args.inference, side == 'fast')[0]
+        return dict(rate=time_timm(args.folder, args.model, args.workers, args.batch_size), setup=0.0,
+                    runtime='pytorch')
+    pipeline, kind = side.split(':')
+    rate, setup, runtime = time_ours(args.folder, args.model, args.workers, args.batch_size, kind,
+                                     pipeline == 'fast')
+    return dict(rate=rate, setup=setup, runtime=runtime)
+
+
+def _label(side: str) -> str:
+    if side == 'timm':
+        return 'timm + PyTorch eager'
+    pipeline, kind = side.split(':')
+    return f'pimm + INFERENCE {kind}' + (', FAST_DECODE (approximate)' if pipeline == 'fast' else ' (exact)')
 
 
 def main():
@@ -158,13 +180,14 @@ def main():
     p.add_argument('--model', default='14', choices=['14', '43', '114', '287', '481', '604'])
     p.add_argument('--workers', type=int, default=2)
     p.add_argument('--batch-size', type=int, default=100)
-    p.add_argument('--inference', default='predictor', choices=['predictor', 'dygraph'])
+    p.add_argument('--inference', nargs='+', default=['auto'], choices=list(INFERENCE_CHOICES),
+                   help='the INFERENCE values to time (each a side of its own)')
     p.add_argument('--fast-decode', action='store_true', help='also time PIL draft() decoding (approximate)')
     p.add_argument('--repeats', type=int, default=3, help='interleaved runs per side; the median is reported')
-    p.add_argument('--measure', choices=['timm', 'ours', 'fast'], help=argparse.SUPPRESS)
+    p.add_argument('--measure', help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.measure:  # one side, in the process measure_in_subprocess started
-        print(measure(args.measure, args))
+        print(json.dumps(measure(args.measure, args)))
         return
     tmp = None
     folder = args.folder
@@ -174,7 +197,8 @@ def main():
         print(f'writing {args.images} JPEGs to {folder} ...', flush=True)
         make_images(folder, args.images)
     n_images = sum(len(files) for _, _, files in os.walk(folder))
-    sides = ['timm', 'ours'] + (['fast'] if args.fast_decode else [])
+    sides = ['timm'] + [f'ours:{kind}' for kind in args.inference] + (
+        [f'fast:{kind}' for kind in args.inference] if args.fast_decode else [])
     # Each measurement runs in a fresh process (no thread pools, caches or imports left
     # over from the other side), and the sides alternate so that a burst of load on the
     # machine hits both alike; each side's median is reported.
@@ -182,16 +206,17 @@ def main():
     for i in range(args.repeats):
         for side in sides:
             samples[side].append(measure_in_subprocess(side, folder, args))
-        print(f'repeat {i + 1}/{args.repeats}: ' + ', '.join(f'{k} {v[-1]:.1f} img/s' for k, v in samples.items()),
-              flush=True)
-    rate = {side: float(np.median(values)) for side, values in samples.items()}
-    labels = {'timm': 'timm + PyTorch eager', 'ours': f'pimm + Paddle {args.inference}',
-              'fast': f'pimm + Paddle {args.inference}, FAST_DECODE (approximate)'}
+        print(f'repeat {i + 1}/{args.repeats}: ' + ', '.join(f"{k} {v[-1]['rate']:.1f} img/s"
+                                                              for k, v in samples.items()), flush=True)
+    rate = {side: float(np.median([v['rate'] for v in values])) for side, values in samples.items()}
+    setup = {side: float(np.median([v['setup'] for v in values])) for side, values in samples.items()}
     print(f'\nCream-{args.model}, {n_images} images, {args.workers} workers, batch {args.batch_size}, '
           f'{os.cpu_count()} CPU cores, median of {args.repeats} alternating runs, one process each')
-    print('| whole evaluation | images/s | vs timm |\n|---|---|---|')
+    print('| whole evaluation | runtime served | images/s | vs timm | first-batch setup |\n|---|---|---|---|---|')
     for side in sides:
-        print(f"| {labels[side]} | {rate[side]:.1f} | {rate[side] / rate['timm']:.2f}x |")
+        served = sorted({v['runtime'] for v in samples[side]})
+        print(f"| {_label(side)} | {', '.join(served)} | {rate[side]:.1f} | {rate[side] / rate['timm']:.2f}x | "
+              f'{setup[side]:.1f} s |')
     steps = time_image_steps(folder, args.model)
     print('\n| per image, one core | ms |\n|---|---|')
     for label, ms in steps.items():
