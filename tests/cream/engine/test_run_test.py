@@ -85,12 +85,20 @@ def read_results(out):
         return json.load(f)
 
 
-def test_scores_reference_predictions(labelled, tmp_path):
-    proc = run_main(*base_args(labelled, tmp_path / 'out'))
+@pytest.mark.parametrize('inference', ['auto', 'paddle', 'onnxruntime', 'openvino'])
+def test_scores_reference_predictions(labelled, tmp_path, inference):
+    proc = run_main(*base_args(labelled, tmp_path / 'out', 'INFERENCE', inference))
     assert proc.returncode == 0, proc.stderr
     res = read_results(tmp_path / 'out')
     assert res['images'] == NUM_IMAGES
     assert res['top1'] >= 98.0
+    # the runtime that served, checked against dygraph on the first batch (no fallback here)
+    assert res['inference'] in (('paddle', 'onnxruntime', 'openvino', 'dygraph') if inference == 'auto'
+                                else (inference,))
+    checked = res['inference_check']
+    assert all(checked[name]['max_rel'] <= 1e-4 for name in ('paddle', 'onnxruntime', 'openvino')
+               if name in checked)
+    assert f"inference: {res['inference']}" in proc.stdout and 'warning' not in proc.stdout
     assert res['model'] == 'Cream-14' and res['params'] > 0 and res['macs'] > 0
     assert 'paper_top1' in res and 'top1_diff' in res
     assert 'Cream-14 top-1' in proc.stdout and 'MISMATCH' in proc.stdout  # 4 classes cannot match the paper
@@ -118,6 +126,25 @@ def assert_one_line_failure(proc, out, *words):
     for w in words:
         assert w in lines[0], lines[0]
     assert not glob.glob(os.path.join(str(out), '*', 'results.json'))
+
+
+@pytest.mark.parametrize('mode', ['test', 'predict', 'evolve'])
+def test_a_missing_runtime_package_is_one_line(labelled, tmp_path, monkeypatch, capsys, mode):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: None if name == 'openvino' else real(name, *a))
+    args = base_args(labelled, tmp_path / 'out', 'INFERENCE', 'openvino')
+    args[:2] = [mode, f'configs/{mode}.yaml' if mode != 'evolve' else 'configs/demo/evolve.yaml']
+    if mode == 'predict':
+        args += ['INPUT', labelled / 'data' / 'val']
+    if mode == 'evolve':   # any file: the runtime is checked before the checkpoint is read
+        args += ['RESUME_PATH', labelled / '14.pth.tar']
+    capsys.readouterr()
+    assert cli.load_main()([str(a) for a in args]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: INFERENCE openvino needs the package(s) openvino: pip install openvino "
+                   "(or pip install 'paddle-cream[openvino]')"), err
+    assert not (tmp_path / 'out').exists()
 
 
 def test_missing_val_folder(labelled, tmp_path):
