@@ -56,7 +56,7 @@ def test_cream_search_retrain_test(digits, tmp_path):
         exported = json.load(f)
     assert exported['preprocessing']['input_size'] == 32 and exported['arch'] == results['arch']
     assert exported['class_names'] == [f'digit_{i}' for i in range(10)]
-    assert set(exported['parity']['report']['onnx_runtime']) == {'random batch', 'real images'}
+    assert set(exported['parity']['report']['openvino']) == {'random batch', 'real images'}
     main('predict', 'configs/predict.yaml', *trained, 'INPUT', os.path.join(digits, 'val'), 'WORKERS', 0,
          'SAVE_PATH', tmp_path / 'predict')
     with open(one(str(tmp_path / 'predict' / '*' / 'predictions.json'))) as f:
