@@ -199,7 +199,7 @@ def readme_snippet(marker: str) -> str:
 
 
 def test_readme_deployment_snippets_give_timm_logits(tmp_path):
-    """The README's preprocessing + Paddle Inference and ONNX Runtime snippets, run as written (paths
+    """The README's preprocessing + Paddle Inference, ONNX Runtime and OpenVINO snippets, run as written (paths
     replaced), on a non-square image, against timm's own eval transform and network."""
     ref = randomize(build_timm_cream(TABLE['14']['arch']), seed=4)
     ckpt = tmp_path / '14.pth.tar'
@@ -214,7 +214,7 @@ def test_readme_deployment_snippets_give_timm_logits(tmp_path):
     preprocess = readme_snippet('deploy-preprocess')
     assert "EXPORT_DIR = './output/" in preprocess
     preprocess = re.sub(r"EXPORT_DIR = '[^']*'", f'EXPORT_DIR = {cli.run_dir(out, "exp")!r}', preprocess)
-    for marker in ('deploy-paddle-inference', 'deploy-onnxruntime'):
+    for marker in ('deploy-paddle-inference', 'deploy-onnxruntime', 'deploy-openvino'):
         code = readme_snippet(marker)
         assert 'my_photo.jpg' in code
         scope: dict = {}
