@@ -1,17 +1,10 @@
 #!/usr/bin/env python
-"""Paddle_Cream command line: ``python tools/main.py MODE CONFIG [KEY VALUE ...]``.
+"""Paddle_Cream command line from a checkout: ``python tools/main.py MODE CONFIG [KEY VALUE ...]``.
 
-MODE: train (Cream or SPOS supernet search), retrain (train one child network from
-scratch), test (evaluate a network and report paper parity), evolve (SPOS evolutionary search on a
-search checkpoint, RESUME_PATH), rank (inherited vs retrained top-1 rank correlation of random paths),
-export (Paddle Inference and ONNX files of a network, parity-checked), predict (classify the images
-under INPUT).
-CONFIG: a YAML file of config keys (see Paddle_Cream/config/defaults.py);
-KEY VALUE pairs after it override the file. NUM_GPU > 1 runs the mode under
-paddle.distributed.launch (GPUs, or gloo CPU processes without GPUs).
+The same as the installed ``cream`` command (the modes and keys: ``--help``, Paddle_Cream/cli.py).
+NUM_GPU > 1 runs the mode under paddle.distributed.launch, which starts this file again.
 """
 import os
-import signal
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,124 +17,10 @@ warnings.filterwarnings('ignore', message='No ccache found')
 # Paddle's C++ warnings (glog level 1) would bury the one-line errors users should see
 os.environ.setdefault('GLOG_minloglevel', '2')
 
-USAGE = 'usage: python tools/main.py {train,retrain,test,evolve,rank,export,predict} CONFIG [KEY VALUE ...]'
-
-
-def _modes():
-    from Paddle_Cream.engine.retrain_setup import check_retrain_inputs
-    from Paddle_Cream.engine.run_retrain import run_retrain
-    from Paddle_Cream.engine.run_test import check_test_inputs, run_test
-    from Paddle_Cream.engine.run_train import run_train
-    from Paddle_Cream.engine.search_setup import check_train_inputs
-    from Paddle_Cream.engine.run_evolve import check_evolve_inputs, run_evolve
-    from Paddle_Cream.engine.run_rank import check_rank_inputs, run_rank
-    from Paddle_Cream.engine.run_export import check_export_inputs, run_export
-    from Paddle_Cream.engine.run_predict import check_predict_inputs, run_predict
-    # mode -> (checks run before any process is launched, the mode itself)
-    return {'train': (check_train_inputs, run_train), 'retrain': (check_retrain_inputs, run_retrain),
-            'test': (check_test_inputs, run_test), 'evolve': (check_evolve_inputs, run_evolve),
-            'rank': (check_rank_inputs, run_rank), 'export': (check_export_inputs, run_export),
-            'predict': (check_predict_inputs, run_predict)}
-
-
-def _user_errors():
-    from Paddle_Cream.config import ConfigError
-    from Paddle_Cream.engine import UserError
-    from pimm.data import CorruptImageError, DatasetError, LoaderWorkerError
-    return (ConfigError, UserError, DatasetError, CorruptImageError, LoaderWorkerError)
-
-
-def one_line(error: BaseException) -> str:
-    """The message of ``error`` as one line. Errors raised in DataLoader workers come back
-    wrapped in the worker's traceback: keep their last line, without the class name."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    last = lines[-1] if lines else type(error).__name__
-    name = type(error).__name__
-    return last.split(f'{name}: ', 1)[-1] if f'{name}: ' in last else last
-
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ('-h', '--help'):
-        print(__doc__.strip() + '\n\n' + USAGE)
-        return 0 if argv else 2
-    from Paddle_Cream.config import load_config
-    from Paddle_Cream.engine.distributed import launch_command, on_cpu
-    from pimm.utils.distributed import launched_world_size
-    from Paddle_Cream.engine.errors import os_error_line
-    from Paddle_Cream.engine.output import create_output_dir
-    modes, errors = _modes(), _user_errors()
-    _termination['received'] = False
-    previous_handler = signal.signal(signal.SIGTERM, _terminated)
-    mode = argv[0]
-    try:
-        if mode not in modes:
-            raise errors[0](f"unknown mode '{mode}'; valid: {', '.join(modes)}")
-        if len(argv) < 2:
-            raise errors[0](f'{mode} needs a CONFIG file: {USAGE}')
-        cfg = load_config(argv[1], argv[2:])
-        preflight, run = modes[mode]
-        with on_cpu():  # a parent that relaunches must not hold a CUDA context on GPU 0 for the whole run
-            preflight(cfg)
-        if cfg.NUM_GPU > 1 and launched_world_size() == 1:
-            out_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, cfg.dump(), mode)
-            cmd, env = launch_command(cfg.NUM_GPU, os.path.abspath(__file__), argv,
-                                      os.path.join(out_dir, f'{mode}_launch_logs'))
-            return _run_launcher(cmd, env)
-        run(cfg)
-    except errors as e:
-        if _termination['received']:  # raised while the run was unwinding from a SIGTERM
-            return _interrupted(e)
-        print(f'error: {one_line(e)}', file=sys.stderr)
-        return 1
-    except OSError as e:  # the user's paths: a full disk, no permission, a file where a folder should be...
-        line = os_error_line(e)
-        if _termination['received']:
-            return _interrupted(e)
-        if line is None:
-            raise
-        print(f'error: {line}', file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return _interrupted()
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)  # main() called in-process leaves its caller as it was
-    return 0
-
-
-_termination = {'received': False}
-
-
-def _terminated(signum, frame):
-    # SIGTERM (a scheduler's kill, a container stop) unwinds like Ctrl-C: atomic writers remove their
-    # temporary files, loader workers are shut down, and the run ends with one line. A second one while
-    # unwinding is ignored: raised inside that clean-up it would leave it half done.
-    if _termination['received']:
-        return
-    _termination['received'] = True
-    raise KeyboardInterrupt
-
-
-def _interrupted(during: BaseException = None) -> int:
-    """The one line of a run stopped by Ctrl-C or SIGTERM (with what the unwinding hit, if anything)."""
-    detail = f' (while stopping: {one_line(during)})' if during is not None else ''
-    print(f'error: interrupted{detail}', file=sys.stderr)
-    return 130
-
-
-def _run_launcher(cmd, env) -> int:
-    """Run paddle.distributed.launch; an interrupt of this parent stops the ranks too."""
-    import subprocess
-    proc = subprocess.Popen(cmd, env=env)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        raise
+    from Paddle_Cream.cli import main as cli_main
+    return cli_main(argv, prog='python tools/main.py', script=os.path.abspath(__file__))
 
 
 if __name__ == '__main__':

@@ -1,4 +1,4 @@
-"""``python -m torch2paddle SRC DST --model NAME [--weights ema|raw]``."""
+"""``python -m torch2paddle SRC DST --model NAME [--weights ema|raw]``, installed as ``cream-convert``."""
 import argparse
 import sys
 from typing import List, Optional
@@ -10,8 +10,8 @@ from .convert import ConversionError
 from .torch_reader import CheckpointError
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog='python -m torch2paddle', description=(
+def build_parser(prog: str = 'python -m torch2paddle') -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=(
         'Convert an official PyTorch Cream checkpoint (.pth.tar, zip or legacy format) to a Paddle '
         '.pdparams state dict. PyTorch is not needed; the file is read with a restricted unpickler.'))
     parser.add_argument('src', help='PyTorch checkpoint (.pth.tar / .pth)')
@@ -23,14 +23,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Optional[List[str]] = None, prog: str = 'python -m torch2paddle') -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         convert_checkpoint(args.src, args.dst, args.model, args.weights, args.num_classes)
     except (CheckpointError, ConversionError, CheckpointFileError, ValueError, OSError) as e:
         print(f'torch2paddle: error: {e}', file=sys.stderr)
         return 1
     return 0
+
+
+def console_main() -> int:
+    """The ``cream-convert`` command."""
+    return main(prog='cream-convert')
 
 
 if __name__ == '__main__':

@@ -1,10 +1,10 @@
 """The Cream search space (SPEC section 1): choices, stage widths and strides, path checks."""
 import json
-import os
+from importlib import resources
 from typing import Dict, List, Sequence
 
 __all__ = ['CHOICES', 'STAGE_OUT_CHS', 'STAGE_STRIDES', 'NUM_SEARCHED_STAGES', 'Path', 'validate_path',
-           'path_to_arch_def', 'published_models', 'DATA_DIR']
+           'path_to_arch_def', 'published_models', 'data_text', 'DATA_DIR']
 
 # choice index -> (depthwise kernel, expansion ratio)
 CHOICES = ((3, 4), (3, 6), (5, 4), (5, 6), (7, 4), (7, 6))
@@ -13,7 +13,10 @@ STAGE_STRIDES = (2, 2, 2, 1, 2)
 NUM_SEARCHED_STAGES = len(STAGE_OUT_CHS)
 STEM_BLOCK = 'ds_r1_k3_s1_e1_c16_se0.25'
 LAST_BLOCK = 'cn_r1_k1_s1_c320_se0.25'
-DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data')
+# the tables the package ships (Paddle_Cream/data: FLOPs table, published models, subImageNet lists), found
+# through importlib.resources: in a checkout, an installed wheel or a zip alike (read them with data_text)
+DATA_PACKAGE = 'Paddle_Cream.data'
+DATA_DIR = str(resources.files(DATA_PACKAGE))   # the folder itself, when the package is on disk
 
 Path = List[List[int]]
 
@@ -64,5 +67,9 @@ def path_to_arch_def(path: Sequence[Sequence[int]]) -> List[List[str]]:
 
 def published_models() -> Dict[str, dict]:
     """The six published models keyed by name ('14', '43', ...): path, input size, params, MACs, paper top-1/5."""
-    with open(os.path.join(DATA_DIR, 'cream_published_models.json')) as f:
-        return json.load(f)['models']
+    return json.loads(data_text('cream_published_models.json'))['models']
+
+
+def data_text(name: str) -> str:
+    """The text of the data file ``name`` the package ships (Paddle_Cream/data/``name``)."""
+    return resources.files(DATA_PACKAGE).joinpath(name).read_text(encoding='utf-8')

@@ -1,9 +1,8 @@
 """Which hypernetwork fits a FLOPs budget: layers per searched stage and input resolution (SPEC 4)."""
 import json
-import os
 from typing import Dict, List, Optional, Tuple
 
-from ..models.search_space import DATA_DIR, NUM_SEARCHED_STAGES
+from ..models.search_space import NUM_SEARCHED_STAGES, data_text
 
 __all__ = ['load_flops_op_table', 'search_for_layer', 'GROWTH_ORDER', 'GROWTH_LIMITS']
 
@@ -15,8 +14,11 @@ FlopsTable = Dict[int, Dict[int, Tuple[float, float]]]
 
 def load_flops_op_table(path: Optional[str] = None) -> FlopsTable:
     """``table[stage][choice] = (MFLOPs at stride 1, MFLOPs at stride 2)``, the official per-op table."""
-    with open(path or os.path.join(DATA_DIR, 'cream_flops_op_table.json')) as f:
-        raw = json.load(f)
+    if path:
+        with open(path) as f:
+            raw = json.load(f)
+    else:
+        raw = json.loads(data_text('cream_flops_op_table.json'))
     return {int(s): {int(c): tuple(v) for c, v in choices.items()} for s, choices in raw.items()}
 
 
