@@ -14,10 +14,13 @@ __all__ = ['save_inference_model', 'paddle_config', 'create_predictor', 'PaddleI
 def save_inference_model(model: nn.Layer, prefix: str, input_size: int) -> Tuple[str, str]:
     """``paddle.jit.save`` of ``model`` in eval mode for NCHW float32 input named ``x`` with a dynamic
     batch; returns ``(graph file, params file)``: Paddle 3 writes ``prefix.json`` (PIR) and
-    ``prefix.pdiparams``, Paddle 2 ``prefix.pdmodel``."""
+    ``prefix.pdiparams``, Paddle 2 ``prefix.pdmodel``. Activations are exported as single ops
+    (:func:`~pimm.models.layers.activations.fused_activations`)."""
     from paddle.static import InputSpec
+    from pimm.models.layers.activations import fused_activations
     model.eval()
-    paddle.jit.save(model, prefix, input_spec=[InputSpec([None, 3, input_size, input_size], 'float32', 'x')])
+    with fused_activations(model):
+        paddle.jit.save(model, prefix, input_spec=[InputSpec([None, 3, input_size, input_size], 'float32', 'x')])
     folder, base = os.path.split(prefix)
     graph = next(os.path.join(folder, base + ext) for ext in ('.json', '.pdmodel')
                  if os.path.isfile(os.path.join(folder, base + ext)))

@@ -71,3 +71,15 @@ def test_a_missing_package_is_one_line_naming_it(monkeypatch):
                                                       r"pip install openvino"):
         require_runtime('openvino')
     require_runtime('onnxruntime')   # the others are still there
+
+
+def test_the_export_has_single_activation_ops_and_dygraph_keeps_its_own(exported):
+    # the fused ops are what make Paddle Inference fold the activations into the convolutions
+    import collections
+    import re
+    export, _, _ = exported
+    graph, _ = export.paddle_files
+    with open(graph) as f:
+        ops = collections.Counter(re.findall(r'"(?:pd_op|1)\.([a-z_0-9]+)"', f.read()))   # PIR json names ops '1.<op>'
+    assert ops['swish'] > 0 and ops['hardsigmoid'] > 0 and ops['sigmoid'] == ops['relu6'] == 0, ops
+    assert not any(getattr(m, 'fused', False) for m in export.model.sublayers())

@@ -351,3 +351,20 @@ def test_batchnorm_eval_matches_torch(parity):
     parity.copy(theirs, ours)
     y_t, y_p = parity.forward(theirs, ours, parity.input((2, 6, 5, 3)))
     np.testing.assert_allclose(y_p, y_t, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize('name,timm_fn', [('swish', TF.silu), ('hard_sigmoid', TF.hardsigmoid),
+                                          ('hard_swish', TF.hardswish)])
+def test_fused_activations_equal_timms(name, timm_fn):
+    """The single Paddle op an export uses equals timm's activation as the written-out form does."""
+    from pimm.models.layers.activations import fused_activations
+    x = np.concatenate([np.linspace(-8, 8, 4001), [-3., 3., 0.]]).astype('float32').reshape(1, -1, 1, 1)
+    expected = timm_fn(torch.from_numpy(x)).numpy()
+    model = paddle.nn.Sequential(create_act_layer(name))
+    plain = model(paddle.to_tensor(x)).numpy()
+    with fused_activations(model):
+        assert model[0].fused
+        fused = model(paddle.to_tensor(x)).numpy()
+    assert not model[0].fused   # dygraph (training) is back to the written-out form
+    np.testing.assert_allclose(plain, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(fused, expected, rtol=1e-6, atol=1e-6)
