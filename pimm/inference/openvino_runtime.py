@@ -1,4 +1,5 @@
-"""OpenVINO on the CPU, reading the ONNX file of :func:`~pimm.inference.export_onnx`.
+"""OpenVINO on the CPU, reading the ONNX file of :func:`~pimm.inference.export_onnx` (or the IR of
+:func:`~pimm.inference.export_openvino_ir`).
 
 The model is compiled once per input shape (a static batch runs about 10% faster than the dynamic
 one, measured on cream_14 and cream_114; an evaluation sees two shapes: the batch and the last one).
@@ -18,11 +19,11 @@ class OpenVinoRuntime(Runtime):
 
     name = 'openvino'
 
-    def __init__(self, onnx_file: str, threads: int = 0):
+    def __init__(self, model_file: str, threads: int = 0):
         import openvino as ov
         self.version = ov.__version__.split('-')[0]
         self.core = ov.Core()
-        self.model = self.core.read_model(onnx_file)
+        self.model = self.core.read_model(model_file)   # .onnx or .xml
         self.properties = {'INFERENCE_NUM_THREADS': threads or os.cpu_count() or 1,
                            'PERFORMANCE_HINT': 'LATENCY', 'NUM_STREAMS': 1}
         self._requests: Dict[Tuple[int, ...], object] = {}

@@ -77,9 +77,9 @@ def _onnx(folder):
     return lambda x: session.run(None, {'x': x})[0]
 
 
-def _openvino(folder):
+def _openvino(folder, file='model.onnx'):
     import openvino as ov
-    compiled = ov.Core().compile_model(os.path.join(folder, 'model.onnx'), 'CPU')
+    compiled = ov.Core().compile_model(os.path.join(folder, file), 'CPU')
     return lambda x: compiled(x)[0]
 
 
@@ -98,7 +98,8 @@ def test_exported_logits_equal_timm(tmp_path, val_folder, selection):
     assert info['preprocessing']['input_size'] == size and info['num_classes'] == 1000
     assert info['labels'] == 'imagenet' and len(info['class_names']) == 1000
     assert info['params'] == sum(p.numel() for p in ema.parameters())
-    assert set(info['parity']['report']) == {'paddle', 'onnxruntime', 'openvino'}
+    assert set(info['parity']['report']) == {'paddle', 'onnxruntime', 'openvino', 'openvino_ir'}
+    assert {'model.onnx', 'model.xml', 'model.bin', 'inference.json'} <= set(info['files'])
     assert info['parity']['report']['openvino']['real images']['images'] == 6
     assert info['parity']['max_rel'] <= RTOL
     x = np.random.RandomState(5).standard_normal((2, 3, size, size)).astype(np.float32)
@@ -106,7 +107,7 @@ def test_exported_logits_equal_timm(tmp_path, val_folder, selection):
         expected = ema(torch.from_numpy(x)).numpy()
     assert relative(raw(torch.from_numpy(x)).detach().numpy(), expected) > 1e-2   # EMA and raw differ
     runtimes = (('paddle inference', _predictor(folder)), ('onnx runtime', _onnx(folder)),
-                ('openvino', _openvino(folder)))
+                ('openvino', _openvino(folder)), ('openvino ir', _openvino(folder, 'model.xml')))
     for name, run in runtimes:
         assert relative(run(x), expected) <= RTOL, name
         assert relative(run(x[:1]), expected[:1]) <= RTOL, f'{name}, batch 1 (dynamic batch)'
