@@ -92,7 +92,8 @@ def test_a_named_runtime_that_differs_falls_back_to_dygraph(monkeypatch, model_a
     lines = []
     runner, first, second = _run(model, x, 'paddle', lines)
     assert runner.name == 'dygraph'
-    np.testing.assert_array_equal(first, expected)
+    # dygraph's own logits (CPU kernels may split work differently from one call to the next)
+    assert relative_difference(first, expected)['max_rel'] <= 1e-5
     assert lines[0].startswith('warning: INFERENCE paddle is not used')
     assert lines[-1] == 'inference: dygraph (no exported runtime passed the check)'
 
@@ -135,7 +136,7 @@ def test_dygraph_is_served_unchecked(model_and_batch):
     model, x, expected = model_and_batch
     runner = create_runner(model, 64, 'dygraph')
     assert runner.name == 'dygraph' and runner.exported is None
-    np.testing.assert_array_equal(runner(x).numpy(), expected)
+    assert relative_difference(runner(x), expected)['max_rel'] <= 1e-5
 
 
 def test_an_unknown_kind_names_the_choices(model_and_batch):
