@@ -8,8 +8,7 @@ random batch and a few real images (from ``DATA_DIR/<VAL_SPLIT>`` when it exists
 that reads the files (:mod:`pimm.inference`: Paddle Inference, and ONNX Runtime and OpenVINO on
 ``model.onnx``, each where installed) and compares their logits with the dygraph network's; above
 :data:`PARITY_RTOL` the export fails and leaves no files (everything is written in a temporary folder
-and moved into the run folder last). Where OpenVINO is installed, its IR (``model.xml`` +
-``model.bin``, which loads faster than the ONNX file) is written and checked too.
+and moved into the run folder last). No OpenVINO IR is written: see the README's export section.
 """
 import importlib
 import math
@@ -24,7 +23,7 @@ import paddle
 import paddle.nn as nn
 
 from pimm.inference import OnnxExportError, OnnxRuntime, OpenVinoRuntime, PaddleInferenceRuntime, export_onnx, \
-    export_openvino_ir, missing_packages, relative_difference, save_inference_model
+    missing_packages, relative_difference, save_inference_model
 from pimm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, DatasetError, ImageDataset, create_transform
 from pimm.utils import format_complexity, model_complexity
 from pimm.utils.atomic import atomic_path
@@ -123,10 +122,6 @@ def _export_files(cfg, model: nn.Layer, info: ModelInfo, work: str, log) -> Dict
         files.append('model.onnx')
         runners['onnxruntime'] = OnnxRuntime(onnx_file) if 'onnxruntime' in _onnx_checkers() else None
         runners['openvino'] = OpenVinoRuntime(onnx_file) if 'openvino' in _onnx_checkers() else None
-        if 'openvino' in _onnx_checkers():   # its own format loads faster (bench/deploy_latency.py)
-            xml = export_openvino_ir(onnx_file, os.path.join(work, 'model.xml'))
-            files += ['model.xml', 'model.bin']
-            runners['openvino_ir'] = OpenVinoRuntime(xml)
         runners = {name: run for name, run in runners.items() if run is not None}
     rng = np.random.RandomState(PARITY_SEED)
     batches = {'random batch': rng.standard_normal((RANDOM_BATCH, 3, info.input_size, info.input_size))

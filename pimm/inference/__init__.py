@@ -6,7 +6,7 @@ from .dygraph import DygraphRuntime
 from .exported import ExportedModel
 from .factory import CPU_RUNTIMES, INFERENCE_CHOICES, PARITY_RTOL, Runner, available_runtimes, check_inference, \
     create_runner, create_runtime
-from .onnx_export import OnnxExportError, export_onnx, export_openvino_ir
+from .onnx_export import OnnxExportError, export_onnx
 from .onnx_runtime import OnnxRuntime
 from .openvino_runtime import OpenVinoRuntime
 from .paddle_inference import PaddleInferenceRuntime, create_predictor, paddle_config, save_inference_model

@@ -1,6 +1,6 @@
 """The ONNX file of an exported Paddle model (``paddle2onnx``), read by ONNX Runtime and OpenVINO."""
 
-__all__ = ['OnnxExportError', 'export_onnx', 'export_openvino_ir']
+__all__ = ['OnnxExportError', 'export_onnx']
 
 
 class OnnxExportError(Exception):
@@ -22,11 +22,3 @@ def export_onnx(graph: str, params: str, file: str, opset: int = 13) -> str:
         f.write(model)
     return file
 
-
-def export_openvino_ir(onnx_file: str, xml_file: str) -> str:
-    """OpenVINO's own format (``.xml`` + ``.bin``, float32 weights) of ``onnx_file``; returns ``xml_file``.
-
-    It runs as fast as the ONNX file and loads in 0.5-0.9 of the time (bench/deploy_latency.py)."""
-    import openvino as ov
-    ov.save_model(ov.convert_model(onnx_file), xml_file, compress_to_fp16=False)
-    return xml_file

@@ -1,5 +1,4 @@
-"""OpenVINO on the CPU, reading the ONNX file of :func:`~pimm.inference.export_onnx` (or the IR of
-:func:`~pimm.inference.export_openvino_ir`).
+"""OpenVINO on the CPU, reading the ONNX file of :func:`~pimm.inference.export_onnx` (or an IR).
 
 The model is compiled once per input shape (a static batch runs about 10% faster than the dynamic
 one, measured on cream_14 and cream_114; an evaluation sees two shapes: the batch and the last one).
