@@ -1,12 +1,10 @@
 """``bench/deploy_latency.py`` at tiny size: every side of cream_14 at batch 1 on one thread, one round, a
 few timed calls each, and the table, JSON and PNG it writes."""
-import importlib.util
 import json
-import os
 
 import pytest
 
-from cli import REPO_ROOT
+from cli import load_bench
 
 pytest.importorskip('torch')
 pytest.importorskip('timm')
@@ -16,11 +14,7 @@ pytest.importorskip('paddle2onnx')
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location('deploy_latency', os.path.join(REPO_ROOT, 'bench',
-                                                                                  'deploy_latency.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench('deploy_latency')
 
 
 def test_tiny_run_times_every_side_and_refuses_a_used_out(tmp_path, capsys):

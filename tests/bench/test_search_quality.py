@@ -1,12 +1,11 @@
 """``bench/search_quality.py`` end to end at tiny size: every run it chains (train cream, train spos, evolve,
 retrain) through ``tools/main.py``, and the table, JSON and PNG it writes."""
-import importlib.util
 import json
 import os
 
 import pytest
 
-from cli import REPO_ROOT
+from cli import load_bench
 from Paddle_Cream.data.demo_dataset import ensure_demo_dataset
 
 TINY = ['DATASET.BATCH_SIZE', 16, 'EPOCHS', 2, 'WORKERS', 0, 'SUPERNET.META_STA_EPOCH', 0,
@@ -16,11 +15,7 @@ TINY = ['DATASET.BATCH_SIZE', 16, 'EPOCHS', 2, 'WORKERS', 0, 'SUPERNET.META_STA_
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location('search_quality', os.path.join(REPO_ROOT, 'bench',
-                                                                                  'search_quality.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench('search_quality')
 
 
 @pytest.fixture(scope='module')

@@ -35,3 +35,11 @@ def read_rows(out, model: str) -> List[Dict[str, str]]:
     """The rows of that run's ``summary.csv``."""
     with open(os.path.join(run_dir(out, model), 'summary.csv')) as f:
         return list(csv.DictReader(f))
+
+
+def load_bench(name: str):
+    """The module ``bench/<name>.py`` (the bench scripts are files, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO_ROOT, 'bench', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
