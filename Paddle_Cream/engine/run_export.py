@@ -22,8 +22,9 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from pimm.inference import OnnxExportError, OnnxRuntime, OpenVinoRuntime, PaddleInferenceRuntime, export_onnx, \
-    missing_packages, relative_difference, save_inference_model
+# PARITY_RTOL: max |exported - dygraph| / max |dygraph| over a batch of logits, the tolerance INFERENCE uses
+from pimm.inference import PARITY_RTOL, OnnxExportError, OnnxRuntime, OpenVinoRuntime, PaddleInferenceRuntime, \
+    export_onnx, missing_packages, relative_difference, save_inference_model
 from pimm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, DatasetError, ImageDataset, create_transform
 from pimm.utils import format_complexity, model_complexity
 from pimm.utils.atomic import atomic_path
@@ -36,7 +37,6 @@ from .output import create_output_dir, refuse_existing_run, setup_logging, write
 
 __all__ = ['PARITY_RTOL', 'ONNX_RUNTIMES', 'check_export_inputs', 'run_export', 'preprocessing']
 
-PARITY_RTOL = 1e-4           # max |exported - dygraph| / max |dygraph| over a batch of logits
 ONNX_RUNTIMES = ('onnxruntime', 'openvino')   # the ONNX file is checked by each of these that is installed
 PREFIX = 'inference'         # the file names PaddleClas and Paddle 3's own tools use
 RANDOM_BATCH, REAL_IMAGES, PARITY_SEED = 4, 8, 0
@@ -120,9 +120,8 @@ def _export_files(cfg, model: nn.Layer, info: ModelInfo, work: str, log) -> Dict
         except OnnxExportError as e:
             raise UserError(str(e)) from None
         files.append('model.onnx')
-        runners['onnxruntime'] = OnnxRuntime(onnx_file) if 'onnxruntime' in _onnx_checkers() else None
-        runners['openvino'] = OpenVinoRuntime(onnx_file) if 'openvino' in _onnx_checkers() else None
-        runners = {name: run for name, run in runners.items() if run is not None}
+        readers = {'onnxruntime': OnnxRuntime, 'openvino': OpenVinoRuntime}
+        runners.update({name: readers[name](onnx_file) for name in _onnx_checkers()})
     rng = np.random.RandomState(PARITY_SEED)
     batches = {'random batch': rng.standard_normal((RANDOM_BATCH, 3, info.input_size, info.input_size))
                .astype(np.float32)}
