@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional
 
 from pimm.data.auto_augment import rand_augment_transform
 from pimm.data.transforms import INTERPOLATION_NAMES
-from pimm.inference import INFERENCE_CHOICES
+from pimm.inference import INFERENCE_CHOICES, TENSORRT_CHOICES
 from pimm.optim import list_optimizers
 from pimm.scheduler.scheduler_factory import SCHEDULERS
 
@@ -33,6 +33,7 @@ EXPORT_FORMATS = ('paddle', 'onnx', 'both')
 GLOBAL_POOLS = ('avg', 'max', 'avgmax', 'catavgmax')   # pimm's pool types but '' (the Cream head needs a vector)
 RE_MODES = ('const', 'rand', 'pixel')       # pimm.data.random_erasing
 OPTIMIZERS = tuple(list_optimizers())
+LATENCY_RUNTIMES = ('paddle', 'onnxruntime', 'openvino')   # exported runtimes a latency table can be measured with
 SELECTIONS = (-1,) + tuple(int(k) for k in published_models())
 
 
@@ -172,8 +173,11 @@ SCHEMA: Dict[str, Any] = {
         'RESUNIT': Bool(False),         # official keys the engine refuses when True / False
         'DIL_CONV': Bool(False),
         'UPDATE_2ND': Bool(True),
-        'FLOPS_MAXIMUM': _count(600, 0),    # MFLOPs
+        'FLOPS_MAXIMUM': _count(600, 0),    # MFLOPs; 0 with a LATENCY_TABLE: no FLOPs budget (the table's layers)
         'FLOPS_MINIMUM': _count(0, 0),
+        'LATENCY_TABLE': path(''),          # a latency_table.json of tools/main.py latency; '' none
+        'LATENCY_MAXIMUM': _non_negative(0.0),   # ms predicted by LATENCY_TABLE; 0: no latency budget
+        'LATENCY_MINIMUM': _non_negative(0.0),
         'PICK_METHOD': Choice('meta', ('meta', 'top1')),
         'META_STA_EPOCH': _count(20, 0),
         'HOW_TO_PROB': Choice('pre_prob', HOW_TO_PROB),
@@ -192,10 +196,27 @@ SCHEMA: Dict[str, Any] = {
         'EVAL_BATCHES': _count(40),       # validation batches scoring each candidate (the whole set when smaller)
         'EVAL_BATCH_SIZE': _count(200, 1, MAX_BATCH),   # images per scoring batch (SPEC 9: 40 batches of 200)
         'FLOPS_LIMIT': Maybe((_positive(600.0),)),     # MFLOPs; None: SUPERNET.FLOPS_MAXIMUM
+        'LATENCY_LIMIT': _non_negative(0.0),   # ms predicted by LATENCY_TABLE; 0: none
+        'LATENCY_TABLE': path(''),             # '' : SUPERNET.LATENCY_TABLE of this config
     },
     'EXPORT': {                   # tools/main.py export: Paddle Inference and ONNX files of a network
         'FORMAT': Choice('both', EXPORT_FORMATS),
         'OPSET': _count(13, 7, 19),       # ONNX opset (paddle2onnx supports 7..19)
+        'LATENCY_TABLE': path(''),        # measure the exported network with this table's settings; '' none
+    },
+    'LATENCY': {                  # tools/main.py latency: a latency table of the hypernetwork the budget gives
+        'RUNTIME': Choice('auto', ('auto',) + LATENCY_RUNTIMES),   # auto: the one INFERENCE auto would serve with
+        'THREADS': _count(1, 0, 1024),    # math threads of the runtime; 0: every core
+        'BATCH_SIZE': _count(1, 1, MAX_BATCH),
+        'GPU': Bool(False),               # Paddle Inference on GPU 0 (a CUDA build of Paddle)
+        'TENSORRT': Choice('off', TENSORRT_CHOICES),   # with GPU: TensorRT engines at this precision
+        'VALIDATE': _count(50, 0, 10_000),    # random paths measured whole to prove the table (0: none)
+        'CALIBRATE': _count(10, 0, 10_000),   # random paths (plus the smallest and largest) the correction is fitted on
+        'WARMUP': _count(10, 0, 100_000),     # untimed calls of each part and network
+        'REPEATS': _count(20, 1, 100_000),    # timed calls of each per round
+        'ROUNDS': _count(7, 1, 1000),         # interleaved rounds; the median of the round medians is kept
+        'PIN': Bool(True),                # pin the process to THREADS cores while timing
+        'OUTPUT': path(''),               # the table file; '' : latency_table.json in the run folder
     },
     'PREDICT': {                  # tools/main.py predict
         'TOPK': _count(5, 1, 1000),       # classes listed per image

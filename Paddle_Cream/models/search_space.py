@@ -3,7 +3,7 @@ import json
 from importlib import resources
 from typing import Dict, List, Sequence
 
-__all__ = ['CHOICES', 'STAGE_OUT_CHS', 'STAGE_STRIDES', 'NUM_SEARCHED_STAGES', 'Path', 'validate_path',
+__all__ = ['CHOICES', 'STAGE_OUT_CHS', 'STAGE_STRIDES', 'NUM_SEARCHED_STAGES', 'SEARCH_SPACE_ID', 'Path', 'validate_path',
            'path_to_arch_def', 'published_models', 'data_text', 'DATA_DIR']
 
 # choice index -> (depthwise kernel, expansion ratio)
@@ -13,6 +13,9 @@ STAGE_STRIDES = (2, 2, 2, 1, 2)
 NUM_SEARCHED_STAGES = len(STAGE_OUT_CHS)
 STEM_BLOCK = 'ds_r1_k3_s1_e1_c16_se0.25'
 LAST_BLOCK = 'cn_r1_k1_s1_c320_se0.25'
+# what a latency table is valid for: a table measured for other blocks does not describe this space
+SEARCH_SPACE_ID = 'cream:' + '|'.join([STEM_BLOCK, LAST_BLOCK, ','.join(f'k{k}e{e}' for k, e in CHOICES),
+                                       ','.join(map(str, STAGE_OUT_CHS)), ','.join(map(str, STAGE_STRIDES))])
 # the tables the package ships (Paddle_Cream/data: FLOPs table, published models, subImageNet lists), found
 # through importlib.resources: in a checkout, an installed wheel or a zip alike (read them with data_text)
 DATA_PACKAGE = 'Paddle_Cream.data'

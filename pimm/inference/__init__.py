@@ -9,5 +9,7 @@ from .factory import CPU_RUNTIMES, INFERENCE_CHOICES, PARITY_RTOL, Runner, avail
 from .onnx_export import OnnxExportError, export_onnx
 from .onnx_runtime import OnnxRuntime
 from .openvino_runtime import OpenVinoRuntime
-from .paddle_inference import PaddleInferenceRuntime, create_predictor, paddle_config, save_inference_model
+from .paddle_inference import TENSORRT_CHOICES, PaddleInferenceRuntime, create_predictor, paddle_config, \
+    save_inference_model, tensorrt_model
 from .threads import threads_beside_loader
+from .timing import Timing, cpu_name, device_name, pinned_to_cores, time_interleaved

@@ -44,13 +44,21 @@ def check_inference(kind: str) -> None:
         require_runtime(kind)
 
 
-def create_runtime(name: str, exported: ExportedModel, threads: int = 0) -> Runtime:
-    """Runtime ``name`` of ``exported`` with ``threads`` CPU threads (0: all cores)."""
+def create_runtime(name: str, exported: ExportedModel, threads: int = 0, gpu: bool = False,
+                   tensorrt: str = 'off', input_shape: Optional[Sequence[int]] = None) -> Runtime:
+    """Runtime ``name`` of ``exported`` with ``threads`` CPU threads (0: all cores). ``gpu``: Paddle
+    Inference on GPU 0, with ``tensorrt`` 'fp32'/'fp16' engines built for ``input_shape`` (a CUDA build
+    of Paddle; the ONNX runtimes here are their CPU builds)."""
     require_runtime(name)
+    if gpu and name != 'paddle':
+        raise ValueError(f"runtime '{name}' runs on the CPU here; on a GPU use paddle (Paddle Inference)")
+    if tensorrt != 'off' and not (gpu and input_shape):
+        raise ValueError('TensorRT engines need gpu=True and the input shape to build them for')
     if name == 'dygraph':
         return DygraphRuntime(exported.model)
     if name == 'paddle':
-        return PaddleInferenceRuntime(*exported.paddle_files, threads=threads)
+        files = exported.tensorrt_files(input_shape, tensorrt) if tensorrt != 'off' else exported.paddle_files
+        return PaddleInferenceRuntime(*files, threads=threads, gpu=gpu)
     if name == 'onnxruntime':
         return OnnxRuntime(exported.onnx_file, threads)
     if name == 'openvino':
