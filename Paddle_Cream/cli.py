@@ -12,14 +12,15 @@ import sys
 
 # the ``cream`` command's entry file, beside this package (in site-packages, or at the root of a checkout)
 ENTRY_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '_cream_entry.py')
-MODES = ('train', 'retrain', 'test', 'evolve', 'rank', 'export', 'predict')
+MODES = ('train', 'retrain', 'test', 'evolve', 'rank', 'export', 'predict', 'latency')
 HELP = """Paddle_Cream command line: ``{prog} MODE CONFIG [KEY VALUE ...]``.
 
 MODE: train (Cream or SPOS supernet search), retrain (train one child network from
 scratch), test (evaluate a network and report paper parity), evolve (SPOS evolutionary search on a
 search checkpoint, RESUME_PATH), rank (inherited vs retrained top-1 rank correlation of random paths),
 export (Paddle Inference and ONNX files of a network, parity-checked), predict (classify the images
-under INPUT).
+under INPUT), latency (a latency table of the search's hypernetwork measured on this device, validated
+on random whole networks, for SUPERNET.LATENCY_TABLE).
 CONFIG: a YAML file of config keys (see Paddle_Cream/config/defaults.py);
 KEY VALUE pairs after it override the file. NUM_GPU > 1 runs the mode under
 paddle.distributed.launch (GPUs, or gloo CPU processes without GPUs)."""
@@ -39,11 +40,12 @@ def _modes():
     from Paddle_Cream.engine.run_rank import check_rank_inputs, run_rank
     from Paddle_Cream.engine.run_export import check_export_inputs, run_export
     from Paddle_Cream.engine.run_predict import check_predict_inputs, run_predict
+    from Paddle_Cream.engine.run_latency import check_latency_inputs, run_latency
     # mode -> (checks run before any process is launched, the mode itself)
     return {'train': (check_train_inputs, run_train), 'retrain': (check_retrain_inputs, run_retrain),
             'test': (check_test_inputs, run_test), 'evolve': (check_evolve_inputs, run_evolve),
             'rank': (check_rank_inputs, run_rank), 'export': (check_export_inputs, run_export),
-            'predict': (check_predict_inputs, run_predict)}
+            'predict': (check_predict_inputs, run_predict), 'latency': (check_latency_inputs, run_latency)}
 
 
 def _user_errors():

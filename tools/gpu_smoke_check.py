@@ -6,7 +6,8 @@
 On the digits demo data (written to the work folder): the environment (CUDA build, visible GPUs,
 NCCL, /dev/shm), the Cream search with AMP and SyncBN on --gpus processes (identical boards on every
 rank), its resume, the retrain of what it found with AMP and SyncBN, the test of the retrained network
-across processes, and a one-GPU search with AMP. Exit status 0 when every item passes. ``--dry-run``
+across processes, a one-GPU search with AMP, and latency tables measured with Paddle Inference on GPU 0
+(plain and TensorRT fp16). Exit status 0 when every item passes. ``--dry-run``
 prints the commands without running them (works anywhere).
 """
 import argparse
@@ -25,6 +26,9 @@ MAIN = os.path.join(ROOT, 'tools', 'main.py')
 # a search whose board fills and whose meta layer updates within 2 short epochs
 SEARCH = ['EPOCHS', '2', 'DATASET.BATCH_SIZE', '16', 'SUPERNET.FLOPS_MINIMUM', '0', 'SUPERNET.FLOPS_MAXIMUM', '150',
           'SUPERNET.META_STA_EPOCH', '0', 'SUPERNET.UPDATE_ITER', '3', 'SUPERNET.POOL_SIZE', '3', 'WORKERS', '2']
+# a latency table of the smallest hypernetwork ([1, 1, 1, 1, 1] at 160px) with a short validation
+LATENCY = ['SUPERNET.FLOPS_MINIMUM', '0', 'SUPERNET.FLOPS_MAXIMUM', '40', 'LATENCY.GPU', 'True',
+           'LATENCY.RUNTIME', 'paddle', 'LATENCY.VALIDATE', '10', 'LATENCY.CALIBRATE', '4']
 
 
 def _args() -> argparse.Namespace:
@@ -55,6 +59,10 @@ def _commands(work: str, gpus: int) -> List[Tuple[str, List[str]]]:
                                   'RESUME_PATH', best, 'INFERENCE', 'dygraph', 'MODEL', 'smoke_test']),
         ('search on 1 GPU, AMP', ['train', 'configs/demo/train.yaml', *common, *SEARCH, 'EPOCHS', '1', 'AMP', 'True',
                                   'MODEL', 'smoke_search_1gpu']),
+        ('latency table, Paddle Inference on GPU 0', ['latency', 'configs/latency.yaml', 'SAVE_PATH', out, *LATENCY,
+                                                      'MODEL', 'smoke_latency_gpu']),
+        ('latency table, TensorRT fp16', ['latency', 'configs/latency.yaml', 'SAVE_PATH', out, *LATENCY,
+                                          'LATENCY.TENSORRT', 'fp16', 'MODEL', 'smoke_latency_trt']),
     ]
 
 
@@ -98,6 +106,17 @@ def _check_run(label: str, work: str, proc: subprocess.CompletedProcess) -> Opti
             return f'the ranks hold different boards: {digests}'
     if label.startswith('search resumed') and 'resumed from' not in proc.stdout:
         return 'did not resume'
+    if label.startswith('latency'):
+        model = 'smoke_latency_trt' if 'TensorRT' in label else 'smoke_latency_gpu'
+        with open(glob.glob(os.path.join(out, f'*-{model}', 'latency_table.json'))[0]) as f:
+            table = json.load(f)
+        valid, check = table['valid_for'], table.get('validation') or {}
+        if not valid['gpu']:
+            return f"measured on {valid['device']}, not the GPU"
+        if not check.get('paths'):
+            return 'no validation'
+        return None if check['within_10_percent'] >= 0.8 else \
+            f"only {100 * check['within_10_percent']:.0f}% of validation paths within +-10% (see the table's PNG)"
     if label.startswith('test'):
         results = glob.glob(os.path.join(out, '*-smoke_test', 'results.json'))
         with open(results[0]) as f:

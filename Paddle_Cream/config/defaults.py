@@ -175,7 +175,8 @@ SCHEMA: Dict[str, Any] = {
         'UPDATE_2ND': Bool(True),
         'FLOPS_MAXIMUM': _count(600, 0),    # MFLOPs; 0 with a LATENCY_TABLE: no FLOPs budget (the table's layers)
         'FLOPS_MINIMUM': _count(0, 0),
-        'LATENCY_TABLE': path(''),          # a latency_table.json of tools/main.py latency; '' none
+        'LATENCY_TABLE': path(''),          # a latency_table.json (tools/main.py latency) for the hypernetwork
+                                            # the FLOPs budget gives (FLOPS_MAXIMUM 0: the table gives it); '' none
         'LATENCY_MAXIMUM': _non_negative(0.0),   # ms predicted by LATENCY_TABLE; 0: no latency budget
         'LATENCY_MINIMUM': _non_negative(0.0),
         'PICK_METHOD': Choice('meta', ('meta', 'top1')),
@@ -216,7 +217,7 @@ SCHEMA: Dict[str, Any] = {
         'REPEATS': _count(20, 1, 100_000),    # timed calls of each per round
         'ROUNDS': _count(7, 1, 1000),         # interleaved rounds; the median of the round medians is kept
         'PIN': Bool(True),                # pin the process to THREADS cores while timing
-        'OUTPUT': path(''),               # the table file; '' : latency_table.json in the run folder
+        'OUTPUT': path(''),               # a copy of the run folder's latency_table.json here; '' none
     },
     'PREDICT': {                  # tools/main.py predict
         'TOPK': _count(5, 1, 1000),       # classes listed per image

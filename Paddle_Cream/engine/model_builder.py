@@ -1,8 +1,9 @@
 """The network a config asks for, and its weights from a .pth.tar or .pdparams file."""
 import json
+import math
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import paddle.nn as nn
 
@@ -17,6 +18,7 @@ __all__ = ['ModelInfo', 'build_model', 'load_weights', 'read_arch_file', 'requir
 
 TORCH_SUFFIXES = ('.pth.tar', '.pth', '.tar', '.pt')
 _MAX_ARCH_FILE_BYTES = 1 << 20   # a best_arch.json is a few hundred bytes
+LATENCY_KEYS = ('latency_ms', 'latency_table')   # an evolve's prediction, carried on into a retrain's arch.json
 
 
 @dataclass
@@ -26,12 +28,28 @@ class ModelInfo:
     path: List[List[int]]
     input_size: int
     paper: Dict[str, float] = field(default_factory=dict)   # paper_top1/top5 for published models
+    latency: Dict[str, Any] = field(default_factory=dict)   # LATENCY_KEYS of the arch file, when it has them
 
 
 def read_arch_file(path: str) -> Tuple[List[List[int]], Optional[int]]:
     """``(arch, resolution)`` of a ``best_arch.json`` written by a search or a retrain run's ``arch.json``,
     validated; ``resolution`` (the input size a search counted FLOPs at, or a retrain trained at) is None
     when the file has none."""
+    record = _read_arch_record(path)
+    return record['arch'], record.get('resolution')
+
+
+def _carried_latency(record: Dict[str, Any]) -> Dict[str, Any]:
+    """The predicted latency an arch file carries (``latency_ms`` and the table's record); none when it has
+    no positive finite ``latency_ms`` (it describes the file, it is not a setting to refuse)."""
+    ms = record.get('latency_ms')
+    if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not (math.isfinite(ms) and ms > 0):
+        return {}
+    return {key: record[key] for key in LATENCY_KEYS if key in record}
+
+
+def _read_arch_record(path: str) -> Dict[str, Any]:
+    """The arch file's JSON object, its ``arch`` validated and ``resolution`` checked."""
     if not os.path.isfile(path):
         raise UserError(f"NET.ARCH_FILE '{path}' not found")
     bad = f"NET.ARCH_FILE '{path}' is not a valid architecture file"
@@ -55,7 +73,7 @@ def read_arch_file(path: str) -> Tuple[List[List[int]], Optional[int]]:
                                    or not MIN_IMAGE_SIZE <= resolution <= MAX_IMAGE_SIZE):
         raise UserError(f'{bad}: resolution must be an integer in {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE} (pixels), '
                         f'got {resolution!r}')
-    return arch, resolution
+    return dict(record, arch=arch)
 
 
 def build_model(cfg) -> (nn.Layer, ModelInfo):
@@ -70,15 +88,13 @@ def build_model(cfg) -> (nn.Layer, ModelInfo):
     selection = int(net.SELECTION)
     if selection == -1:
         try:
-            if net.ARCH_FILE:
-                path, resolution = read_arch_file(net.ARCH_FILE)
-            else:
-                path, resolution = validate_path(net.INPUT_ARCH), None
+            record = _read_arch_record(net.ARCH_FILE) if net.ARCH_FILE else {'arch': validate_path(net.INPUT_ARCH)}
         except ValueError as e:
             raise UserError(f'NET.INPUT_ARCH is not a valid architecture: {e}') from None
-        size = cfg.DATASET.IMAGE_SIZE or resolution or 224
+        path = record['arch']
+        size = cfg.DATASET.IMAGE_SIZE or record.get('resolution') or 224
         model = ChildNet(path, input_size=size, **kwargs)
-        return model, ModelInfo('ChildNet', path, size)
+        return model, ModelInfo('ChildNet', path, size, latency=_carried_latency(record))
     if str(selection) not in table:
         raise UserError(f"NET.SELECTION {selection} is not a published model; valid: "
                         f"{', '.join(table)} or -1 with NET.INPUT_ARCH / NET.ARCH_FILE")

@@ -17,6 +17,7 @@ Both sets are fixed so a score is reproducible: a seeded random subset of the tr
 EVAL_BATCH_SIZE``; the whole set when smaller), both with the evaluation transform (resize + centre crop,
 no augmentation), visited in the same order every time.
 """
+import math
 import os
 import time
 from typing import Callable, Dict, List, Optional, Sequence
@@ -34,7 +35,8 @@ from .errors import UserError, require_inference
 from .evaluate import evaluate
 from .train_state import find_resume_checkpoint, load_train_state
 
-__all__ = ['load_search_checkpoint', 'bn_loader', 'fixed_loaders', 'PathEvaluator', 'check_path_eval_inputs', 'flops_limit']
+__all__ = ['load_search_checkpoint', 'bn_loader', 'fixed_loaders', 'PathEvaluator', 'check_path_eval_inputs',
+           'flops_limit']
 
 
 def check_path_eval_inputs(cfg, mode: str) -> Dict:
@@ -60,9 +62,11 @@ def check_path_eval_inputs(cfg, mode: str) -> Dict:
 
 
 def flops_limit(cfg) -> float:
-    """EVOLVE.FLOPS_LIMIT (MFLOPs), None meaning SUPERNET.FLOPS_MAXIMUM."""
+    """EVOLVE.FLOPS_LIMIT (MFLOPs), None meaning SUPERNET.FLOPS_MAXIMUM; infinite when that is 0 (a search
+    under a latency budget alone has no FLOPs budget)."""
     limit = cfg.EVOLVE.FLOPS_LIMIT
-    return float(cfg.SUPERNET.FLOPS_MAXIMUM if limit is None else limit)
+    limit = float(cfg.SUPERNET.FLOPS_MAXIMUM if limit is None else limit)
+    return limit if limit > 0 else math.inf
 
 
 def load_search_checkpoint(cfg, path: str):

@@ -1,5 +1,5 @@
-"""PNG plots people look at: the board (top-1 against FLOPs), training curves, evolution, rank scatter."""
-from typing import Dict, List, Sequence
+"""PNG plots people look at: the board (top-1 against FLOPs or latency), training curves, evolution, rank scatter."""
+from typing import Dict, List, Optional, Sequence
 
 from pimm.utils.atomic import atomic_path
 
@@ -18,22 +18,31 @@ def _save(fig, path: str) -> None:
         fig.savefig(tmp, dpi=110, bbox_inches='tight', format='png')
 
 
-def plot_board(entries: Sequence[Dict], flops_minimum: float, flops_maximum: float, path: str,
-               title: str = 'prioritized board') -> None:
-    """Top-1 against MFLOPs of the board's paths, the budget drawn as a band, the best one marked."""
+# board cost -> (entry key, x axis label, budget label)
+_BOARD_AXES = {'flops': ('flops', 'MFLOPs (conv + linear MACs)', 'FLOPs budget'),
+               'latency': ('latency', 'predicted latency (ms)', 'latency budget')}
+
+
+def plot_board(entries: Sequence[Dict], minimum: float, maximum: float, path: str, title: str = 'prioritized board',
+               cost: str = 'flops', note: Optional[str] = None) -> None:
+    """Top-1 against the board's cost of its paths (MFLOPs, or predicted ms with ``cost='latency'``), the
+    budget ``[minimum, maximum]`` drawn as a band, the best one marked; ``note`` is added to the x label
+    (e.g. the latency table's settings)."""
+    key, xlabel, budget = _BOARD_AXES[cost]
     plt = _figure()
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.axvspan(flops_minimum, flops_maximum, color='tab:green', alpha=0.08, label='FLOPs budget')
-    for x in (flops_minimum, flops_maximum):
+    ax.axvspan(minimum, maximum, color='tab:green', alpha=0.08, label=budget)
+    for x in (minimum, maximum):
         ax.axvline(x, color='tab:green', lw=1, ls='--')
     if entries:
-        ax.scatter([e['flops'] for e in entries], [e['top1'] for e in entries], c='tab:blue', label='board paths')
+        ax.scatter([e[key] for e in entries], [e['top1'] for e in entries], c='tab:blue', label='board paths')
         best = max(entries, key=lambda e: e['top1'])
-        ax.scatter([best['flops']], [best['top1']], marker='*', s=220, c='tab:red', label='best path')
-        lo = min(min(e['flops'] for e in entries), flops_minimum)
-        hi = max(max(e['flops'] for e in entries), flops_maximum)
-        ax.set_xlim(lo - 0.05 * (hi - lo + 1), hi + 0.05 * (hi - lo + 1))
-    ax.set_xlabel('MFLOPs (conv + linear MACs)')
+        ax.scatter([best[key]], [best['top1']], marker='*', s=220, c='tab:red', label='best path')
+        lo = min(min(e[key] for e in entries), minimum)
+        hi = max(max(e[key] for e in entries), maximum)
+        pad = 1 if cost == 'flops' else 0.1 * hi + 1e-3   # never a zero span; ms spans can be well under 1
+        ax.set_xlim(lo - 0.05 * (hi - lo + pad), hi + 0.05 * (hi - lo + pad))
+    ax.set_xlabel(xlabel if note is None else f'{xlabel}\n{note}')
     ax.set_ylabel('batch top-1 (%)')
     ax.set_title(title)
     ax.legend(loc='lower right', fontsize=8)
@@ -93,10 +102,15 @@ def plot_labelled_errorbars(xs: Sequence[float], ys: Sequence[float], yerr: Sequ
     plt.close(fig)
 
 
-def plot_evolution(history: Sequence[Dict], path: str) -> None:
-    """Top-1 against generation of an evolutionary search: best so far, each generation's best and mean."""
+def plot_evolution(history: Sequence[Dict], path: str, latency_limit: Optional[float] = None) -> None:
+    """Top-1 against generation of an evolutionary search: best so far, each generation's best and mean;
+    when the top-k carry predicted latency, beside it the final top-k's top-1 against latency, the
+    limit drawn."""
     plt = _figure()
-    fig, ax = plt.subplots(figsize=(5, 4))
+    final = history[-1]['top_k'] if history else []
+    with_latency = bool(final) and 'latency_ms' in final[0]
+    fig, axes = plt.subplots(1, 2 if with_latency else 1, figsize=(10 if with_latency else 5, 4), squeeze=False)
+    ax = axes[0][0]
     for key, label in (('best_so_far', 'best so far'), ('best_top1', 'generation best'),
                        ('mean_top1', 'generation mean')):
         points = [(h['generation'], h[key]) for h in history if h[key] is not None]
@@ -106,5 +120,45 @@ def plot_evolution(history: Sequence[Dict], path: str) -> None:
     ax.set_title('SPOS evolutionary search')
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    if with_latency:
+        ax = axes[0][1]
+        ax.scatter([e['latency_ms'] for e in final], [e['top1'] for e in final], c='tab:blue', label='final top-k')
+        ax.scatter([final[0]['latency_ms']], [final[0]['top1']], marker='*', s=220, c='tab:red', label='chosen')
+        if latency_limit:
+            ax.axvline(latency_limit, color='tab:green', lw=1, ls='--', label=f'limit {latency_limit:g} ms')
+        ax.set_xlabel('predicted latency (ms, latency table)')
+        ax.set_ylabel('val top-1 (%), BN recomputed')
+        ax.set_title('top-k against latency')
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_latency_validation(validation: Dict, path: str, title: str = 'latency table') -> None:
+    """Predicted against measured milliseconds of a latency table's validation networks, with the
+    +-10% band and the figures of :func:`~Paddle_Cream.search.latency_table.prediction_report`."""
+    plt = _figure()
+    entries = validation['entries']
+    measured = [e['measured_ms'] for e in entries]
+    predicted = [e['predicted_ms'] for e in entries]
+    lo, hi = 0.95 * min(measured + predicted), 1.05 * max(measured + predicted)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([lo, hi], [lo, hi], color='black', lw=1, label='predicted = measured')
+    ax.fill_between([lo, hi], [0.9 * lo, 0.9 * hi], [1.1 * lo, 1.1 * hi], color='tab:green', alpha=0.12,
+                    label='within +-10%')
+    spread = [[m - e['spread_ms'][0] for m, e in zip(measured, entries)],
+              [e['spread_ms'][1] - m for m, e in zip(measured, entries)]]
+    ax.errorbar(measured, predicted, xerr=spread, fmt='o', ms=4, color='tab:blue', ecolor='tab:blue', alpha=0.7,
+                elinewidth=0.8, label='validation network (measured p10-p90)')
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel('measured latency (ms, whole exported network)')
+    ax.set_ylabel('predicted latency (ms, table)')
+    ax.set_title(f"{title}\n{validation['paths']} paths: MAPE {validation['mape_percent']:.1f}%, "
+                 f"{100 * validation['within_10_percent']:.0f}% within 10%, tau {validation['kendall_tau']:.2f}",
+                 fontsize=9)
+    ax.legend(loc='upper left', fontsize=8)
+    ax.grid(alpha=0.3)
     _save(fig, path)
     plt.close(fig)

@@ -9,6 +9,11 @@ that reads the files (:mod:`pimm.inference`: Paddle Inference, and ONNX Runtime 
 ``model.onnx``, each where installed) and compares their logits with the dygraph network's; above
 :data:`PARITY_RTOL` the export fails and leaves no files (everything is written in a temporary folder
 and moved into the run folder last). No OpenVINO IR is written: see the README's export section.
+
+With EXPORT.LATENCY_TABLE the parity-checked network is also timed as that latency table was measured (its
+runtime, threads, batch size and resolution; LATENCY.WARMUP/REPEATS/ROUNDS/PIN the schedule) and, when it
+is a path of the table's layers, its latency predicted by the table: ``export.json``'s ``latency``, with
+a warning when the two differ by more than :data:`LATENCY_WARN_PERCENT`.
 """
 import importlib
 import math
@@ -16,7 +21,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import paddle
@@ -29,25 +34,29 @@ from pimm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, DatasetError,
 from pimm.utils import format_complexity, model_complexity
 from pimm.utils.atomic import atomic_path
 
+from ..search.latency_build import measure_model
 from .distributed import on_cpu
 from .errors import UserError
 from .labels import class_labels
+from .latency_inputs import TableFile, load_latency_table, require_table_runtime
 from .model_builder import ModelInfo, build_model, load_weights, require_weights
 from .output import create_output_dir, refuse_existing_run, setup_logging, write_json_atomic
 
-__all__ = ['PARITY_RTOL', 'ONNX_RUNTIMES', 'check_export_inputs', 'run_export', 'preprocessing']
+__all__ = ['PARITY_RTOL', 'ONNX_RUNTIMES', 'LATENCY_WARN_PERCENT', 'check_export_inputs', 'run_export',
+           'preprocessing']
 
 ONNX_RUNTIMES = ('onnxruntime', 'openvino')   # the ONNX file is checked by each of these that is installed
 PREFIX = 'inference'         # the file names PaddleClas and Paddle 3's own tools use
 RANDOM_BATCH, REAL_IMAGES, PARITY_SEED = 4, 8, 0
+LATENCY_WARN_PERCENT = 10.0   # predicted vs measured latency beyond this: the table may not describe this machine
 
 
 def _onnx_checkers() -> List[str]:
     return [name for name in ONNX_RUNTIMES if not missing_packages(name)]
 
 
-def check_export_inputs(cfg) -> None:
-    """Fail fast, before anything is built, on what a user can fix."""
+def check_export_inputs(cfg) -> Optional[TableFile]:
+    """Fail fast, before anything is built, on what a user can fix; returns EXPORT.LATENCY_TABLE's table."""
     require_weights(cfg, 'export')
     if cfg.EXPORT.FORMAT in ('onnx', 'both'):
         missing = [p for p in ('paddle2onnx',) if importlib.util.find_spec(p) is None]
@@ -56,7 +65,12 @@ def check_export_inputs(cfg) -> None:
         if missing:
             raise UserError(f"EXPORT.FORMAT {cfg.EXPORT.FORMAT} needs the package(s) {', '.join(missing)}: "
                             f"pip install {' '.join(missing)} (or EXPORT.FORMAT paddle)")
+    latency = None
+    if cfg.EXPORT.LATENCY_TABLE:
+        latency = load_latency_table(cfg.EXPORT.LATENCY_TABLE, 'EXPORT.LATENCY_TABLE')
+        require_table_runtime(latency)
     refuse_existing_run(cfg.SAVE_PATH, cfg.MODEL, 'export', 'export.json')
+    return latency
 
 
 def preprocessing(cfg, input_size: int) -> Dict[str, object]:
@@ -141,17 +155,45 @@ def _export_files(cfg, model: nn.Layer, info: ModelInfo, work: str, log) -> Dict
                                          report=report))
 
 
+def _latency(cfg, model: nn.Layer, info: ModelInfo, latency: TableFile, log) -> Dict[str, Any]:
+    """export.json's ``latency``: the network timed with the table's settings, and predicted by the table
+    when it is a path of the table's layers."""
+    table = latency.table
+    if info.input_size != table.resolution:
+        log(f"latency: timed at the table's {table.resolution}px, the input size its predictions are for (this "
+            f"export's is {info.input_size}px)")
+    lat = cfg.LATENCY
+    timing = measure_model(model, table, warmup=lat.WARMUP, repeats=lat.REPEATS, rounds=lat.ROUNDS, pin=lat.PIN)
+    layers = [len(stage) for stage in info.path[1:-1]]
+    predicted, reason = None, None
+    if layers == table.sta_num:
+        predicted = table.predict(info.path)
+    else:
+        reason = f'the network has layers {layers}, the table {table.sta_num}: no prediction'
+    error = None if predicted is None else 100 * (predicted - timing.median_ms) / timing.median_ms
+    shown = reason if predicted is None else f'predicted {predicted:.3f} ms ({error:+.1f}%)'
+    log(f'latency ({table.describe()}): measured {timing.median_ms:.3f} ms (p10 {timing.p10_ms:.3f}, p90 '
+        f'{timing.p90_ms:.3f}); {shown}')
+    if error is not None and abs(error) > LATENCY_WARN_PERCENT:
+        log(f'warning: the latency table predicts {predicted:.3f} ms, the exported network measures '
+            f'{timing.median_ms:.3f} ms ({error:+.1f}%, beyond {LATENCY_WARN_PERCENT:g}%): the table may not '
+            f'describe this machine or its load now; build it again with tools/main.py latency')
+    record = latency.record()
+    return dict(table=record.pop('file'), **record, predicted_ms=predicted, measured_ms=timing.median_ms,
+                p10_ms=timing.p10_ms, p90_ms=timing.p90_ms, error_percent=error, reason=reason)
+
+
 def run_export(cfg) -> Dict[str, object]:
     """Export, check parity, then move the files into the run folder; returns ``export.json``'s content.
 
     Runs on the CPU, GPU or not: the reference logits then come from float32 CPU kernels, as the CPU
     predictor's and ONNX Runtime's do (a GPU's TF32 convolutions alone would differ by more than 1e-4)."""
-    check_export_inputs(cfg)
+    latency = check_export_inputs(cfg)
     with on_cpu():
-        return _run_export(cfg)
+        return _run_export(cfg, latency)
 
 
-def _run_export(cfg) -> Dict[str, object]:
+def _run_export(cfg, latency: Optional[TableFile]) -> Dict[str, object]:
     console = setup_logging(None).info
     lines: List[str] = []
 
@@ -164,6 +206,8 @@ def _run_export(cfg) -> Dict[str, object]:
     log(f'{info.name} @{info.input_size}px: {format_complexity(macs, params)}')
     with tempfile.TemporaryDirectory(prefix='cream_export_') as work:
         result = _export_files(cfg, model, info, work, log)
+        if latency is not None:
+            result['latency'] = _latency(cfg, model, info, latency, log)
         labels, source, note = class_labels(cfg.RESUME_PATH, cfg.DATASET.NUM_CLASSES)
         if note:
             log(note)

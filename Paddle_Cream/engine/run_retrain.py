@@ -155,8 +155,9 @@ def _test_command(cfg, info: ModelInfo, out_dir: str, best: str) -> str:
         net = f'NET.SELECTION {cfg.NET.SELECTION}'
     else:
         arch_file = os.path.join(out_dir, 'arch.json')
-        # resolution: the size it was trained at, which NET.ARCH_FILE then builds by default
-        write_json_atomic({'arch': info.path, 'resolution': info.input_size}, arch_file)
+        # resolution: the size it was trained at, which NET.ARCH_FILE then builds by default; the latency
+        # an evolve predicted for this architecture goes along with it
+        write_json_atomic({'arch': info.path, 'resolution': info.input_size, **info.latency}, arch_file)
         net = f'NET.SELECTION -1 NET.ARCH_FILE {arch_file}'
     crop = '' if cfg.DATASET.CROP_PCT == DEFAULT_CROP_PCT else f' DATASET.CROP_PCT {cfg.DATASET.CROP_PCT}'
     return (f'python tools/main.py test configs/test.yaml {net} RESUME_PATH {best} DATASET.NUM_CLASSES '

@@ -14,7 +14,7 @@ from pimm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from pimm.utils import count_params
 
 from ..models.hypernet import HyperNet
-from ..search import MetaMatcher, PathSampler, PrioritizedBoard, UniformFlopsSampler
+from ..search import MetaMatcher, PrioritizedBoard
 from ..search.supernet_step import SearchSettings, SupernetStep
 from pimm.utils.distributed import broadcast_tensors, get_rank, init_distributed, is_main_process
 from .distributed import cpu_math_threads, sync_batch_norm
@@ -23,6 +23,7 @@ from .evaluate import evaluate
 from .path_eval import PathEvaluator, bn_loader
 from .output import create_output_dir, retrain_command, setup_logging, write_json_atomic
 from .plots import plot_board, plot_curves
+from .search_budget import SearchSpace, make_sampler
 from .search_setup import (apply_resume_state, build_optimization, check_train_inputs, read_resume_state,
                            train_loaders)
 from .seeding import epoch_seed, seed_everything
@@ -39,14 +40,6 @@ def _settings(cfg) -> SearchSettings:
                           sample_from_board=s.HOW_TO_PROB == 'teacher')
 
 
-def _sampler(cfg, sta_num, flops_fn, seed: int):
-    s = cfg.SUPERNET
-    if s.METHOD == 'spos':
-        return UniformFlopsSampler(sta_num, flops_fn, s.FLOPS_MINIMUM, s.FLOPS_MAXIMUM, seed=seed)
-    return PathSampler(sta_num, flops_fn, s.FLOPS_MINIMUM, s.FLOPS_MAXIMUM, how_to_prob=s.HOW_TO_PROB,
-                       pre_prob=tuple(s.PRE_PROB), seed=seed)
-
-
 def _validate_path(hypernet: HyperNet, path, loader, show: bool) -> Dict[str, float]:
     hypernet.eval()
 
@@ -59,7 +52,7 @@ def _validate_path(hypernet: HyperNet, path, loader, show: bool) -> Dict[str, fl
 
 
 def board_digest(board) -> str:
-    """SHA-1 of the board's paths, accuracies, FLOPs and stored slices."""
+    """SHA-1 of the board's paths, accuracies, FLOPs, latencies and stored slices."""
     h = hashlib.sha1(json.dumps(board.summary(), sort_keys=True).encode())
     for entry in board.entries:
         h.update(np.ascontiguousarray(entry.inputs.numpy()).tobytes())
@@ -92,14 +85,15 @@ def _train_epoch(step: SupernetStep, loader, epoch: int, iters_done: int, schedu
 
 def run_train(cfg) -> Dict:
     """Train the hypernetwork, keep the prioritized board, write best_arch.json."""
-    sta_num, resolution, path_flops = check_train_inputs(cfg)
+    space = check_train_inputs(cfg)
+    sta_num, resolution = space.sta_num, space.resolution
     world = init_distributed()
     cpu_math_threads(world)
     main = is_main_process()
     s = cfg.SUPERNET
     image_size = cfg.DATASET.IMAGE_SIZE or resolution
     identity = dict(sta_num=sta_num, resolution=resolution, image_size=image_size,
-                    num_classes=cfg.DATASET.NUM_CLASSES, method=s.METHOD)
+                    num_classes=cfg.DATASET.NUM_CLASSES, method=s.METHOD, **space.identity())
     seed_everything(cfg.SEED)
     # the data and the checkpoint to resume are checked before any file is written
     train_loader, val_loader = train_loaders(cfg, image_size, world)
@@ -112,18 +106,19 @@ def run_train(cfg) -> Dict:
     if world > 1 and cfg.BATCHNORM.SYNC_BN:
         sync_batch_norm(hypernet)
     log(f'hypernetwork: layers per searched stage {sta_num}, search resolution {resolution}px, training at '
-        f'{image_size}px, {count_params(hypernet) / 1e6:.2f}M params; FLOPs budget '
-        f'[{s.FLOPS_MINIMUM}, {s.FLOPS_MAXIMUM}]M counted at {resolution}px; {s.METHOD} on {world} process(es)'
+        f'{image_size}px, {count_params(hypernet) / 1e6:.2f}M params; {space.describe()}; {s.METHOD} on {world} '
+        f'process(es)'
         f'{", AMP float16" if cfg.AMP else ""}')
     optimizer, scheduler, ema, scaler = build_optimization(cfg, hypernet, len(train_loader))
     fused = getattr(optimizer, 'fused', None)
     broadcast_tensors(fused.values if fused is not None else list(hypernet.state_dict().values()))  # rank 0's
-    board = PrioritizedBoard(s.POOL_SIZE, cfg.ACC_GAP) if s.METHOD == 'cream' else None
+    board = PrioritizedBoard(s.POOL_SIZE, cfg.ACC_GAP, cost=space.cost) if s.METHOD == 'cream' else None
     matcher = MetaMatcher(cfg.DATASET.NUM_CLASSES, s.SLICE) if s.METHOD == 'cream' else None
     if matcher is not None:
         broadcast_tensors(matcher.parameters())
     step = SupernetStep(hypernet, optimizer, None, _settings(cfg), LabelSmoothingCrossEntropy(
-        cfg.AUGMENTATION.SMOOTHING), SoftTargetCrossEntropy(), board, matcher, ema=ema, scaler=scaler)
+        cfg.AUGMENTATION.SMOOTHING), SoftTargetCrossEntropy(), board, matcher, ema=ema, scaler=scaler,
+        latency_fn=space.latency_fn)
     start_epoch, rows = apply_resume_state(resume, hypernet, optimizer, ema, board, matcher, scaler, log)
     if fused is not None:
         fused.check()  # every tensor and gradient still in its unit's buffers after loading
@@ -134,30 +129,35 @@ def run_train(cfg) -> Dict:
     for epoch in range(start_epoch, cfg.EPOCHS):
         seed = epoch_seed(cfg.SEED, epoch)
         seed_everything(seed)
-        step.sampler = _sampler(cfg, sta_num, path_flops.flops, seed)
+        step.sampler = make_sampler(cfg, space, seed)
         set_loader_epoch(train_loader, epoch)
         start = time.time()
         train_metrics, iters = _train_epoch(step, train_loader, epoch, epoch * len(train_loader), scheduler,
                                             log, main, os.path.join(out_dir, CHECKPOINT_NAME))
         val_path, val_flops = step.sampler.sample(board)
+        val_latency = space.latency_of(val_path)
         val = _validate_path(hypernet, val_path, val_loader, main)
         row = dict(epoch=epoch, train_loss=train_metrics['loss'], train_top1=train_metrics['top1'],
                    eval_loss=val['loss'], eval_top1=val['top1'], eval_top5=val['top5'], lr=train_metrics['lr'],
                    eval_path_flops=val_flops, board_size=len(board) if board else 0,
                    seconds=time.time() - start)
+        if val_latency is not None:  # summary.csv keeps its columns without a latency table
+            row['eval_path_latency_ms'] = val_latency
         rows.append(row)
+        cost = f'{val_flops:.1f}M' + ('' if val_latency is None else f', {val_latency:.2f} ms')
         log(f"epoch {epoch}: train loss {row['train_loss']:.4f} top-1 {row['train_top1']:.2f} | random path "
-            f"{val_path} ({val_flops:.1f}M) val top-1 {val['top1']:.2f} (running BN) | board {row['board_size']} | "
+            f"{val_path} ({cost}) val top-1 {val['top1']:.2f} (running BN) | board {row['board_size']} | "
             f"{row['seconds']:.0f}s")
         if board is not None and world > 1:
             # every rank says which board it holds (its launch log), so identical boards can be checked
             print(f'[rank {get_rank()}] epoch {epoch} board digest {board_digest(board)}', flush=True)
         if main:
-            _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matcher, scaler, identity)
-    return _finish(cfg, out_dir, hypernet, board, path_flops, val_loader, rows, resolution, image_size, main, log)
+            _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matcher, scaler, identity, space)
+    return _finish(cfg, out_dir, hypernet, board, space, val_loader, image_size, main, log)
 
 
-def _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matcher, scaler, identity) -> None:
+def _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matcher, scaler, identity,
+                space: SearchSpace) -> None:
     s = cfg.SUPERNET
     state = dict(epoch=epoch, version=2, state_dict=hypernet.state_dict(), optimizer=optimizer.state_dict(),
                  search=identity, rows=rows, config=cfg.dump())
@@ -169,15 +169,15 @@ def _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matc
         state['board'] = board.state_dict()
         state['meta_layer'] = matcher.state_dict()
         write_json_atomic(board.summary(), os.path.join(out_dir, 'board.json'))
-        plot_board(board.summary(), s.FLOPS_MINIMUM, s.FLOPS_MAXIMUM, os.path.join(out_dir, 'board.png'),
-                   title=f'prioritized board after epoch {epoch}')
+        plot_board(board.summary(), *space.cost_budget(), os.path.join(out_dir, 'board.png'),
+                   title=f'prioritized board after epoch {epoch}', cost=space.cost,
+                   note=None if space.latency is None else space.latency.describe())
     save_train_state(out_dir, state)
     write_summary(rows, os.path.join(out_dir, 'summary.csv'))
     plot_curves(rows, os.path.join(out_dir, 'curves.png'), title=f'{s.METHOD} supernet training')
 
 
-def _finish(cfg, out_dir, hypernet, board, path_flops, val_loader, rows, resolution, image_size, main,
-            log) -> Dict:
+def _finish(cfg, out_dir, hypernet, board, space: SearchSpace, val_loader, image_size, main, log) -> Dict:
     """best_arch.json: the board's best path (Cream picks it directly from the prioritized paths), scored
     with its own recomputed BN statistics (``top1``, as SPOS and ``evolve`` score a path) and with the
     supernet's running ones, which mix every sampled path (``top1_running_bn``)."""
@@ -188,7 +188,7 @@ def _finish(cfg, out_dir, hypernet, board, path_flops, val_loader, rows, resolut
         config = 'configs/demo/evolve.yaml' if cfg.DATASET.DEMO else 'configs/evolve.yaml'
         log(f'{why}: choose an architecture by evolutionary search: python tools/main.py evolve {config} '
             f'RESUME_PATH {os.path.join(out_dir, CHECKPOINT_NAME)} DATA_DIR {cfg.DATA_DIR} '
-            f'EVOLVE.FLOPS_LIMIT {cfg.SUPERNET.FLOPS_MAXIMUM} MODEL {cfg.MODEL}_evolve')
+            f'{_evolve_limits(space)}MODEL {cfg.MODEL}_evolve')
         return {}
     best = board.best()
     running = _validate_path(hypernet, best.path, val_loader, main)
@@ -197,15 +197,28 @@ def _finish(cfg, out_dir, hypernet, board, path_flops, val_loader, rows, resolut
     arch_file = os.path.join(out_dir, 'best_arch.json')
     result = dict(arch=best.path, flops=best.flops, top1=val['top1'], top5=val['top5'],
                   top1_running_bn=running['top1'], top5_running_bn=running['top5'], board_top1=best.top1,
-                  resolution=resolution, flops_budget=[cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM],
+                  resolution=space.resolution, **space.arch_entries(best.path),
                   method=cfg.SUPERNET.METHOD, checkpoint=os.path.join(out_dir, 'checkpoint-last.pdparams'),
                   retrain_command=retrain_command(cfg, arch_file))
     if main:
         write_json_atomic(result, arch_file)
-        log(f"chosen architecture {best.path}: {best.flops:.1f} MFLOPs (budget [{cfg.SUPERNET.FLOPS_MINIMUM}, "
-            f"{cfg.SUPERNET.FLOPS_MAXIMUM}]), inherited weights: val top-1 {val['top1']:.2f} with its own "
-            f"recomputed BN statistics ({running['top1']:.2f} with the supernet's running ones)")
+        flops_budget = 'no budget' if space.flops_budget is None else 'budget [{}, {}]'.format(*space.flops_budget)
+        latency = '' if space.latency is None else (
+            f", predicted {result['latency_ms']:.2f} ms (budget [{space.latency_budget[0]}, "
+            f"{space.latency_budget[1]}]) with {space.latency.describe()}")
+        log(f"chosen architecture {best.path}: {best.flops:.1f} MFLOPs ({flops_budget}){latency}, inherited weights: "
+            f"val top-1 {val['top1']:.2f} with its own recomputed BN statistics ({running['top1']:.2f} with the "
+            f"supernet's running ones)")
         log(f'files in {out_dir}: best_arch.json, board.json, board.png, curves.png, summary.csv, train.log, '
             f'checkpoint-last.pdparams')
         log(f"retrain it: {result['retrain_command']}")
     return result
+
+
+def _evolve_limits(space: SearchSpace) -> str:
+    """The evolve keys holding its candidates to this search's budgets (each followed by a space)."""
+    text = '' if space.flops_budget is None else f'EVOLVE.FLOPS_LIMIT {space.flops_budget[1]} '
+    if space.latency is not None:
+        text += (f'EVOLVE.LATENCY_LIMIT {space.latency_budget[1]} EVOLVE.LATENCY_TABLE '
+                 f'{os.path.abspath(space.table.file)} ')
+    return text

@@ -8,12 +8,11 @@ from pimm.utils.atomic import remove_stale_temp_files
 from pimm.utils.distributed import broadcast_object, is_main_process
 
 from ..models.hypernet import HyperNet
-from ..search import search_for_layer
-from ..search.flops_table import PathFlops
 from .demo_data import prepare_demo_data
-from .distributed import gpu_count, on_cpu
+from .distributed import gpu_count
 from .errors import UserError
 from .output import refuse_existing_run
+from .search_budget import SearchSpace, budget_space
 from .train_state import CHECKPOINT_NAME, check_compatible, find_resume_checkpoint, load_train_state
 
 __all__ = ['check_train_inputs', 'check_data_folders', 'train_loaders', 'build_optimization', 'read_resume_state',
@@ -36,9 +35,10 @@ def check_training_keys(cfg) -> None:
                         'every epoch ends with an atomic checkpoint that AUTO_RESUME continues from')
 
 
-def check_train_inputs(cfg) -> Tuple[List[int], int, PathFlops]:
+def check_train_inputs(cfg) -> SearchSpace:
     """Everything a user can get wrong, checked before any process or file is started; returns the
-    search space the budget gives: ``(sta_num, search resolution, its measured PathFlops)``."""
+    search space the budgets give (:func:`~Paddle_Cream.engine.search_budget.budget_space`: its layers,
+    resolution, FLOPs table, latency table and budgets)."""
     check_training_keys(cfg)   # single values (choices, ranges) were checked when the config was loaded
     s = cfg.SUPERNET
     for key in ('RESUNIT', 'DIL_CONV'):
@@ -46,7 +46,7 @@ def check_train_inputs(cfg) -> Tuple[List[int], int, PathFlops]:
             raise UserError(f'SUPERNET.{key} True: only the paper\'s search space is implemented; set it False')
     if not s.UPDATE_2ND:
         raise UserError('SUPERNET.UPDATE_2ND False: the meta-matching update is always second order; set it True')
-    space = _budget_space(cfg)
+    space = budget_space(cfg)
     if cfg.DATASET.BATCH_SIZE < 2 * s.SLICE:
         raise UserError(f'DATASET.BATCH_SIZE {cfg.DATASET.BATCH_SIZE} must hold two slices of SUPERNET.SLICE '
                         f'{s.SLICE} (meta-matching trains on one and validates on the next)')
@@ -56,26 +56,6 @@ def check_train_inputs(cfg) -> Tuple[List[int], int, PathFlops]:
     if not (cfg.RESUME_PATH or cfg.AUTO_RESUME):
         refuse_existing_run(cfg.SAVE_PATH, cfg.MODEL, 'search', CHECKPOINT_NAME, resumable=True)
     return space
-
-
-def _budget_space(cfg) -> Tuple[List[int], int, PathFlops]:
-    """``(sta_num, resolution, PathFlops)`` of the hypernetwork the budget gives (SPEC 4), which must hold
-    at least one path within it: the official procedure lowers the resolution with scaled bounds, which
-    can leave none. FLOPs depend on the structure, classes and pooling only, not on drop rates."""
-    s = cfg.SUPERNET
-    try:
-        sta_num, resolution = search_for_layer(s.FLOPS_MINIMUM, s.FLOPS_MAXIMUM)
-    except ValueError as e:
-        raise UserError(f'SUPERNET.FLOPS_MINIMUM/FLOPS_MAXIMUM: {e}') from None
-    with on_cpu():  # counting FLOPs needs no GPU memory
-        path_flops = PathFlops(HyperNet(sta_num, cfg.DATASET.NUM_CLASSES, global_pool=cfg.NET.GP,
-                                        resolution=resolution), resolution)
-    low, high = path_flops.bounds()
-    if low > s.FLOPS_MAXIMUM or high < s.FLOPS_MINIMUM:
-        raise UserError(f'SUPERNET.FLOPS_MINIMUM/FLOPS_MAXIMUM [{s.FLOPS_MINIMUM}, {s.FLOPS_MAXIMUM}]: the '
-                        f'hypernetwork for it ({sta_num} at {resolution}px) has paths of {low:.1f} to {high:.1f} '
-                        f'MFLOPs, none within the budget')
-    return sta_num, resolution, path_flops
 
 
 def check_data_folders(cfg) -> None:
@@ -186,8 +166,8 @@ def apply_resume_state(state: Optional[Dict], hypernet, optimizer, ema, board, m
 def resume_if_asked(cfg, identity: Dict, hypernet, optimizer, ema, board, matcher, scaler,
                     log) -> Tuple[int, List[Dict]]:
     """:func:`read_resume_state` then :func:`apply_resume_state`."""
-    return apply_resume_state(read_resume_state(cfg, identity, hypernet), hypernet, optimizer, ema, board, matcher, scaler,
-                              log)
+    state = read_resume_state(cfg, identity, hypernet)
+    return apply_resume_state(state, hypernet, optimizer, ema, board, matcher, scaler, log)
 
 
 def load_weights(hypernet: HyperNet, state_dict: Dict) -> None:

@@ -1,10 +1,12 @@
-"""The SPOS evolutionary search over paths under a FLOPs limit (SPEC section 9).
+"""The SPOS evolutionary search over paths under a FLOPs limit (SPEC section 9), and optionally a limit
+on the latency a table predicts.
 
 Population ``population`` (50), keep the best ``top_k`` (10) ever evaluated, each generation
 ``mutation_num`` (25) children by mutation (every searched layer re-drawn with probability
 ``mutation_prob``, 0.1) and ``crossover_num`` (25) by layer-wise crossover of two top-k parents, the
 rest of the population drawn at random; ``generations`` (20) generations. Only legal candidates
-(never evaluated before, within ``[flops_minimum, flops_limit]``) are evaluated, each exactly once;
+(never evaluated before, within ``[flops_minimum, flops_limit]``, and with a ``latency_limit`` predicted
+at most that many milliseconds) are evaluated, each exactly once;
 the winner is the best path ever evaluated. Everything random comes from one
 ``np.random.RandomState(seed)``: a seed and a deterministic score function give the same search.
 """
@@ -32,14 +34,17 @@ def _path(key: Key) -> Path:
 class EvolutionSearch:
     """``run(score_fn) -> (best_path, best_score, history)``; higher scores are better.
 
-    ``flops_fn(path)`` gives MFLOPs; ``history`` has one entry per generation: ``generation``,
+    ``flops_fn(path)`` gives MFLOPs, ``latency_fn(path)`` (optional) predicted milliseconds, legal up to
+    ``latency_limit`` (None: recorded only); ``history`` has one entry per generation: ``generation``,
     ``evaluated`` (new candidates scored), ``best_top1``/``mean_top1`` of that generation,
-    ``best_so_far`` and the current ``top_k`` (paths, scores, FLOPs)."""
+    ``best_so_far`` and the current ``top_k`` (paths, scores, FLOPs, and ``latency_ms`` with a
+    ``latency_fn``). Checking legality draws nothing: without a latency limit the search is the same."""
 
     def __init__(self, sta_num: Sequence[int], flops_fn: Callable[[Path], float], flops_limit: float,
                  population: int = 50, top_k: int = 10, mutation_prob: float = 0.1, mutation_num: int = 25,
                  crossover_num: int = 25, generations: int = 20, flops_minimum: float = 0., seed: int = 0,
-                 max_tries_factor: int = 10):
+                 max_tries_factor: int = 10, latency_fn: Optional[Callable[[Path], float]] = None,
+                 latency_limit: Optional[float] = None):
         if len(sta_num) != NUM_SEARCHED_STAGES or not all(isinstance(n, int) and n >= 1 for n in sta_num):
             raise ValueError(f'sta_num must be {NUM_SEARCHED_STAGES} positive layer counts, got {sta_num!r}')
         if population < 1 or top_k < 1 or generations < 1 or mutation_num < 0 or crossover_num < 0:
@@ -49,6 +54,8 @@ class EvolutionSearch:
             raise ValueError(f'mutation_prob must be in [0, 1], got {mutation_prob}')
         if not flops_minimum <= flops_limit:
             raise ValueError(f'empty FLOPs range [{flops_minimum}, {flops_limit}]')
+        if latency_limit is not None and latency_fn is None:
+            raise ValueError('a latency_limit needs a latency_fn')
         self.sta_num = list(sta_num)
         self.flops_fn = flops_fn
         self.flops_limit, self.flops_minimum = float(flops_limit), float(flops_minimum)
@@ -60,21 +67,45 @@ class EvolutionSearch:
         self.rng = np.random.RandomState(seed)
         self.scores: Dict[Key, float] = {}      # every evaluated candidate, in evaluation order
         self.flops: Dict[Key, float] = {}
+        self.latency_fn = latency_fn
+        self.latency_limit = None if latency_limit is None else float(latency_limit)
+        self.latency: Dict[Key, float] = {}
 
     # ---- candidates -------------------------------------------------------------------------------
     def _random_key(self) -> Key:
         return ((0,),) + tuple(tuple(self.rng.randint(NUM_CHOICES, size=n).tolist()) for n in self.sta_num) + ((0,),)
 
+    @staticmethod
+    def _cached(cache: Dict[Key, float], fn: Callable[[Path], float], key: Key) -> float:
+        if key not in cache:
+            cache[key] = float(fn(_path(key)))
+        return cache[key]
+
     def _flops(self, key: Key) -> float:
-        if key not in self.flops:
-            self.flops[key] = float(self.flops_fn(_path(key)))
-        return self.flops[key]
+        return self._cached(self.flops, self.flops_fn, key)
+
+    def _latency(self, key: Key) -> float:
+        return self._cached(self.latency, self.latency_fn, key)
 
     def is_legal(self, key: Key, pending=()) -> bool:
-        """Never evaluated (nor already chosen for this generation) and within the FLOPs range."""
+        """Never evaluated (nor already chosen for this generation), within the FLOPs range and the
+        latency limit."""
         if key in self.scores or key in pending:
             return False
-        return self.flops_minimum <= self._flops(key) <= self.flops_limit
+        if not self.flops_minimum <= self._flops(key) <= self.flops_limit:
+            return False
+        return self.latency_limit is None or self._latency(key) <= self.latency_limit
+
+    def _limits(self) -> str:
+        latency = '' if self.latency_limit is None else f' and the latency limit {self.latency_limit} ms'
+        return f'the FLOPs range [{self.flops_minimum}, {self.flops_limit}] MFLOPs{latency}'
+
+    def _costs(self, key: Key) -> Dict[str, float]:
+        """FLOPs and, with a latency_fn, predicted milliseconds of ``key``."""
+        costs = dict(flops=self._flops(key))
+        if self.latency_fn is not None:
+            costs['latency_ms'] = self._latency(key)
+        return costs
 
     def _collect(self, make: Callable[[], Optional[Key]], num: int, pending: List[Key]) -> int:
         """Add up to ``num`` legal candidates from ``make`` to ``pending`` (``num * max_tries_factor``
@@ -120,8 +151,8 @@ class EvolutionSearch:
         pending: List[Key] = []
         self._collect(self._random_key, self.population, pending)
         if not pending:
-            raise RuntimeError(f'no path within the FLOPs range [{self.flops_minimum}, {self.flops_limit}] '
-                               f'MFLOPs after {self.population * self.max_tries_factor} random draws')
+            raise RuntimeError(f'no path within {self._limits()} after {self.population * self.max_tries_factor} '
+                               f'random draws')
         for generation in range(self.generations):
             new_scores = []
             for key in pending:
@@ -133,12 +164,13 @@ class EvolutionSearch:
                          best_top1=max(new_scores) if new_scores else None,
                          mean_top1=float(np.mean(new_scores)) if new_scores else None,
                          best_so_far=self.scores[best], best_path=_path(best),
-                         top_k=[dict(arch=_path(k), top1=self.scores[k], flops=self._flops(k)) for k in parents])
+                         top_k=[dict(arch=_path(k), top1=self.scores[k], **self._costs(k)) for k in parents])
             history.append(entry)
             if log:
                 shown = 'none new' if not new_scores else f"best {entry['best_top1']:.2f} mean {entry['mean_top1']:.2f}"
+                latency = '' if self.latency_fn is None else f', {self._latency(best):.3f} ms'
                 log(f'generation {generation}: {len(pending)} candidates evaluated ({shown}); best so far '
-                    f'{self.scores[best]:.2f} {_path(best)} ({self._flops(best):.1f}M)')
+                    f'{self.scores[best]:.2f} {_path(best)} ({self._flops(best):.1f}M{latency})')
             if generation == self.generations - 1:
                 break
             pending = []

@@ -140,11 +140,11 @@ class LatencyMeter:
             x = stem(paddle.zeros([1, 3, self.resolution, self.resolution]))
             out = [('stem', stem, [b, 3, self.resolution, self.resolution])]
             for s, n in enumerate(self.net.sta_num):
-                for l in range(n):
+                for i in range(n):
                     shape = [b] + list(x.shape[1:])
-                    out.extend((f'block {s + 1}.{l}.{c}', self.net.blocks[s + 1][l][c], shape)
+                    out.extend((f'block {s + 1}.{i}.{c}', self.net.blocks[s + 1][i][c], shape)
                                for c in range(len(CHOICES)))
-                    x = self.net.blocks[s + 1][l][0](x)
+                    x = self.net.blocks[s + 1][i][0](x)
         return out + [('head', _Head(self.net), [b] + list(x.shape[1:]))]
 
     def runtime(self, layer: nn.Layer, shape: Sequence[int]) -> Callable[[], object]:
@@ -190,14 +190,16 @@ class LatencyMeter:
         scale, offset = fit_correction([latency.parts_ms(p) for p in calibration], cal_measured)
         table['correction'] = dict(scale=scale, offset_ms=offset, fitted_on=len(calibration),
                                    rule='predicted = scale * (fixed + blocks) + offset_ms',
-                                   calibration=[dict(arch=p, parts_ms=latency.parts_ms(p), measured_ms=m)
-                                                for p, m in zip(calibration, cal_measured)])
+                                   calibration=[dict(arch=p, parts_ms=latency.parts_ms(p), measured_ms=m,
+                                                     timing=timings[f'calibration {i}'].to_dict())
+                                                for i, (p, m) in enumerate(zip(calibration, cal_measured))])
         latency = PathLatency(table)
         measured = [timings[f'validation {i}'].median_ms for i in range(len(validation))]
         if validation:
             predicted = [latency.predict(p) for p in validation]
             table['validation'] = dict(prediction_report(validation, predicted, measured), seed=seed + 1,
                                        entries=[dict(arch=p, predicted_ms=q, measured_ms=m,
+                                                     timing=timings[f'validation {i}'].to_dict(),
                                                      spread_ms=[timings[f'validation {i}'].p10_ms,
                                                                 timings[f'validation {i}'].p90_ms])
                                                 for i, (p, q, m) in enumerate(zip(validation, predicted, measured))])

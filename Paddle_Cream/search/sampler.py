@@ -1,9 +1,11 @@
-"""Path sampling under a FLOPs budget: Cream's per-layer choice distributions (SPEC section 5,
-step 1) and the FLOPs-uniform sampler of the SPOS baseline (SPEC section 9).
+"""Path sampling under a FLOPs budget, and a latency budget when one is given: Cream's per-layer choice
+distributions (SPEC section 5, step 1) and the FLOPs-uniform sampler of the SPOS baseline (SPEC section 9).
 
-Each sampler owns a ``np.random.RandomState``: ranks built with the same seed draw the same
-paths, and ``state_dict``/``load_state_dict`` resume the sequence exactly.
+A latency budget only filters the draws (no random number is spent on it): without one, a seed draws
+exactly the paths it drew before latency budgets existed. Each sampler owns a ``np.random.RandomState``:
+ranks built with the same seed draw the same paths, and ``state_dict``/``load_state_dict`` resume the sequence exactly.
 """
+import math
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -11,12 +13,17 @@ import numpy as np
 from ..models.search_space import CHOICES, NUM_SEARCHED_STAGES
 from .board import PrioritizedBoard
 
-__all__ = ['PathSampler', 'UniformFlopsSampler', 'HOW_TO_PROB', 'DEFAULT_PRE_PROB']
+__all__ = ['PathSampler', 'UniformFlopsSampler', 'BudgetError', 'HOW_TO_PROB', 'DEFAULT_PRE_PROB']
 
 HOW_TO_PROB = ('even', 'pre_prob', 'teacher')
 DEFAULT_PRE_PROB = (0.05, 0.2, 0.05, 0.5, 0.05, 0.15)
 NUM_CHOICES = len(CHOICES)
 FlopsFn = Callable[[List[List[int]]], float]
+LatencyFn = Callable[[List[List[int]]], float]   # e.g. PathLatency.predict: milliseconds
+
+
+class BudgetError(RuntimeError):
+    """No path within the budget turned up in the draws allowed (the message names the budget)."""
 
 
 def _check_prob(prob: Sequence[float], what: str) -> np.ndarray:
@@ -28,19 +35,30 @@ def _check_prob(prob: Sequence[float], what: str) -> np.ndarray:
 
 
 class _BudgetedSampler:
-    """Shared parts: the checked budget and layer counts, the RNG, drawing one path."""
+    """Shared parts: the checked budgets and layer counts, the RNG, drawing one path.
+
+    ``latency_fn`` (milliseconds of a path) with ``[latency_minimum, latency_maximum]``: a latency budget
+    every path must also meet; None: none."""
 
     def __init__(self, sta_num: Sequence[int], flops_fn: FlopsFn, flops_minimum: float, flops_maximum: float,
-                 seed: int, max_tries: int):
+                 seed: int, max_tries: int, latency_fn: Optional[LatencyFn] = None, latency_minimum: float = 0.,
+                 latency_maximum: Optional[float] = None):
         if len(sta_num) != NUM_SEARCHED_STAGES or not all(isinstance(n, int) and n >= 1 for n in sta_num):
             raise ValueError(f'sta_num must be {NUM_SEARCHED_STAGES} positive layer counts, got {sta_num!r}')
         if not flops_minimum <= flops_maximum:
             raise ValueError(f'empty FLOPs budget [{flops_minimum}, {flops_maximum}]')
+        if latency_fn is not None and not (latency_maximum is not None and math.isfinite(latency_maximum)
+                                           and 0 <= latency_minimum <= latency_maximum):
+            raise ValueError(f'a latency_fn needs a finite, non-empty latency budget, got [{latency_minimum}, '
+                             f'{latency_maximum}] ms')
         if max_tries < 1:
             raise ValueError(f'max_tries must be positive, got {max_tries!r}')
         self.sta_num = list(sta_num)
         self.flops_fn = flops_fn
         self.flops_minimum, self.flops_maximum = float(flops_minimum), float(flops_maximum)
+        self.latency_fn = latency_fn
+        self.latency_minimum = float(latency_minimum)
+        self.latency_maximum = None if latency_maximum is None else float(latency_maximum)
         self.max_tries = int(max_tries)
         self.rng = np.random.RandomState(seed)
 
@@ -53,12 +71,19 @@ class _BudgetedSampler:
             start += n
         return path + [[0]]
 
-    def _in_budget(self, flops: float) -> bool:
-        return self.flops_minimum <= flops <= self.flops_maximum
+    def _latency(self, path: List[List[int]]) -> Optional[float]:
+        """The path's milliseconds (None without a latency budget)."""
+        return None if self.latency_fn is None else float(self.latency_fn(path))
 
-    def _budget_error(self, tries: int) -> RuntimeError:
-        return RuntimeError(f'no path within the FLOPs budget [{self.flops_minimum}, {self.flops_maximum}] '
-                            f'MFLOPs after {tries} draws (sta_num {self.sta_num})')
+    def _in_budget(self, flops: float, latency: Optional[float] = None) -> bool:
+        return (self.flops_minimum <= flops <= self.flops_maximum
+                and (latency is None or self.latency_minimum <= latency <= self.latency_maximum))
+
+    def _budget_error(self, tries: int) -> BudgetError:
+        latency = ('' if self.latency_fn is None else
+                   f' and the latency budget [{self.latency_minimum}, {self.latency_maximum}] ms')
+        return BudgetError(f'no path within the FLOPs budget [{self.flops_minimum}, {self.flops_maximum}] MFLOPs'
+                           f'{latency} after {tries} draws (sta_num {self.sta_num})')
 
     def state_dict(self) -> Dict[str, Any]:
         """The RNG state as plain values and a numpy array (checkpoint friendly)."""
@@ -74,7 +99,8 @@ class _BudgetedSampler:
 
 class PathSampler(_BudgetedSampler):
     """Cream's sampler: every searched layer drawn from a probability vector over the 6 choices,
-    re-drawn until the path's FLOPs (``flops_fn``, MFLOPs) lie in ``[flops_minimum, flops_maximum]``.
+    re-drawn until the path's FLOPs (``flops_fn``, MFLOPs) lie in ``[flops_minimum, flops_maximum]``
+    (and, with a ``latency_fn``, its milliseconds in ``[latency_minimum, latency_maximum]``).
 
     ``how_to_prob``: ``'even'`` (uniform), ``'pre_prob'`` (``pre_prob``, normalised) or
     ``'teacher'`` (the board's choice frequencies, uniform while it is empty).
@@ -82,8 +108,10 @@ class PathSampler(_BudgetedSampler):
 
     def __init__(self, sta_num: Sequence[int], flops_fn: FlopsFn, flops_minimum: float, flops_maximum: float,
                  how_to_prob: str = 'even', pre_prob: Sequence[float] = DEFAULT_PRE_PROB, seed: int = 0,
-                 max_tries: int = 1000):
-        super().__init__(sta_num, flops_fn, flops_minimum, flops_maximum, seed, max_tries)
+                 max_tries: int = 1000, latency_fn: Optional[LatencyFn] = None, latency_minimum: float = 0.,
+                 latency_maximum: Optional[float] = None):
+        super().__init__(sta_num, flops_fn, flops_minimum, flops_maximum, seed, max_tries, latency_fn,
+                         latency_minimum, latency_maximum)
         if how_to_prob not in HOW_TO_PROB:
             raise ValueError(f'how_to_prob must be one of {HOW_TO_PROB}, got {how_to_prob!r}')
         self.how_to_prob = how_to_prob
@@ -98,12 +126,12 @@ class PathSampler(_BudgetedSampler):
         return np.full(NUM_CHOICES, 1. / NUM_CHOICES)
 
     def sample(self, board: Optional[PrioritizedBoard] = None) -> Tuple[List[List[int]], float]:
-        """``(path, flops)`` of a path within the budget; ``RuntimeError`` after ``max_tries`` misses."""
+        """``(path, flops)`` of a path within the budget; :class:`BudgetError` after ``max_tries`` misses."""
         prob = self.choice_prob(board)
         for _ in range(self.max_tries):
             path = self._draw(prob)
             flops = float(self.flops_fn(path))
-            if self._in_budget(flops):
+            if self._in_budget(flops, self._latency(path)):
                 return path, flops
         raise self._budget_error(self.max_tries)
 
@@ -113,15 +141,25 @@ class UniformFlopsSampler(_BudgetedSampler):
     bins inside the budget uniformly, then draws uniform paths until one falls in that bin; after
     ``max_misses`` misses it takes the next path within the whole budget (``RuntimeError`` if none
     appears in ``max_tries`` further draws). The official code then took any path, even one
-    outside the budget; here the budget always holds, as the issue asks (re-draw outside it)."""
+    outside the budget; here the budget always holds, as the issue asks (re-draw outside it).
+
+    With a latency budget (``latency_fn``) the bins split the latency budget instead: the search then
+    aims at latency, and a latency-only search has no FLOPs range to split; FLOPs must still fit."""
 
     def __init__(self, sta_num: Sequence[int], flops_fn: FlopsFn, flops_minimum: float, flops_maximum: float,
-                 num_bins: int = 7, max_misses: int = 500, seed: int = 0, max_tries: int = 1000):
-        super().__init__(sta_num, flops_fn, flops_minimum, flops_maximum, seed, max_tries)
+                 num_bins: int = 7, max_misses: int = 500, seed: int = 0, max_tries: int = 1000,
+                 latency_fn: Optional[LatencyFn] = None, latency_minimum: float = 0.,
+                 latency_maximum: Optional[float] = None):
+        super().__init__(sta_num, flops_fn, flops_minimum, flops_maximum, seed, max_tries, latency_fn,
+                         latency_minimum, latency_maximum)
         if num_bins < 1:
             raise ValueError(f'num_bins must be positive, got {num_bins!r}')
         self.num_bins, self.max_misses = int(num_bins), int(max_misses)
-        self.bin_edges = np.linspace(self.flops_minimum, self.flops_maximum, self.num_bins + 1)
+        binned = (self.flops_minimum, self.flops_maximum) if latency_fn is None else (self.latency_minimum,
+                                                                                      self.latency_maximum)
+        if not all(map(math.isfinite, binned)):
+            raise ValueError(f'the bins need a finite FLOPs budget (or a latency budget), got {list(binned)}')
+        self.bin_edges = np.linspace(*binned, self.num_bins + 1)
 
     def sample(self, board: Optional[PrioritizedBoard] = None) -> Tuple[List[List[int]], float]:
         """``(path, flops)``; ``board`` is ignored (same call signature as :class:`PathSampler`)."""
@@ -129,12 +167,12 @@ class UniformFlopsSampler(_BudgetedSampler):
         low, high = self.bin_edges[b], self.bin_edges[b + 1]
         for _ in range(self.max_misses):
             path = self._draw()
-            flops = float(self.flops_fn(path))
-            if low <= flops <= high:
+            flops, latency = float(self.flops_fn(path)), self._latency(path)
+            if low <= (flops if latency is None else latency) <= high and self._in_budget(flops, latency):
                 return path, flops
         for _ in range(self.max_tries):
             path = self._draw()
             flops = float(self.flops_fn(path))
-            if self._in_budget(flops):
+            if self._in_budget(flops, self._latency(path)):
                 return path, flops
         raise self._budget_error(self.max_misses + self.max_tries)

@@ -44,6 +44,7 @@ class StepResult:
     meta: Optional[Dict[str, float]]
     admitted: bool
     teacher: Optional[List[List[int]]]
+    latency: Optional[float] = None        # the path's predicted ms (with a latency_fn)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class _Pending:
     meta: Optional[Dict[str, float]]
     teacher: Optional[List[List[int]]]
     candidate: Optional[List[paddle.Tensor]]   # its first slice and soft labels, when the board is open
+    latency: Optional[float] = None
     shared: bool = False                       # candidate already replaced by rank 0's
 
 
@@ -67,11 +69,13 @@ class SupernetStep:
     :class:`~pimm.optim.FusedSGD` over the hypernetwork's units (or any pimm optimizer, stepping
     parameters per tensor); ``ema`` a :class:`~pimm.utils.ModelEma` (lazy per unit on fused storage);
     ``scaler`` a ``paddle.amp.GradScaler`` for float16 O1 training (board scoring and the meta update
-    stay float32).
+    stay float32). ``latency_fn`` (a path's predicted milliseconds, e.g. ``PathLatency.predict``) gives
+    every path its latency, which a board with ``cost='latency'`` admits by.
     """
 
     def __init__(self, hypernet: HyperNet, optimizer, sampler, settings: SearchSettings, ce_loss: Callable,
-                 kd_loss: Callable, board=None, matcher=None, ema=None, scaler=None):
+                 kd_loss: Callable, board=None, matcher=None, ema=None, scaler=None,
+                 latency_fn: Optional[Callable[[List[List[int]]], float]] = None):
         if settings.method not in ('cream', 'spos'):
             raise ValueError(f"SUPERNET.METHOD must be 'cream' or 'spos', got '{settings.method}'")
         if settings.pick_method not in ('meta', 'top1'):
@@ -79,6 +83,7 @@ class SupernetStep:
         self.hypernet, self.optimizer, self.sampler = hypernet, optimizer, sampler
         self.s, self.ce_loss, self.kd_loss = settings, ce_loss, kd_loss
         self.board, self.matcher, self.ema, self.scaler = board, matcher, ema, scaler
+        self.latency_fn = latency_fn
         self.fused = getattr(optimizer, 'fused', None)
         self._pending: Optional[_Pending] = None
 
@@ -103,7 +108,8 @@ class SupernetStep:
         if teacher is not None and s.pick_method == 'meta' and (iteration + 1) % s.update_iter == 0:
             meta = self.meta_update(x, y, path, lr, teacher)
             teacher, m = self._pick(path)  # the updated meta layer chooses this iteration's teacher
-        self._pending = self._train(x, y, path, flops, teacher, m, meta, board_open)
+        latency = None if self.latency_fn is None else float(self.latency_fn(path))
+        self._pending = self._train(x, y, path, flops, latency, teacher, m, meta, board_open)
         return finished
 
     def finish(self) -> Optional[StepResult]:
@@ -128,10 +134,12 @@ class SupernetStep:
         images, hits, loss_sum = (float(v) for v in metrics[:3])
         top1 = 100. * hits / max(images, 1.)
         admitted = False
-        if pending.candidate is not None and self.board.would_admit(top1, pending.flops):
-            admitted = self.board.admit(top1, pending.flops, pending.path, *self._candidate(pending))
+        if pending.candidate is not None and self.board.would_admit(top1, pending.flops, pending.latency):
+            admitted = self.board.admit(top1, pending.flops, pending.path, *self._candidate(pending),
+                                        latency=pending.latency)
         return StepResult(loss=loss_sum / get_world_size(), top1=top1, path=pending.path, flops=pending.flops,
-                          m=pending.m, meta=pending.meta, admitted=admitted, teacher=pending.teacher)
+                          m=pending.m, meta=pending.meta, admitted=admitted, teacher=pending.teacher,
+                          latency=pending.latency)
 
     def _settle_and_pick(self, path) -> Tuple[StepResult, BoardEntry, float]:
         """Score the board's entries and the pending candidate for ``path`` in one forward, fetch those
@@ -169,8 +177,8 @@ class SupernetStep:
     def _units(self, *paths) -> List[int]:
         return sorted({u for p in paths if p is not None for u in self.hypernet.path_units(p)})
 
-    def _train(self, x, y, path, flops, teacher: Optional[BoardEntry], m: Optional[float], meta,
-               board_open: bool) -> _Pending:
+    def _train(self, x, y, path, flops, latency: Optional[float], teacher: Optional[BoardEntry], m: Optional[float],
+               meta, board_open: bool) -> _Pending:
         units = self._units(path)
         touched = self._units(path, None if teacher is None else teacher.path)  # BN statistics move too
         if self.ema is not None:
@@ -203,7 +211,7 @@ class SupernetStep:
                 source = teacher_logits if teacher_logits is not None else logits
                 candidate = [x[:n].detach().astype('float32').clone(),
                              F.softmax(source[:n].detach().astype('float32'), axis=-1)]
-        return _Pending(metrics, path, flops, m, meta, None if teacher is None else teacher.path, candidate)
+        return _Pending(metrics, path, flops, m, meta, None if teacher is None else teacher.path, candidate, latency)
 
     def _backward_and_step(self, loss: paddle.Tensor, path, units: Sequence[int]) -> None:
         if self.scaler is None:

@@ -5,7 +5,7 @@ from .base import RUNTIME_PACKAGES, Runtime, RuntimeUnavailableError, missing_pa
 from .dygraph import DygraphRuntime
 from .exported import ExportedModel
 from .factory import CPU_RUNTIMES, INFERENCE_CHOICES, PARITY_RTOL, Runner, available_runtimes, check_inference, \
-    create_runner, create_runtime
+    create_runner, create_runtime, runtime_version
 from .onnx_export import OnnxExportError, export_onnx
 from .onnx_runtime import OnnxRuntime
 from .openvino_runtime import OpenVinoRuntime

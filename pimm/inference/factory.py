@@ -21,7 +21,7 @@ from .openvino_runtime import OpenVinoRuntime
 from .paddle_inference import PaddleInferenceRuntime
 
 __all__ = ['INFERENCE_CHOICES', 'CPU_RUNTIMES', 'PARITY_RTOL', 'available_runtimes', 'check_inference',
-           'create_runtime', 'create_runner', 'Runner']
+           'create_runtime', 'create_runner', 'runtime_version', 'Runner']
 
 CPU_RUNTIMES = ('openvino', 'onnxruntime', 'paddle')     # exported runtimes, in the order they are tried
 INFERENCE_CHOICES = ('auto', 'dygraph') + CPU_RUNTIMES
@@ -34,6 +34,18 @@ DROP_AFTER = 3.0            # a runtime this many times slower than the best aft
 def available_runtimes() -> List[str]:
     """The runtimes whose packages are installed (dygraph and paddle always)."""
     return ['dygraph'] + [name for name in CPU_RUNTIMES if not missing_packages(name)]
+
+
+def runtime_version(name: str) -> str:
+    """The installed version of runtime ``name`` (Paddle's for dygraph and Paddle Inference)."""
+    require_runtime(name)
+    if name in ('dygraph', 'paddle'):
+        return paddle.__version__
+    if name == 'onnxruntime':
+        import onnxruntime
+        return onnxruntime.__version__
+    import openvino
+    return openvino.__version__.split('-')[0]
 
 
 def check_inference(kind: str) -> None:
@@ -174,7 +186,8 @@ class Runner:
             line += f" (logits equal dygraph's to {self.report[name]['max_rel']:.1e} relative on the first batch)"
         timings = self.report.get('timing_ms')
         if timings:
-            line += (f"; fastest of {', '.join(f'{n} {t:.1f} ms' for n, t in sorted(timings.items(), key=lambda i: i[1]))}"
+            ranked = sorted(timings.items(), key=lambda i: i[1])
+            line += (f"; fastest of {', '.join(f'{n} {t:.1f} ms' for n, t in ranked)}"
                      f" per {self.report['timing_images']} images")
         self.log(line)
 

@@ -20,15 +20,18 @@ class Timing:
     p10_ms: float
     p90_ms: float
     calls: int
+    p25_ms: float = float('nan')
 
     @classmethod
     def of(cls, samples_ms: Sequence[float], median_ms: Optional[float] = None) -> 'Timing':
         s = np.asarray(samples_ms, dtype=np.float64)
         median = float(np.median(s)) if median_ms is None else float(median_ms)
-        return cls(median, float(np.percentile(s, 10)), float(np.percentile(s, 90)), int(s.size))
+        return cls(median, float(np.percentile(s, 10)), float(np.percentile(s, 90)), int(s.size),
+                   float(np.percentile(s, 25)))
 
     def to_dict(self) -> Dict[str, float]:
-        return dict(median_ms=self.median_ms, p10_ms=self.p10_ms, p90_ms=self.p90_ms, calls=self.calls)
+        return dict(median_ms=self.median_ms, p10_ms=self.p10_ms, p25_ms=self.p25_ms, p90_ms=self.p90_ms,
+                    calls=self.calls)
 
 
 def _call_ms(run: Callable[[], object]) -> float:

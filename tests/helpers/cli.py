@@ -16,6 +16,16 @@ def run_main(args: Sequence, timeout: float = 900) -> subprocess.CompletedProces
                           text=True, timeout=timeout)
 
 
+def tiny_search_args(data, out, *extra, epochs: int = 4) -> List[str]:
+    """``train`` at tiny size on the digits folder ``data``: [1, 1, 2, 1, 1] layers (the FLOPs budget [0, 150] at
+    224px), 32px, 7 iterations an epoch, the board from epoch 1, a meta update every 3 iterations; ``extra``
+    KEY VALUE pairs after these override them."""
+    return ['train', 'configs/demo/train.yaml', 'DATA_DIR', str(data), 'SAVE_PATH', str(out), 'EPOCHS', str(epochs),
+            'DATASET.BATCH_SIZE', '16', 'SUPERNET.FLOPS_MINIMUM', '0', 'SUPERNET.FLOPS_MAXIMUM', '150',
+            'SUPERNET.META_STA_EPOCH', '0', 'SUPERNET.UPDATE_ITER', '3', 'SUPERNET.POOL_SIZE', '3', 'WORKERS', '0',
+            *map(str, extra)]
+
+
 def load_main() -> Callable[[List[str]], int]:
     """``tools/main.py``'s ``main(argv) -> exit code``, for tests that read its stderr with capsys."""
     spec = importlib.util.spec_from_file_location('cream_main', os.path.join(REPO_ROOT, 'tools', 'main.py'))

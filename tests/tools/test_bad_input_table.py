@@ -13,11 +13,13 @@ import sys
 import pytest
 
 from cli import REPO_ROOT, load_main
+from latency import write_table
 from pimm.utils.checkpoint_io import load_paddle_file, save_paddle_file
 
 T = ['train', os.path.join(REPO_ROOT, 'configs', 'demo', 'train.yaml')]
 R = ['retrain', os.path.join(REPO_ROOT, 'configs', 'demo', 'retrain.yaml')]
 TE = ['test', os.path.join(REPO_ROOT, 'configs', 'demo', 'test.yaml')]
+E = ['evolve', os.path.join(REPO_ROOT, 'configs', 'demo', 'evolve.yaml'), 'RESUME_PATH', '{search}']
 SMALL = ['EPOCHS', '1', 'DATASET.BATCH_SIZE', '16', 'SUPERNET.FLOPS_MINIMUM', '0', 'SUPERNET.FLOPS_MAXIMUM', '150',
          'WORKERS', '0']
 TIMEOUT = 180
@@ -93,6 +95,18 @@ def _not_utf8(data, tmp_path):
     return path
 
 
+def _train_table(text=None, sta_num=(1, 1, 2, 1, 1), **kwargs):
+    """A setup writing ``text``, or a synthetic latency table for ``train`` (by default for SMALL's hypernetwork
+    at 224px, predicting 2.281 to 5.281 ms)."""
+    def setup(data, tmp_path):
+        path = tmp_path / 'latency_table.json'
+        if text is not None:
+            path.write_text(text)
+            return {'table': str(path)}
+        return {'table': write_table(path, sta_num, **kwargs)}
+    return setup
+
+
 def _image_link(kind):
     def setup(data, tmp_path):
         digits = _copy_digits(data, tmp_path)
@@ -110,8 +124,33 @@ def _image_link(kind):
     return setup
 
 
+LT = ['SUPERNET.LATENCY_TABLE', '{table}', 'SUPERNET.LATENCY_MAXIMUM', '4']
 # (name, mode and arguments, what the one line must contain, the setup giving {placeholder: value})
 CASES = [
+    ('latency table missing', [*T, 'SUPERNET.LATENCY_TABLE', '/nonexistent/latency_table.json',
+                               'SUPERNET.LATENCY_MAXIMUM', '4'],
+     ['/nonexistent/latency_table.json', 'not found'], None),
+    ('latency table not JSON', [*T, *LT], ['{table}', 'not readable JSON'], _train_table('x')),
+    ('latency table not a table', [*T, *LT], ['{table}', 'not a latency table'], _train_table('{"kind": "x"}')),
+    ('latency table for other layers', [*T, *LT], ['sta_num [1, 1, 1, 1, 1]', '[1, 1, 2, 1, 1]'],
+     _train_table(sta_num=[1, 1, 1, 1, 1])),
+    ('latency table at another resolution', [*T, *LT], ['resolution 192', '224'], _train_table(resolution=192)),
+    ('latency table for other classes', [*T, *LT], ['num_classes 100', '10'], _train_table(num_classes=100)),
+    ('latency table with another pooling', [*T, *LT], ['global_pool', 'max'], _train_table(global_pool='max')),
+    ('latency table of another search space', [*T, *LT], ['search_space', 'another'],
+     _train_table(search_space='another')),
+    ('latency budget no path meets', [*T, *LT, 'SUPERNET.LATENCY_MAXIMUM', '1.5'],
+     ['[0.0, 1.5] ms', '2.281 ms (fastest)', '5.281 ms (slowest)'], _train_table()),
+    ('latency budgets sharing no path', [*T, *LT, 'SUPERNET.LATENCY_MAXIMUM', '3', 'SUPERNET.FLOPS_MINIMUM', '140'],
+     ['FLOPs budget [140.0, 150.0]', 'latency budget [0.0, 3.0] ms', '2.281 to 5.281 ms'], _train_table()),
+    ('latency maximum without a table', [*T, 'SUPERNET.LATENCY_MAXIMUM', '4'], ['SUPERNET.LATENCY_TABLE'], None),
+    ('latency table without a maximum', [*T, 'SUPERNET.LATENCY_TABLE', '{table}'], ['SUPERNET.LATENCY_MAXIMUM'],
+     _train_table()),
+    ('latency minimum above the maximum', [*T, *LT, 'SUPERNET.LATENCY_MINIMUM', '5'], ['[5.0, 4.0]', 'exceeds'],
+     _train_table()),
+    ('latency budget alone with a FLOPs minimum', [*T, *LT, 'SUPERNET.FLOPS_MAXIMUM', '0',
+                                                   'SUPERNET.FLOPS_MINIMUM', '100'], ['FLOPS_MINIMUM 100'],
+     _train_table()),
     ('batch size 0', [*R, 'DATASET.BATCH_SIZE', '0'], ['DATASET.BATCH_SIZE'], None),
     ('test batch size 0', [*TE, 'DATASET.BATCH_SIZE', '0'], ['DATASET.BATCH_SIZE'], None),
     ('epochs -1', [*T, 'EPOCHS', '-1'], ['EPOCHS'], None),
@@ -157,6 +196,19 @@ CASES = [
      lambda d, t: {'digits': _image_link('self')(d, t)}),
     ('demo folder with train/ only', [*T, 'DATA_DIR', '{digits}', 'DATASET.DEMO', 'digits'], ['val'],
      lambda d, t: {'digits': _image_link('only_train')(d, t)}),
+    ('evolve latency limit without a table', [*E, 'EVOLVE.LATENCY_LIMIT', '5'],
+     ['EVOLVE.LATENCY_LIMIT 5.0 ms needs a latency table'], None),
+    ('evolve latency table missing', [*E, 'EVOLVE.LATENCY_TABLE', '/nonexistent/table.json'],
+     ['EVOLVE.LATENCY_TABLE', '/nonexistent/table.json', 'not found'], None),
+    ('evolve latency table not JSON', [*E, 'EVOLVE.LATENCY_TABLE', '{table}'],
+     ['EVOLVE.LATENCY_TABLE', 'not readable JSON'], _train_table('x')),
+    # the search checkpoint's hypernetwork is SMALL's: _train_table's default fits it, [4, 4, 4, 4, 4] does not
+    ('evolve latency table of another hypernetwork', [*E, 'SUPERNET.LATENCY_TABLE', '{table}'],
+     ['SUPERNET.LATENCY_TABLE', 'sta_num [4, 4, 4, 4, 4]', '{search}'], _train_table(sta_num=[4, 4, 4, 4, 4])),
+    ('evolve latency limit below the fastest path',
+     [*E, 'EVOLVE.LATENCY_TABLE', '{table}', 'EVOLVE.LATENCY_LIMIT', '0.5'],
+     ['EVOLVE.LATENCY_LIMIT 0.5 ms is below the fastest path', '2.281 ms predicted; the slowest 5.281 ms'],
+     _train_table()),
     ('test of another model\'s weights', [*TE, 'NET.SELECTION', '14', 'DATASET.NUM_CLASSES', '10',
                                           'RESUME_PATH', '{retrained}'], ['missing'], None),
 ]
@@ -179,7 +231,7 @@ def _run_one_line(capsys, argv, values, words, save_path, tmp_path, run_started=
 
 @pytest.mark.parametrize('name, args, words, setup', CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_and_leaves_nothing(data, tmp_path, capsys, name, args, words, setup):
-    values = {'digits': data['digits'], 'retrained': data['retrained']}
+    values = {'digits': data['digits'], 'retrained': data['retrained'], 'search': data['search']}
     values.update(setup(data, tmp_path) if setup else {})
     save_path = tmp_path / 'save'
     argv = [a.format(**values) for a in args]

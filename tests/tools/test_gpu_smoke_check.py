@@ -22,12 +22,16 @@ def test_dry_run_commands_are_valid_configurations(tmp_path):
     assert proc.returncode == 0, proc.stderr
     commands = [shlex.split(line)[2:] for line in proc.stdout.splitlines() if not line.startswith('#')]
     labels = [line for line in proc.stdout.splitlines() if line.startswith('#')]
-    assert len(commands) == len(labels) == 5
+    assert len(commands) == len(labels) == 7
     for mode, config, *overrides in commands:
         cfg = load_config(os.path.join(REPO_ROOT, config), overrides)  # unknown keys would raise
-        assert mode in ('train', 'retrain', 'test')
-        if mode != 'test' and cfg.NUM_GPU > 1:
+        assert mode in ('train', 'retrain', 'test', 'latency')
+        if mode in ('train', 'retrain') and cfg.NUM_GPU > 1:
             assert cfg.AMP and cfg.BATCHNORM.SYNC_BN
+        if mode == 'latency':   # what a CPU test cannot see: Paddle Inference on the GPU, with and without TensorRT
+            assert cfg.LATENCY.GPU and cfg.LATENCY.RUNTIME == 'paddle' and cfg.LATENCY.VALIDATE > 0
+    assert {load_config(os.path.join(REPO_ROOT, c), o).LATENCY.TENSORRT for m, c, *o in commands
+            if m == 'latency'} == {'off', 'fp16'}
 
 
 def test_on_a_cpu_build_the_environment_item_fails_in_one_line(tmp_path):

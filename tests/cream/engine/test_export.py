@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 import cli
+from latency import write_table
 from timm_reference import build_timm_cream, published_table, randomize, save_official_checkpoint
 
 from Paddle_Cream.engine import run_export
@@ -158,6 +159,56 @@ def test_format_paddle_writes_no_onnx_and_refuses_a_second_export(tmp_path, caps
     assert rc == 1 and err.startswith('error:') and 'already holds an export run' in err and '\n' not in err
 
 
+LATENCY_ARCH = [[0], [3], [3], [3, 1], [3], [3], [0]]
+QUICK_TIMING = ['LATENCY.WARMUP', 1, 'LATENCY.REPEATS', 2, 'LATENCY.ROUNDS', 2, 'LATENCY.PIN', False]
+
+
+def _child_checkpoint(tmp_path, size=48):
+    """A 10-class ChildNet of LATENCY_ARCH with random weights, and its arch.json at ``size`` px."""
+    import paddle
+    from Paddle_Cream.models import ChildNet
+    paddle.seed(0)
+    net = ChildNet(LATENCY_ARCH, num_classes=10, input_size=size)
+    paddle.save({'state_dict': net.state_dict()}, str(tmp_path / 'child.pdparams'))
+    (tmp_path / 'arch.json').write_text(json.dumps({'arch': LATENCY_ARCH, 'resolution': size}))
+    return tmp_path / 'child.pdparams', tmp_path / 'arch.json'
+
+
+@pytest.mark.parametrize('layers', ['the table\'s', 'other'])
+def test_a_latency_table_gives_predicted_and_measured_latency(tmp_path, capsys, layers):
+    """The network timed with the table's runtime at its resolution (32 px, the export's 48 px said); the
+    synthetic table's numbers are far off (a 1 s stem), so the warning must appear; a table of other layers
+    gives no prediction and says why."""
+    from Paddle_Cream.search import PathLatency
+    sta_num = [1, 1, 2, 1, 1] if layers == 'the table\'s' else [1, 1, 1, 1, 1]
+    table_file = write_table(tmp_path / 'table.json', sta_num, resolution=32, stem_ms=1000.0)
+    table = PathLatency.load(table_file)
+    ckpt, arch = _child_checkpoint(tmp_path)
+    capsys.readouterr()
+    rc, out = _export(tmp_path, -1, ckpt, str(tmp_path / 'no_data'), 'NET.ARCH_FILE', arch, 'DATASET.NUM_CLASSES', 10,
+                      'EXPORT.FORMAT', 'paddle', 'EXPORT.LATENCY_TABLE', table_file, *QUICK_TIMING)
+    stdout = capsys.readouterr().out
+    assert rc == 0
+    folder = cli.run_dir(out, 'exp')
+    with open(os.path.join(folder, 'export.json')) as f:
+        latency = json.load(f)['latency']
+    assert latency['table'] == os.path.abspath(table_file) and latency['digest'] == table.digest()
+    assert latency['settings'] == table.settings()
+    for key in ('measured_ms', 'p10_ms', 'p90_ms'):
+        assert np.isfinite(latency[key]) and latency[key] > 0, key
+    assert "timed at the table's 32px, the input size its predictions are for (this export's is 48px)" in stdout
+    with open(os.path.join(folder, 'export.log')) as f:
+        warnings = [line for line in f if ' warning: ' in line]
+    if layers == 'other':
+        assert latency['predicted_ms'] is None and latency['error_percent'] is None
+        assert '[1, 1, 2, 1, 1]' in latency['reason'] and not warnings
+        return
+    assert latency['predicted_ms'] == pytest.approx(table.predict(LATENCY_ARCH)) and latency['reason'] is None
+    error = 100 * (latency['predicted_ms'] - latency['measured_ms']) / latency['measured_ms']
+    assert latency['error_percent'] == pytest.approx(error) and error > 10
+    assert len(warnings) == 1 and 'tools/main.py latency' in warnings[0]
+
+
 def _hide_onnx(monkeypatch):
     real = run_export.importlib.util.find_spec
     monkeypatch.setattr(run_export.importlib.util, 'find_spec',
@@ -165,13 +216,17 @@ def _hide_onnx(monkeypatch):
 
 
 @pytest.mark.parametrize('case', ['no weights', 'weights missing', 'unknown format', 'onnx missing',
-                                  'parity fails'])
+                                  'parity fails', 'latency table missing', 'latency table not JSON',
+                                  'latency runtime missing'])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, case):
     ckpt = tmp_path / '14.pth.tar'
     save_official_checkpoint(randomize(build_timm_cream(TABLE['14']['arch'])), ckpt)
     extra, expected = [], {'no weights': 'export needs weights', 'weights missing': 'not found',
                            'unknown format': 'EXPORT.FORMAT', 'onnx missing': 'pip install paddle2onnx',
-                           'parity fails': 'export parity check failed'}[case]
+                           'parity fails': 'export parity check failed',
+                           'latency table missing': "EXPORT.LATENCY_TABLE: latency table '/nonexistent.json' not found",
+                           'latency table not JSON': 'EXPORT.LATENCY_TABLE: latency table',
+                           'latency runtime missing': 'pip install cream_no_such_package'}[case]
     if case == 'no weights':
         ckpt = "''"
     elif case == 'weights missing':
@@ -181,8 +236,16 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch,
     elif case == 'onnx missing':
         _hide_onnx(monkeypatch)
         extra = ['EXPORT.FORMAT', 'onnx']
-    else:
+    elif case == 'parity fails':
         monkeypatch.setattr(run_export, 'PARITY_RTOL', 0.0)
+    elif case == 'latency table missing':
+        extra = ['EXPORT.LATENCY_TABLE', '/nonexistent.json']
+    elif case == 'latency table not JSON':
+        extra = ['EXPORT.LATENCY_TABLE', ckpt]
+    else:
+        from pimm.inference import RUNTIME_PACKAGES
+        monkeypatch.setitem(RUNTIME_PACKAGES, 'openvino', ('paddle2onnx', 'cream_no_such_package'))
+        extra = ['EXPORT.LATENCY_TABLE', write_table(tmp_path / 'table.json', [1] * 5, runtime='openvino')]
     capsys.readouterr()
     rc, out = _export(tmp_path, 14, ckpt, str(tmp_path / 'no_data'), *extra)
     err = capsys.readouterr().err.strip()

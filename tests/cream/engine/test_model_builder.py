@@ -32,9 +32,17 @@ def test_arch_file_input_size(tmp_path, extra, image_size, expected):
     assert (info.name, info.path, info.input_size) == ('ChildNet', ARCH, expected)
 
 
+@pytest.mark.parametrize('latency_ms, carried', [(2.5, True), (0, False), ('2.5', False), (True, False)])
+def test_arch_file_latency_is_carried_when_it_is_a_positive_number(tmp_path, latency_ms, carried):
+    table = {'file': '/t.json', 'digest': 'abc', 'settings': {}}
+    info = info_for('NET.SELECTION', -1, 'NET.ARCH_FILE', arch_file(tmp_path, latency_ms=latency_ms,
+                                                                    latency_table=table, latency_limit=3.0))
+    assert info.latency == ({'latency_ms': latency_ms, 'latency_table': table} if carried else {})
+
+
 def test_input_arch_defaults_to_224():
     info = info_for('NET.SELECTION', -1, 'NET.INPUT_ARCH', json.dumps(ARCH).replace(' ', ''))
-    assert (info.path, info.input_size) == (ARCH, 224)
+    assert (info.path, info.input_size, info.latency) == (ARCH, 224, {})
 
 
 @pytest.mark.parametrize('resolution', ['224', 0, True, 1.5, 15, 100000])

@@ -66,6 +66,41 @@ def test_evolve_writes_a_winner_whose_score_is_reproducible(digits, checkpoint, 
     np.testing.assert_allclose(hypernet.bn1._mean.numpy(), np.mean(means, axis=0), rtol=1e-4, atol=1e-5)
 
 
+def test_evolve_with_a_latency_limit_writes_latency_within_it(digits, checkpoint, tmp_path):
+    """The latency limit alone (SUPERNET.FLOPS_MAXIMUM 0: a search under a latency budget has no FLOPs one)."""
+    from PIL import Image
+    from latency import write_table
+    from Paddle_Cream.search import PathLatency
+    from pimm.utils import load_paddle_file
+    ident = load_paddle_file(checkpoint)['search']
+    file = write_table(tmp_path / 'table.json', ident['sta_num'], resolution=ident['resolution'],
+                       num_classes=ident['num_classes'])
+    table = PathLatency.load(file)
+    fastest, slowest = table.bounds()
+    limit = round(fastest + 0.45 * (slowest - fastest), 3)
+    out = tmp_path / 'out'
+    proc = run_main([*evolve_args(digits, out, checkpoint), 'EVOLVE.LATENCY_TABLE', file, 'EVOLVE.LATENCY_LIMIT',
+                     limit, 'EVOLVE.FLOPS_LIMIT', 'None', 'SUPERNET.FLOPS_MAXIMUM', 0])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    d = run_dir(out, 'demo_evolve')
+    with open(os.path.join(d, 'best_arch.json')) as f:
+        best = json.load(f)
+    assert best['latency_ms'] == pytest.approx(table.predict(best['arch'])) and best['latency_ms'] <= limit
+    assert best['latency_limit'] == limit and best['flops_budget'] == [0, None]
+    assert best['latency_table'] == dict(file=os.path.abspath(file), digest=table.digest(), settings=table.settings())
+    with open(os.path.join(d, 'evolve_history.json')) as f:
+        history = json.load(f)
+    assert history['latency_limit'] == limit and history['latency_table']['digest'] == table.digest()
+    top_k = [e for h in history['generations'] for e in h['top_k']]
+    assert all(e['latency_ms'] <= limit and e['latency_ms'] == pytest.approx(table.predict(e['arch'])) for e in top_k)
+    with open(os.path.join(d, 'evolve.log')) as f:
+        last = [line for line in f if 'chosen architecture' in line][0]
+    assert f"predicted latency {best['latency_ms']:.3f} ms (limit {limit} ms)" in last
+    assert 'no FLOPs limit, latency <= ' in proc.stdout
+    with Image.open(os.path.join(d, 'evolve.png')) as image:   # a second panel: top-k against latency
+        assert image.width > 1.8 * image.height
+
+
 @pytest.mark.parametrize('inference', ['paddle', 'onnxruntime', 'openvino', 'auto'])
 def test_scoring_through_an_exported_runtime_equals_dygraph(digits, checkpoint, inference):
     from Paddle_Cream.config import load_config

@@ -18,15 +18,20 @@ EPOCHS = 3
 MODEL = 'demo_retrain'
 
 
-def write_arch(path, arch):
+# what an evolve with a latency table writes into best_arch.json beside the path
+LATENCY = {'latency_ms': 3.25, 'latency_limit': 4.0,
+           'latency_table': {'file': '/tables/latency_table.json', 'digest': 'abc', 'settings': {'threads': 1}}}
+
+
+def write_arch(path, arch, **extra):
     with open(path, 'w') as f:
-        json.dump({'arch': arch, 'flops': 1.0}, f)
+        json.dump({'arch': arch, 'flops': 1.0, **extra}, f)
     return str(path)
 
 
 @pytest.fixture(scope='module')
 def arch_file(tmp_path_factory):
-    return write_arch(tmp_path_factory.mktemp('arch') / 'best_arch.json', ARCH)
+    return write_arch(tmp_path_factory.mktemp('arch') / 'best_arch.json', ARCH, **LATENCY)
 
 
 def retrain_args(data, out, arch, *extra):
@@ -59,6 +64,13 @@ def test_retrain_writes_checkpoints_summary_and_curves(retrained):
     assert best['metric'] == max(float(r['eval_ema_top1']) for r in rows)   # ranked by EMA top-1
     assert best['args']['arch'] == ARCH and 'state_dict_ema' in best and 'optimizer' in best
     assert 'evaluate it: python tools/main.py test' in proc.stdout
+
+
+def test_arch_json_carries_the_predicted_latency_of_best_arch(retrained):
+    with open(os.path.join(run_dir(retrained[0], MODEL), 'arch.json')) as f:
+        arch = json.load(f)
+    assert arch == {'arch': ARCH, 'resolution': 32, 'latency_ms': LATENCY['latency_ms'],
+                    'latency_table': LATENCY['latency_table']}
 
 
 def test_test_mode_reads_the_best_checkpoint(retrained, tmp_path):

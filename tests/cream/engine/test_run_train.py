@@ -9,18 +9,10 @@ import time
 
 import pytest
 
-from cli import REPO_ROOT, read_rows, run_dir, run_main
+from cli import REPO_ROOT, read_rows, run_dir, run_main, tiny_search_args as tiny_args
 
-EPOCHS = 4
+EPOCHS = 4   # tiny_args' epochs
 MODEL = 'demo_search'
-
-
-def tiny_args(data, out, *extra):
-    # [1,1,2,1,1] layers, 32px, 7 iterations an epoch, the board from epoch 1, a meta update every 3 iterations
-    return ['train', 'configs/demo/train.yaml', 'DATA_DIR', data, 'SAVE_PATH', out, 'EPOCHS', EPOCHS,
-            'DATASET.BATCH_SIZE', 16, 'SUPERNET.FLOPS_MINIMUM', 0, 'SUPERNET.FLOPS_MAXIMUM', 150,
-            'SUPERNET.META_STA_EPOCH', 0, 'SUPERNET.UPDATE_ITER', 3, 'SUPERNET.POOL_SIZE', 3, 'WORKERS', 0,
-            *map(str, extra)]
 
 
 @pytest.fixture(scope='module')
@@ -87,7 +79,8 @@ def test_killed_run_resumes_to_the_same_board_and_losses(digits, uninterrupted, 
     resumed = run_main(tiny_args(digits, out, 'AUTO_RESUME', 'True'))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert 'resumed from' in resumed.stdout
-    with open(os.path.join(run_dir(full_out, MODEL), 'board.json')) as f, open(os.path.join(run_dir(out, MODEL), 'board.json')) as g:
+    with open(os.path.join(run_dir(full_out, MODEL), 'board.json')) as f, \
+            open(os.path.join(run_dir(out, MODEL), 'board.json')) as g:
         assert json.load(f) == json.load(g)
     full, again = read_rows(full_out, MODEL), read_rows(out, MODEL)
     for key in ('train_loss', 'train_top1', 'eval_loss', 'eval_top1', 'board_size'):

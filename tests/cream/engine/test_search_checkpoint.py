@@ -7,6 +7,7 @@ import paddle
 from fake_gpu import enabled_grad_scaler
 from Paddle_Cream.config import load_config
 from Paddle_Cream.engine.run_train import _save_epoch
+from Paddle_Cream.engine.search_budget import SearchSpace
 from Paddle_Cream.engine.search_setup import build_optimization, resume_if_asked
 from Paddle_Cream.engine.train_state import CHECKPOINT_NAME, load_train_state
 from Paddle_Cream.models.hypernet import HyperNet
@@ -29,8 +30,10 @@ def test_amp_loss_scale_and_fused_state_survive_a_resume(monkeypatch, tmp_path):
     net, optimizer, ema, board, matcher = _parts(cfg, 0)
     scaler = enabled_grad_scaler(monkeypatch, GradScaler, init_loss_scaling=1024.)
     scaler._scale = scaler._scale * 0.25  # as after two overflows
-    board.admit(50., 10., [[0]] + [[1]] * 5 + [[0]], np.ones([4, 3, 32, 32], 'float32'), np.full([4, 10], .1, 'float32'))
-    _save_epoch(str(tmp_path), cfg, 3, [], net, optimizer, ema, board, matcher, scaler, identity)
+    board.admit(50., 10., [[0]] + [[1]] * 5 + [[0]], np.ones([4, 3, 32, 32], 'float32'),
+                np.full([4, 10], .1, 'float32'))
+    space = SearchSpace(STA, 32, None, (cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM))  # FLOPs unused
+    _save_epoch(str(tmp_path), cfg, 3, [], net, optimizer, ema, board, matcher, scaler, identity, space)
     path = os.path.join(str(tmp_path), CHECKPOINT_NAME)
     assert float(load_train_state(path)['amp_scaler']['scale'][0]) == 256.
     cfg = load_config('configs/demo/train.yaml', ['SAVE_PATH', str(tmp_path), 'RESUME_PATH', path])

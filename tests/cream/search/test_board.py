@@ -1,4 +1,5 @@
-"""PrioritizedBoard: admission rules, ordering, eviction, state round trip, choice frequencies."""
+"""PrioritizedBoard: admission rules (by FLOPs or latency), ordering, eviction, state round trip, choice
+frequencies."""
 import json
 
 import numpy as np
@@ -116,7 +117,7 @@ def test_summary_is_json_and_ranked():
     board = _full_board()
     summary = json.loads(json.dumps(board.summary()))
     assert [s['rank'] for s in summary] == [1, 2, 3]
-    assert summary[0] == {'rank': 1, 'top1': 70., 'flops': 100., 'arch': PATH}
+    assert summary[0] == {'rank': 1, 'top1': 70., 'flops': 100., 'latency': None, 'arch': PATH}
 
 
 def test_choice_frequencies():
@@ -127,3 +128,45 @@ def test_choice_frequencies():
     # searched layers only: 1 x4, 3 x6, 5 x1, 0 x1 (stages 0 and 6 are not counted)
     np.testing.assert_allclose(board.choice_frequencies(), np.array([1, 4, 0, 6, 0, 1]) / 12)
     assert isinstance(board.entries[0], BoardEntry)
+
+
+def _latency_board(cost, top1s=(70., 60., 50.)):
+    board = PrioritizedBoard(pool_size=len(top1s), cost=cost)
+    for t in top1s:
+        assert board.admit(t, 100., PATH, *_arrays(), latency=5.)
+    return board
+
+
+def test_latency_tie_rule_compares_latency_not_flops():
+    """Better top-1 within the gap, lower latency but more FLOPs: cheaper by latency only."""
+    assert not _latency_board('flops').would_admit(50.5, 200., latency=4.)
+    board = _latency_board('latency')
+    assert not board.admit(50.5, 50., PATH, *_arrays(), latency=5.)   # fewer FLOPs, same latency
+    assert not board.admit(50.5, 50., PATH, *_arrays(), latency=6.)
+    assert board.admit(50.5, 200., PATH, *_arrays(), latency=4.)
+    assert (board.worst().top1, board.worst().flops, board.worst().latency) == (50.5, 200., 4.)
+    assert board.summary()[-1]['latency'] == 4.
+    assert board.admit(55.6, 900., PATH, *_arrays(), latency=9.)      # the gap rule ignores the cost
+
+
+def test_a_latency_board_needs_latencies_and_a_known_cost():
+    with pytest.raises(ValueError, match="cost 'latency'"):
+        PrioritizedBoard(pool_size=2, cost='latency').admit(50., 100., PATH, *_arrays())
+    with pytest.raises(ValueError, match='cost'):
+        PrioritizedBoard(pool_size=2, cost='params')
+
+
+def test_latency_state_round_trip_and_old_states_load():
+    board = _latency_board('latency')
+    restored = PrioritizedBoard(pool_size=1)
+    restored.load_state_dict(board.state_dict())
+    assert restored.cost == 'latency' and restored.summary() == board.summary()
+    old = _full_board().state_dict()   # as saved before latency budgets: no cost, no latency per entry
+    del old['cost']
+    for entry in old['entries']:
+        del entry['latency']
+    restored = PrioritizedBoard(pool_size=1)
+    restored.load_state_dict(old)
+    assert restored.cost == 'flops' and [e.latency for e in restored.entries] == [None] * 3
+    with pytest.raises(ValueError, match='without a latency'):
+        PrioritizedBoard(pool_size=1, cost='latency').load_state_dict(old)

@@ -1,8 +1,11 @@
-"""EvolutionSearch with a synthetic score: finds the optimum, respects the limit, scores each path once."""
+"""EvolutionSearch with a synthetic score: finds the optimum, respects the limits (FLOPs, and latency from a
+synthetic table), scores each path once."""
 import itertools
 
 import pytest
 
+from latency import synthetic_table
+from Paddle_Cream.search import PathLatency
 from Paddle_Cream.search.evolution import EvolutionSearch
 
 STA = [1, 1, 2, 1, 1]
@@ -81,3 +84,56 @@ def test_impossible_limit_and_bad_arguments():
         make(mutation_prob=2.)
     with pytest.raises(ValueError):
         EvolutionSearch([1, 1], flops, 40.)
+
+
+def latency_table():
+    """Block ms 0.1 * (choice + 1) + 0.01 * stage + 0.001 * layer, fixed parts 1.5 ms: the better a path
+    scores, the slower it is."""
+    return PathLatency(synthetic_table(STA))
+
+
+def by_hand_ms(path):
+    return 1.5 + sum(0.1 * (c + 1) + 0.01 * s + 0.001 * layer for s in range(1, 6) for layer, c in enumerate(path[s]))
+
+
+def test_a_latency_limit_is_never_exceeded_by_an_evaluated_path():
+    table = latency_table()
+    fastest, slowest = table.bounds()
+    limit = fastest + 0.4 * (slowest - fastest)
+    calls = []
+
+    def counted(path):
+        calls.append(path)
+        return score(path)
+    search = make(limit=1e9, latency_fn=table.predict, latency_limit=limit)
+    best, best_score, history = search.run(counted)
+    assert calls and all(by_hand_ms(p) <= limit + 1e-9 for p in calls)
+    assert all(table.predict(p) == pytest.approx(by_hand_ms(p)) for p in calls[:5])
+    optimum = max(score(p) for p in all_paths() if by_hand_ms(p) <= limit)
+    assert best_score >= optimum - 1 and by_hand_ms(best) <= limit
+    for entry in history[-1]['top_k']:
+        assert entry['latency_ms'] == pytest.approx(by_hand_ms(entry['arch'])) and entry['latency_ms'] <= limit
+    # the limit binds: without it the same search goes past it
+    free = make(limit=1e9, latency_fn=table.predict)
+    free.run(score)
+    assert max(by_hand_ms(list(map(list, k))) for k in free.scores) > limit
+
+
+def test_without_a_latency_limit_the_search_is_unchanged():
+    table = latency_table()
+    plain = make(seed=3)
+    plain_result = plain.run(score)
+    assert 'latency_ms' not in plain_result[2][0]['top_k'][0]
+    for kwargs in (dict(latency_fn=table.predict), dict(latency_fn=table.predict, latency_limit=table.bounds()[1])):
+        other = make(seed=3, **kwargs)
+        result = other.run(score)
+        assert list(other.scores) == list(plain.scores) and result[:2] == plain_result[:2]
+        assert result[2][-1]['top_k'][0]['latency_ms'] == pytest.approx(by_hand_ms(result[0]))
+
+
+def test_impossible_latency_limit_and_a_limit_without_latency():
+    table = latency_table()
+    with pytest.raises(RuntimeError, match='latency limit'):
+        make(latency_fn=table.predict, latency_limit=table.bounds()[0] - 0.01).run(score)
+    with pytest.raises(ValueError, match='latency_fn'):
+        make(latency_limit=5.)

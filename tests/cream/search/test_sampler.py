@@ -1,9 +1,11 @@
-"""PathSampler and UniformFlopsSampler with a synthetic FLOPs function (fast, no network)."""
+"""PathSampler and UniformFlopsSampler with a synthetic FLOPs function and latency table (fast, no network)."""
 import numpy as np
 import pytest
 
+from latency import synthetic_table
+from Paddle_Cream.search import PathLatency
 from Paddle_Cream.search.board import PrioritizedBoard
-from Paddle_Cream.search.sampler import DEFAULT_PRE_PROB, PathSampler, UniformFlopsSampler
+from Paddle_Cream.search.sampler import DEFAULT_PRE_PROB, BudgetError, PathSampler, UniformFlopsSampler
 
 STA_NUM = [2, 2, 3, 2, 1]
 
@@ -101,3 +103,74 @@ def test_spos_sampler_falls_back_to_the_whole_budget():
     sampler = UniformFlopsSampler([1, 1, 1, 1, 1], toy_flops, 50, 400, seed=0, max_misses=5)
     flops = [sampler.sample()[1] for _ in range(50)]
     assert all(50 <= f <= 300 for f in flops)  # 300 is the maximum a 5-layer toy path reaches
+
+
+def _table():
+    """Latency not monotonic in the choice (unlike toy_flops), with a correction: paths from 6.9 to 14.5 ms."""
+    def block_ms(stage, layer, choice):
+        return [0.3, 0.5, 0.35, 0.6, 0.4, 0.8][choice] * (1.0 + 0.1 * stage) + 0.02 * layer
+    return PathLatency(synthetic_table(STA_NUM, block_ms=block_ms, scale=1.2, offset_ms=0.3))
+
+
+LATENCY = (8.5, 11.0)   # ms: about 12% of uniform paths miss it, 7% of those within FLOPs [300, 450]
+SAMPLERS = {
+    'cream': lambda table, lo, hi, **kw: PathSampler(STA_NUM, toy_flops, lo, hi, seed=8, **kw),
+    'cream pre_prob': lambda table, lo, hi, **kw: PathSampler(STA_NUM, toy_flops, lo, hi, how_to_prob='pre_prob',
+                                                              seed=9, **kw),
+    'spos': lambda table, lo, hi, **kw: UniformFlopsSampler(STA_NUM, toy_flops, lo, hi, seed=10, **kw),
+}
+
+
+@pytest.mark.parametrize('name', SAMPLERS)
+@pytest.mark.parametrize('flops_budget', [(0, np.inf), (300, 450)])
+def test_samplers_never_leave_a_latency_budget(name, flops_budget):
+    table = _table()
+    sampler = SAMPLERS[name](table, *flops_budget, latency_fn=table.predict, latency_minimum=LATENCY[0],
+                             latency_maximum=LATENCY[1])
+    for _ in range(400):
+        path, flops = sampler.sample()
+        assert LATENCY[0] <= table.predict(path) <= LATENCY[1], path
+        assert flops == toy_flops(path) and flops_budget[0] <= flops <= flops_budget[1]
+    unbudgeted = PathSampler(STA_NUM, toy_flops, *flops_budget, seed=1)
+    latencies = [table.predict(unbudgeted.sample()[0]) for _ in range(400)]
+    assert not all(LATENCY[0] <= ms <= LATENCY[1] for ms in latencies)   # the budget did turn paths away
+
+
+def test_a_latency_budget_spends_no_random_numbers():
+    """Every path meets this budget, so the draws are those of the sampler without one, seed for seed."""
+    table = _table()
+    plain = PathSampler(STA_NUM, toy_flops, 200, 400, how_to_prob='pre_prob', seed=7)
+    budgeted = PathSampler(STA_NUM, toy_flops, 200, 400, how_to_prob='pre_prob', seed=7, latency_fn=table.predict,
+                           latency_maximum=100.)
+    assert [plain.sample() for _ in range(50)] == [budgeted.sample() for _ in range(50)]
+
+
+def test_unreachable_latency_budget_names_both_budgets():
+    table = _table()
+    sampler = PathSampler(STA_NUM, toy_flops, 0, 1e9, seed=0, max_tries=50, latency_fn=table.predict,
+                          latency_minimum=1., latency_maximum=2.)
+    with pytest.raises(BudgetError, match=r'FLOPs budget \[0.0, 1000000000.0\] MFLOPs and the latency budget '
+                                          r'\[1.0, 2.0\] ms after 50 draws'):
+        sampler.sample()
+    assert issubclass(BudgetError, RuntimeError)   # callers catching the old RuntimeError still do
+
+
+def test_spos_bins_spread_latency_under_a_latency_budget():
+    table = _table()
+    sampler = UniformFlopsSampler(STA_NUM, toy_flops, 0, 1e9, seed=5, latency_fn=table.predict,
+                                  latency_minimum=LATENCY[0], latency_maximum=LATENCY[1])
+    latencies = [table.predict(sampler.sample()[0]) for _ in range(700)]
+    counts = np.histogram(latencies, bins=np.linspace(*LATENCY, 8))[0]
+    assert counts.min() > 60 and counts.max() < 140, counts  # expected 100 each
+
+
+@pytest.mark.parametrize('budget', [dict(), dict(latency_maximum=np.inf), dict(latency_minimum=3., latency_maximum=2.),
+                                    dict(latency_minimum=-1., latency_maximum=2.)])
+def test_a_latency_fn_needs_a_finite_budget(budget):
+    with pytest.raises(ValueError, match='latency budget'):
+        PathSampler(STA_NUM, toy_flops, 0, 1e9, latency_fn=_table().predict, **budget)
+
+
+def test_spos_bins_need_a_finite_range():
+    with pytest.raises(ValueError, match='finite'):
+        UniformFlopsSampler(STA_NUM, toy_flops, 0, np.inf)

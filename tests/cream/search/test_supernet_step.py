@@ -1,5 +1,5 @@
 """SupernetStep on fused storage: the same training as per-tensor SGD, untouched off-path units, one
-device-to-host copy an iteration, AMP around the student/teacher forwards only."""
+device-to-host copy an iteration, AMP around the student/teacher forwards only, paths' latencies to the board."""
 import contextlib
 import copy
 
@@ -8,12 +8,13 @@ import paddle
 import pytest
 
 from fake_gpu import enabled_grad_scaler
+from latency import synthetic_table
 from pimm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from pimm.optim import create_optimizer
 from pimm.utils.amp import GradScaler
 from pimm.utils.model_ema import ModelEma
 from Paddle_Cream.models.hypernet import HyperNet
-from Paddle_Cream.search import MetaMatcher, PathSampler, PrioritizedBoard
+from Paddle_Cream.search import MetaMatcher, PathLatency, PathSampler, PrioritizedBoard
 from Paddle_Cream.search.flops_table import PathFlops
 from Paddle_Cream.search.supernet_step import SearchSettings, SupernetStep
 
@@ -26,7 +27,7 @@ def _batches(n, seed=0):
              paddle.to_tensor(rng.randint(0, CLASSES, BATCH).astype('int64'))) for _ in range(n)]
 
 
-def _search(net, fused: bool, pick='meta', scaler=None, ema=True):
+def _search(net, fused: bool, pick='meta', scaler=None, ema=True, latency=None, latency_budget=None):
     flops = PathFlops(net, RES).flops
     optimizer = create_optimizer(net, opt='sgd', lr=0.05, weight_decay=1e-4, momentum=0.9,
                                  fused_units=net.units() if fused else None)
@@ -35,9 +36,12 @@ def _search(net, fused: bool, pick='meta', scaler=None, ema=True):
                               meta_lr=1e-2)
     paddle.seed(1)
     matcher = MetaMatcher(CLASSES, SLICE)
-    sampler = PathSampler(STA, flops, 0, 1e4, how_to_prob='even', seed=1)
+    budget = {} if latency is None else dict(latency_fn=latency.predict, latency_minimum=latency_budget[0],
+                                             latency_maximum=latency_budget[1])
+    sampler = PathSampler(STA, flops, 0, 1e4, how_to_prob='even', seed=1, **budget)
+    board = PrioritizedBoard(3, cost='flops' if latency is None else 'latency')
     return SupernetStep(net, optimizer, sampler, settings, LabelSmoothingCrossEntropy(0.1), SoftTargetCrossEntropy(),
-                        PrioritizedBoard(3), matcher, ema=average, scaler=scaler)
+                        board, matcher, ema=average, scaler=scaler, latency_fn=budget.get('latency_fn'))
 
 
 def _train(step, batches, epoch=1):
@@ -185,3 +189,16 @@ def test_amp_wraps_the_forwards_and_not_the_board_or_meta_update(monkeypatch):
     for u, kept in enumerate(trainable):
         if kept is not None:  # weights unmoved (BN running statistics still follow the forward)
             np.testing.assert_array_equal(fused.values[u].numpy()[:kept.size], kept)
+
+
+def test_paths_reach_the_board_with_their_predicted_latency():
+    table = PathLatency(synthetic_table(STA, resolution=RES, num_classes=CLASSES))
+    fastest, slowest = table.bounds()
+    budget = (fastest + 0.3 * (slowest - fastest), fastest + 0.7 * (slowest - fastest))
+    step = _search(_net(), fused=True, pick='top1', latency=table, latency_budget=budget)
+    results = _train(step, _batches(6))
+    assert [r.latency for r in results] == [table.predict(r.path) for r in results]
+    assert all(budget[0] <= r.latency <= budget[1] for r in results)
+    assert any(r.admitted for r in results) and step.board.cost == 'latency'
+    assert [e['latency'] for e in step.board.summary()] == [table.predict(e.path) for e in step.board.entries]
+    assert _train(_search(_net(), fused=True, pick='top1'), _batches(2))[0].latency is None   # no latency_fn
