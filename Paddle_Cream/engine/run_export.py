@@ -170,17 +170,18 @@ def _latency(cfg, model: nn.Layer, info: ModelInfo, latency: TableFile, log) -> 
         predicted = table.predict(info.path)
     else:
         reason = f'the network has layers {layers}, the table {table.sta_num}: no prediction'
-    error = None if predicted is None else 100 * (predicted - timing.median_ms) / timing.median_ms
+    measured = table.measured_ms(timing)   # the statistic the table's predictions are made of
+    error = None if predicted is None else 100 * (predicted - measured) / measured
     shown = reason if predicted is None else f'predicted {predicted:.3f} ms ({error:+.1f}%)'
-    log(f'latency ({table.describe()}): measured {timing.median_ms:.3f} ms (p10 {timing.p10_ms:.3f}, p90 '
-        f'{timing.p90_ms:.3f}); {shown}')
+    log(f'latency ({table.describe()}): measured {measured:.3f} ms ({table.statistic[:-3]}; median '
+        f'{timing.median_ms:.3f}, p10 {timing.p10_ms:.3f}, p90 {timing.p90_ms:.3f}); {shown}')
     if error is not None and abs(error) > LATENCY_WARN_PERCENT:
         log(f'warning: the latency table predicts {predicted:.3f} ms, the exported network measures '
-            f'{timing.median_ms:.3f} ms ({error:+.1f}%, beyond {LATENCY_WARN_PERCENT:g}%): the table may not '
+            f'{measured:.3f} ms ({error:+.1f}%, beyond {LATENCY_WARN_PERCENT:g}%): the table may not '
             f'describe this machine or its load now; build it again with tools/main.py latency')
     record = latency.record()
-    return dict(table=record.pop('file'), **record, predicted_ms=predicted, measured_ms=timing.median_ms,
-                p10_ms=timing.p10_ms, p90_ms=timing.p90_ms, error_percent=error, reason=reason)
+    return dict(table=record.pop('file'), **record, predicted_ms=predicted, measured_ms=measured,
+                statistic=table.statistic, timing=timing.to_dict(), error_percent=error, reason=reason)
 
 
 def run_export(cfg) -> Dict[str, object]:

@@ -20,7 +20,7 @@ from pimm.inference import ExportedModel, Timing, create_runtime, device_name, p
 
 from ..models.hypernet import HyperNet
 from ..models.search_space import CHOICES, SEARCH_SPACE_ID
-from .latency_table import TABLE_KIND, TABLE_VERSION, PathLatency, fit_correction, prediction_report
+from .latency_table import STATISTIC, TABLE_KIND, TABLE_VERSION, PathLatency, fit_correction, prediction_report
 
 __all__ = ['LatencySettings', 'LatencyMeter', 'random_paths', 'measure_model']
 
@@ -186,7 +186,7 @@ class LatencyMeter:
         timings = self.settings.timed(calls, bar('timing', len(calls) * (self.settings.rounds + 1)))
         table = self._table(parts, timings, runtime_version, num_classes, global_pool)
         latency = PathLatency(table)
-        cal_measured = [timings[f'calibration {i}'].median_ms for i in range(len(calibration))]
+        cal_measured = [getattr(timings[f'calibration {i}'], STATISTIC) for i in range(len(calibration))]
         scale, offset = fit_correction([latency.parts_ms(p) for p in calibration], cal_measured)
         table['correction'] = dict(scale=scale, offset_ms=offset, fitted_on=len(calibration),
                                    rule='predicted = scale * (fixed + blocks) + offset_ms',
@@ -194,7 +194,7 @@ class LatencyMeter:
                                                      timing=timings[f'calibration {i}'].to_dict())
                                                 for i, (p, m) in enumerate(zip(calibration, cal_measured))])
         latency = PathLatency(table)
-        measured = [timings[f'validation {i}'].median_ms for i in range(len(validation))]
+        measured = [getattr(timings[f'validation {i}'], STATISTIC) for i in range(len(validation))]
         if validation:
             predicted = [latency.predict(p) for p in validation]
             table['validation'] = dict(prediction_report(validation, predicted, measured), seed=seed + 1,
@@ -221,7 +221,6 @@ class LatencyMeter:
                 blocks.append(dict(stage=stage, layer=layer, choice=choice, **entry))
             else:
                 fixed[name] = entry
-        return dict(kind=TABLE_KIND, version=TABLE_VERSION, valid_for=valid_for, unit='ms',
-                    timing=dict(warmup=s.warmup, repeats=s.repeats, rounds=s.rounds, min_round_ms=s.min_round_ms,
-                                statistic='median of the round medians'),
+        return dict(kind=TABLE_KIND, version=TABLE_VERSION, valid_for=valid_for, unit='ms', statistic=STATISTIC,
+                    timing=dict(warmup=s.warmup, repeats=s.repeats, rounds=s.rounds, min_round_ms=s.min_round_ms),
                     fixed=fixed, blocks=blocks, correction=dict(scale=1.0, offset_ms=0.0))

@@ -14,8 +14,8 @@ __all__ = ['Timing', 'time_interleaved', 'pinned_to_cores', 'cpu_name', 'device_
 
 @dataclass
 class Timing:
-    """Milliseconds per call: the latency (``median_ms``: the median of the round medians of
-    :func:`time_interleaved`, else of every call) and the 10th/90th percentiles of every timed call."""
+    """Milliseconds per call: ``median_ms`` (the median of the round medians of :func:`time_interleaved`,
+    else of every call) and the 10th, 25th and 90th percentiles of every timed call."""
     median_ms: float
     p10_ms: float
     p90_ms: float

@@ -4,7 +4,7 @@ import json
 from typing import Callable, Optional, Sequence
 
 from Paddle_Cream.models.search_space import CHOICES, SEARCH_SPACE_ID
-from Paddle_Cream.search.latency_table import TABLE_KIND, TABLE_VERSION
+from Paddle_Cream.search.latency_table import STATISTIC, TABLE_KIND, TABLE_VERSION
 
 
 def default_block_ms(stage: int, layer: int, choice: int) -> float:
@@ -18,13 +18,13 @@ def synthetic_table(sta_num: Sequence[int], resolution: int = 224, num_classes: 
                     global_pool: str = 'avg', search_space: str = SEARCH_SPACE_ID) -> dict:
     """The JSON tree of a latency table as ``tools/main.py latency`` writes it, with the given numbers."""
     def timing(ms):
-        return dict(median_ms=ms, p10_ms=ms, p90_ms=ms, calls=1)
+        return dict(median_ms=ms, p10_ms=ms, p25_ms=ms, p90_ms=ms, calls=1)
     blocks = [dict(stage=s + 1, layer=l, choice=c, input_shape=[1, 1, 1, 1], **timing(block_ms(s + 1, l, c)))
               for s, n in enumerate(sta_num) for l in range(n) for c in range(len(CHOICES))]
     valid_for = dict(search_space=search_space, sta_num=list(sta_num), resolution=resolution, num_classes=num_classes,
                      global_pool=global_pool, runtime=runtime, runtime_version='0', device='test CPU', gpu=False,
                      threads=1, batch_size=1, precision='fp32', tensorrt='off', date='2026-12-06T00:00:00')
-    return dict(kind=TABLE_KIND, version=TABLE_VERSION, valid_for=valid_for, unit='ms',
+    return dict(kind=TABLE_KIND, version=TABLE_VERSION, valid_for=valid_for, unit='ms', statistic=STATISTIC,
                 fixed=dict(stem=timing(stem_ms), head=timing(head_ms)), blocks=blocks,
                 correction=dict(scale=scale, offset_ms=offset_ms))
 

@@ -194,8 +194,9 @@ def test_a_latency_table_gives_predicted_and_measured_latency(tmp_path, capsys, 
         latency = json.load(f)['latency']
     assert latency['table'] == os.path.abspath(table_file) and latency['digest'] == table.digest()
     assert latency['settings'] == table.settings()
-    for key in ('measured_ms', 'p10_ms', 'p90_ms'):
-        assert np.isfinite(latency[key]) and latency[key] > 0, key
+    assert latency['statistic'] == 'p25_ms' and latency['measured_ms'] == latency['timing']['p25_ms']
+    for key in ('median_ms', 'p10_ms', 'p25_ms', 'p90_ms'):
+        assert np.isfinite(latency['timing'][key]) and latency['timing'][key] > 0, key
     assert "timed at the table's 32px, the input size its predictions are for (this export's is 48px)" in stdout
     with open(os.path.join(folder, 'export.log')) as f:
         warnings = [line for line in f if ' warning: ' in line]

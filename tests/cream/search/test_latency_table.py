@@ -30,6 +30,21 @@ def test_predict_is_the_sum_of_parts_then_the_correction():
         (224, 10, STA, 'onnxruntime', 1, 1)
 
 
+def test_the_table_s_statistic_is_the_figure_read_and_compared():
+    from pimm.inference import Timing
+    tree = synthetic_table(STA, stem_ms=1.0, head_ms=0.5)
+    for entry in [*tree['fixed'].values(), *tree['blocks']]:
+        entry['median_ms'] *= 2   # the median differs: the lower quartile (the table's statistic) is read
+    table = PathLatency(tree)
+    path = [[0], [0], [0], [0, 0], [0], [0], [0]]
+    assert table.statistic == 'p25_ms'
+    assert table.predict(path) == pytest.approx(1.5 + sum(0.1 + 0.01 * s for s in (1, 2, 3, 3, 4, 5)) + 0.001)
+    assert table.measured_ms(Timing(median_ms=3.0, p10_ms=1.0, p90_ms=4.0, calls=9, p25_ms=2.0)) == 2.0
+    tree['statistic'] = 'mean_ms'
+    with pytest.raises(LatencyTableError, match="'statistic' 'mean_ms' is not one of median_ms, p25_ms, p10_ms"):
+        PathLatency(tree)
+
+
 def test_bounds_and_extreme_paths_equal_a_brute_force_over_every_path():
     table = PathLatency(synthetic_table([1, 1, 1, 1, 1], block_ms=_block_ms, scale=0.9, offset_ms=0.3))
     every = [[[0]] + [[c] for c in combo] + [[0]] for combo in itertools.product(range(len(CHOICES)), repeat=5)]
