@@ -10,7 +10,7 @@ from pimm.inference import RUNTIME_PACKAGES, RuntimeUnavailableError, require_ru
 from ..search.latency_table import LatencyTableError, PathLatency
 from .errors import UserError
 
-__all__ = ['TableFile', 'load_latency_table', 'require_table_runtime', 'gpu_ready']
+__all__ = ['TableFile', 'load_latency_table', 'require_table_fits', 'require_table_runtime', 'gpu_ready']
 
 
 class TableFile(NamedTuple):
@@ -37,6 +37,16 @@ def load_latency_table(file: str, key: str) -> TableFile:
 def gpu_ready() -> bool:
     """A CUDA build of Paddle that sees a GPU."""
     return paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+
+
+def require_table_fits(table_file: TableFile, sta_num, resolution: int, num_classes: int, global_pool: str,
+                       note: str = '') -> None:
+    """The table was measured for this hypernetwork: one UserError line (key, the first setting that differs,
+    ``note``) otherwise."""
+    try:
+        table_file.table.check_fits(sta_num, resolution, num_classes, global_pool)
+    except LatencyTableError as e:
+        raise UserError(f'{table_file.key}: {e}{note}') from None
 
 
 def require_table_runtime(table_file: TableFile) -> None:

@@ -18,8 +18,7 @@ from pimm.inference import threads_beside_loader
 
 from ..search.evolution import EvolutionSearch
 from ..search.flops_table import PathFlops
-from ..search.latency_table import LatencyTableError
-from .latency_inputs import TableFile, load_latency_table
+from .latency_inputs import TableFile, load_latency_table, require_table_fits
 from .output import create_output_dir, refuse_existing_run, retrain_command, setup_logging, write_json_atomic
 from .plots import plot_evolution
 from .path_eval import PathEvaluator, check_path_eval_inputs, fixed_loaders, flops_limit, load_search_checkpoint
@@ -40,12 +39,9 @@ def _latency_table(cfg, ident: Dict[str, Any]) -> Optional[TableFile]:
                             f'EVOLVE.LATENCY_TABLE to a latency_table.json of tools/main.py latency')
         return None
     table_file = load_latency_table(file, key)
-    latency = table_file.table
-    try:
-        latency.check_fits(ident['sta_num'], ident['resolution'], ident['num_classes'], cfg.NET.GP)
-    except LatencyTableError as err:
-        raise UserError(f'{key}: {err} (the hypernetwork of {cfg.RESUME_PATH})') from None
-    fastest, slowest = latency.bounds()
+    require_table_fits(table_file, ident['sta_num'], ident['resolution'], ident['num_classes'], cfg.NET.GP,
+                       f' (the hypernetwork of {cfg.RESUME_PATH})')
+    fastest, slowest = table_file.table.bounds()
     if e.LATENCY_LIMIT and e.LATENCY_LIMIT < fastest:
         raise UserError(f'EVOLVE.LATENCY_LIMIT {e.LATENCY_LIMIT} ms is below the fastest path of {file} '
                         f'({fastest:.3f} ms predicted; the slowest {slowest:.3f} ms): no path is legal')

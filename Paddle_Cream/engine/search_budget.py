@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..models.hypernet import HyperNet
-from ..search import BudgetError, LatencyTableError, PathLatency, PathSampler, UniformFlopsSampler, search_for_layer
+from ..search import BudgetError, PathLatency, PathSampler, UniformFlopsSampler, search_for_layer
 from ..search.flops_table import PathFlops
 from .distributed import on_cpu
 from .errors import UserError
-from .latency_inputs import TableFile, load_latency_table
+from .latency_inputs import TableFile, load_latency_table, require_table_fits
 
 __all__ = ['SearchSpace', 'budget_space', 'make_sampler']
 
@@ -118,11 +118,8 @@ def budget_space(cfg) -> SearchSpace:
     table = _latency_table(cfg)
     latency = None if table is None else table.table
     sta_num, resolution = _layers(cfg, latency)
-    if latency is not None:
-        try:
-            latency.check_fits(sta_num, resolution, cfg.DATASET.NUM_CLASSES, cfg.NET.GP)
-        except LatencyTableError as e:
-            raise UserError(f'SUPERNET.LATENCY_TABLE: {e}') from None
+    if table is not None:
+        require_table_fits(table, sta_num, resolution, cfg.DATASET.NUM_CLASSES, cfg.NET.GP)
     with on_cpu():  # counting FLOPs needs no GPU memory
         path_flops = PathFlops(HyperNet(sta_num, cfg.DATASET.NUM_CLASSES, global_pool=cfg.NET.GP,
                                         resolution=resolution), resolution)
