@@ -170,7 +170,7 @@ def test_installed_package_runs_outside_the_checkout(installed):
     assert info['classes'] == 1000 and info['subclasses'] == 100
 
     proc = run('cream', '--help')
-    assert proc.returncode == 0 and 'usage: cream {train,retrain,test,evolve,rank,export,predict} CONFIG' in proc.stdout
+    assert proc.returncode == 0 and 'usage: cream {train,retrain,test,evolve,rank,export,predict,latency} CONFIG' in proc.stdout
     assert run('cream').returncode == 2   # no arguments: the help, as a usage error
     proc = run('cream-convert', '--help')
     assert proc.returncode == 0 and 'usage: cream-convert' in proc.stdout, proc.stdout + proc.stderr
