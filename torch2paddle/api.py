@@ -12,7 +12,7 @@ from pimm.utils import format_complexity, model_complexity, save_paddle_file
 from .convert import ConversionError, convert_state_dict, select_weights
 from .torch_reader import load_torch_checkpoint
 
-__all__ = ['load_torch_weights', 'convert_checkpoint']
+__all__ = ['load_torch_weights', 'check_destination', 'convert_checkpoint']
 
 
 def load_torch_weights(src: str, model: nn.Layer, weights: str = 'ema',
@@ -32,13 +32,25 @@ def load_torch_weights(src: str, model: nn.Layer, weights: str = 'ema',
         raise ConversionError(f'{src}: {e}') from None
 
 
+def check_destination(src: str, dst: str, overwrite: bool = False) -> None:
+    """Refuse (``ConversionError``) a ``dst`` that is ``src`` itself (the same file by any name or link),
+    and an existing ``dst`` unless ``overwrite``: the PyTorch original and earlier conversions are kept."""
+    if os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst):
+        raise ConversionError(f'{dst} is the checkpoint being converted ({src}): give another DST')
+    if os.path.isdir(dst):
+        raise ConversionError(f'{dst} is a directory: give a file name for the .pdparams')
+    if os.path.lexists(dst) and not overwrite:
+        raise ConversionError(f'{dst} exists: give another DST, or --overwrite to replace it')
+
+
 def convert_checkpoint(src: str, dst: str, model_name: str, weights: str = 'ema', num_classes: int = 1000,
-                       log: Callable[[str], None] = print) -> Dict[str, object]:
+                       log: Callable[[str], None] = print, overwrite: bool = False) -> Dict[str, object]:
     """Convert ``src`` (.pth.tar) into ``dst`` (.pdparams) for pimm model ``model_name``.
 
-    ``dst`` is written atomically and only after the weights loaded into the
-    model with every key and shape checked. Returns a summary dict.
+    ``dst`` is written atomically and only after the weights loaded into the model with every key and
+    shape checked; it may not be ``src`` and, unless ``overwrite``, may not exist. Returns a summary dict.
     """
+    check_destination(src, dst, overwrite)
     import Paddle_Cream  # noqa: F401  registers the cream_* models
     model = pimm.create_model(model_name, num_classes=num_classes)
     state_dict = load_torch_weights(src, model, weights, log)

@@ -109,3 +109,49 @@ def test_existing_destination_untouched_on_failure(tmp_path):
     proc = run_cli(tmp_path / 'nope.pth.tar', dst, '--model', 'cream_14')
     assert proc.returncode != 0
     assert dst.read_bytes() == b'previous'
+
+
+def _refused_keeping(proc, kept: dict, *words):
+    """One error line, a non-zero exit, and every file in ``kept`` (path -> bytes) as it was."""
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('torch2paddle: error:'), proc.stderr
+    assert all(w in err[0] for w in words), err[0]
+    for path, data in kept.items():
+        assert path.read_bytes() == data, path
+
+
+def test_destination_that_is_the_source_is_refused_even_with_overwrite(tmp_path, good_ckpt):
+    src = tmp_path / 'official.pth.tar'
+    src.write_bytes(good_ckpt.read_bytes())
+    original = src.read_bytes()
+    (tmp_path / 'link.pth.tar').symlink_to(src)
+    os.link(src, tmp_path / 'hard.pth.tar')
+    os.mkdir(tmp_path / 'sub')
+    for dst in (src, tmp_path / 'link.pth.tar', tmp_path / 'hard.pth.tar', tmp_path / 'sub' / '..' / src.name):
+        for flags in ((), ('--overwrite',)):
+            _refused_keeping(run_cli(src, dst, '--model', 'cream_14', *flags), {src: original},
+                             'is the checkpoint being converted')
+    assert sorted(os.listdir(tmp_path)) == ['hard.pth.tar', 'link.pth.tar', 'official.pth.tar', 'sub']
+
+
+def test_existing_destination_needs_overwrite(tmp_path, good_ckpt):
+    dst = tmp_path / 'out.pdparams'
+    dst.write_bytes(b'an earlier conversion')
+    _refused_keeping(run_cli(good_ckpt, dst, '--model', 'cream_14'), {dst: b'an earlier conversion'},
+                     str(dst), '--overwrite')
+    proc = run_cli(good_ckpt, dst, '--model', 'cream_14', '--overwrite')
+    assert proc.returncode == 0, proc.stderr
+    assert dst.read_bytes() != b'an earlier conversion' and dst.stat().st_size > 100_000
+    folder = tmp_path / 'a_folder'
+    folder.mkdir()
+    _refused_keeping(run_cli(good_ckpt, folder, '--model', 'cream_14', '--overwrite'), {}, 'is a directory')
+    assert os.listdir(folder) == []
+
+
+@pytest.mark.parametrize('value', ['0', '-3', 'ten', '2.5'])
+def test_num_classes_must_be_a_positive_integer(tmp_path, good_ckpt, value):
+    dst = tmp_path / 'out.pdparams'
+    proc = run_cli(good_ckpt, dst, '--model', 'cream_14', '--num-classes', value)
+    assert proc.returncode == 2
+    assert_clean_failure(proc, dst, '--num-classes', 'positive integer', repr(value))
