@@ -80,6 +80,7 @@ def main(argv=None, prog: str = 'cream', script: str = None) -> int:
     from pimm.utils.distributed import launched_world_size
     from Paddle_Cream.engine.errors import os_error_line
     from Paddle_Cream.engine.output import create_output_dir
+    from pimm.utils.run_lock import HOLDER_ENV, release_run_folders
     modes, errors = _modes(), _user_errors()
     _termination['received'] = False
     previous_handler = signal.signal(signal.SIGTERM, _terminated)
@@ -97,6 +98,7 @@ def main(argv=None, prog: str = 'cream', script: str = None) -> int:
             out_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, cfg.dump(), mode)
             cmd, env = launch_command(cfg.NUM_GPU, os.path.abspath(script or ENTRY_SCRIPT), argv,
                                       os.path.join(out_dir, f'{mode}_launch_logs'))
+            env[HOLDER_ENV] = str(os.getpid())   # this launcher holds the folder's lock for its ranks
             return _run_launcher(cmd, env)
         run(cfg)
     except errors as e:
@@ -116,6 +118,7 @@ def main(argv=None, prog: str = 'cream', script: str = None) -> int:
         return _interrupted()
     finally:
         signal.signal(signal.SIGTERM, previous_handler)  # main() called in-process leaves its caller as it was
+        release_run_folders()
     return 0
 
 

@@ -18,10 +18,8 @@ inherited against retrained top-1 over all paths for each supernet, and writes `
     python bench/search_quality.py --out ./output/search_quality
 """
 import argparse
-import glob
 import json
 import os
-import subprocess
 import sys
 import time
 import queue
@@ -34,31 +32,8 @@ os.environ.setdefault('GLOG_minloglevel', '2')
 
 import numpy as np  # noqa: E402
 
-MAIN = os.path.join(ROOT, 'tools', 'main.py')
-
-
-def _run_folder(save_path: str, model: str) -> str:
-    found = sorted(glob.glob(os.path.join(save_path, f'*-{model}')))
-    if not found:
-        sys.exit(f'error: no run folder {save_path}/<MMDD>-{model} after the run')
-    return found[-1]
-
-
-def run_mode(mode: str, config: str, model: str, save_path: str, overrides: Sequence[str], log,
-             cores: Optional[Sequence[int]] = None) -> str:
-    """``tools/main.py mode config MODEL model SAVE_PATH save_path overrides`` (on ``cores`` only, when
-    given: the run then sizes its math threads to them); returns its run folder."""
-    cmd = [sys.executable, MAIN, mode, config, 'MODEL', model, 'SAVE_PATH', save_path, *overrides]
-    start = time.time()
-    pin = None if cores is None else (lambda: os.sched_setaffinity(0, cores))
-    with open(os.path.join(save_path, f'{model}.out'), 'w') as out:
-        rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, preexec_fn=pin)
-    if rc != 0:
-        with open(os.path.join(save_path, f'{model}.out'), errors='replace') as f:
-            tail = f.read()[-2000:]
-        sys.exit(f'error: {" ".join(cmd)} exited with {rc}:\n{tail}')
-    log(f'  {mode} {model}: {time.time() - start:.0f}s')
-    return _run_folder(save_path, model)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # bench/'s shared helpers, also when imported
+from _runs import run_mode  # noqa: E402
 
 
 def final_top1(run_dir: str) -> float:
@@ -154,7 +129,7 @@ def main(argv=None) -> int:
         p.error('--random-paths must be >= 0, --jobs >= 1, and --set/--retrain-set take KEY VALUE pairs')
     out = os.path.abspath(a.out)
     runs = os.path.join(out, 'runs')
-    if glob.glob(os.path.join(runs, '*')):
+    if os.path.isdir(runs) and os.listdir(runs):
         sys.exit(f'error: {runs} is not empty: give another --out')
     os.makedirs(runs, exist_ok=True)
     start = time.time()

@@ -7,6 +7,7 @@ import time
 from typing import Any, Optional
 
 from pimm.utils.atomic import atomic_path
+from pimm.utils.run_lock import RunFolderBusyError, hold_run_folder
 
 from .errors import UserError
 
@@ -14,10 +15,16 @@ __all__ = ['create_output_dir', 'refuse_existing_run', 'setup_logging', 'write_j
 
 
 def create_output_dir(save_path: str, model: str, config_dump: str, mode: str, write: bool = True) -> str:
-    """``SAVE_PATH/<MMDD>-<MODEL>/`` with ``<mode>_config.yaml`` (written by the main process only)."""
+    """``SAVE_PATH/<MMDD>-<MODEL>/`` with ``<mode>_config.yaml`` (written by the main process only, which
+    first takes the folder's lock for its whole life: a second run on the folder is refused, naming the
+    holder, before it writes anything)."""
     out_dir = os.path.join(save_path, f"{time.strftime('%m%d')}-{model}")
     if write:
         os.makedirs(out_dir, exist_ok=True)
+        try:
+            hold_run_folder(out_dir)
+        except RunFolderBusyError as e:
+            raise UserError(str(e)) from None
         with open(os.path.join(out_dir, f'{mode}_config.yaml'), 'w') as f:
             f.write(config_dump)
     return out_dir

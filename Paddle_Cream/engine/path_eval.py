@@ -46,7 +46,7 @@ def check_path_eval_inputs(cfg, mode: str) -> Dict:
     run's saved config and log name it).
     """
     if not cfg.RESUME_PATH:
-        newest = find_resume_checkpoint(cfg.SAVE_PATH, '*')
+        newest = find_resume_checkpoint(cfg.SAVE_PATH, None)
         if newest is None:
             raise UserError(f'{mode} needs RESUME_PATH: the checkpoint-last.pdparams of a tools/main.py train run '
                             f"(none found in '{cfg.SAVE_PATH}')")

@@ -58,9 +58,9 @@ def check_evolve_inputs(cfg) -> Optional[TableFile]:
 
 
 def _latency_entries(latency: Optional[TableFile], limit: float, best_ms: Optional[float]) -> Dict[str, Any]:
-    """best_arch.json's and evolve_history.json's latency keys (none without a table)."""
+    """best_arch.json's and evolve_history.json's latency keys (None without a table, as train writes them)."""
     if latency is None:
-        return {}
+        return dict(latency_ms=None, latency_limit=None, latency_table=None)
     entries = dict(latency_limit=limit or None, latency_table=latency.record())
     return entries if best_ms is None else dict(latency_ms=best_ms, **entries)
 

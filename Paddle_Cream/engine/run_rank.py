@@ -7,6 +7,7 @@ for ``RANK.RETRAIN_EPOCHS`` (None: EPOCHS) with the retrain recipe of the config
 the pieces of ``tools/main.py retrain``) and scored again on the same fixed validation images. Kendall's
 tau-b and Spearman's rho between the two top-1 lists go to ``rank.json``, the scatter to ``rank.png``.
 """
+import math
 import os
 import time
 from typing import Dict
@@ -110,7 +111,7 @@ def run_rank(cfg) -> Dict:
     x, y = [r['inherited_top1'] for r in rows], [r['retrained_top1'] for r in rows]
     tau, rho = kendall_tau(x, y), spearman_rho(x, y)
     result = dict(kendall_tau=None if np.isnan(tau) else tau, spearman_rho=None if np.isnan(rho) else rho,
-                  num_paths=len(rows), retrain_epochs=epochs, flops_budget=[cfg.SUPERNET.FLOPS_MINIMUM, limit],
+                  num_paths=len(rows), retrain_epochs=epochs, flops_budget=[cfg.SUPERNET.FLOPS_MINIMUM, limit if math.isfinite(limit) else None],
                   checkpoint=os.path.abspath(cfg.RESUME_PATH), method=ident['method'], paths=rows)
     write_json_atomic(result, os.path.join(out_dir, 'rank.json'))
     plot_xy(x, y, os.path.join(out_dir, 'rank.png'), 'inherited top-1 (%, BN recomputed)',

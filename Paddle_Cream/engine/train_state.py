@@ -1,5 +1,4 @@
 """Search checkpoints: everything needed to continue exactly where a run stopped, written atomically."""
-import glob
 import os
 from typing import Any, Dict, Optional
 
@@ -54,10 +53,21 @@ def load_train_state(path: str) -> Dict[str, Any]:
     return state
 
 
-def find_resume_checkpoint(save_path: str, model: str, name: str = CHECKPOINT_NAME) -> Optional[str]:
-    """The newest ``SAVE_PATH/*-<MODEL>/<name>`` (runs are dated MMDD-MODEL; ``name`` defaults to the
-    search checkpoint)."""
-    found = glob.glob(os.path.join(save_path, f'*-{model}', name))
+def find_resume_checkpoint(save_path: str, model: Optional[str], name: str = CHECKPOINT_NAME) -> Optional[str]:
+    """The newest ``SAVE_PATH/<MMDD>-<MODEL>/<name>`` (any MODEL when None; ``name`` defaults to the search
+    checkpoint). Paths are taken literally: a folder named ``out[v2]`` or ``run*`` is that folder, not a
+    pattern, and ``MODEL`` must be the whole name after the date (``1206-a-b`` is not a run of ``b``)."""
+    try:
+        entries = os.listdir(save_path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    found = []
+    for entry in entries:
+        date, dash, run_model = entry.partition('-')
+        if dash and len(date) == 4 and date.isdigit() and (model is None or run_model == model):
+            path = os.path.join(save_path, entry, name)
+            if os.path.isfile(path):
+                found.append(path)
     return max(found, key=os.path.getmtime) if found else None
 
 

@@ -176,5 +176,6 @@ class CheckpointSaver:
 
     def find_recovery(self) -> str:
         """The first recovery file in ``recovery_dir`` (sorted by name), or ''."""
-        files = sorted(glob.glob(os.path.join(self.recovery_dir, self.recovery_prefix + '*' + self.extension)))
+        pattern = glob.escape(os.path.join(self.recovery_dir, self.recovery_prefix)) + '*' + glob.escape(self.extension)
+        files = sorted(glob.glob(pattern))   # the folder and prefix literally (a run folder may be 'out[1]')
         return files[0] if files else ''

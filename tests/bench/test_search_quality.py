@@ -6,7 +6,6 @@ import os
 import pytest
 
 from cli import load_bench
-from Paddle_Cream.data.demo_dataset import ensure_demo_dataset
 
 TINY = ['DATASET.BATCH_SIZE', 16, 'EPOCHS', 2, 'WORKERS', 0, 'SUPERNET.META_STA_EPOCH', 0,
         'SUPERNET.UPDATE_ITER', 3, 'SUPERNET.POOL_SIZE', 3, 'EVOLVE.POPULATION', 4, 'EVOLVE.TOP_K', 2,
@@ -16,13 +15,6 @@ TINY = ['DATASET.BATCH_SIZE', 16, 'EPOCHS', 2, 'WORKERS', 0, 'SUPERNET.META_STA_
 
 def _bench():
     return load_bench('search_quality')
-
-
-@pytest.fixture(scope='module')
-def digits(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('digits') / 'digits')
-    ensure_demo_dataset('digits', root, log=lambda _: None, per_class=12)
-    return root
 
 
 def test_tiny_run_writes_the_table_and_kendall_tau(digits, tmp_path, capsys):

@@ -36,7 +36,7 @@ def load_main() -> Callable[[List[str]], int]:
 
 def run_dir(out, model: str) -> str:
     """The one ``<MMDD>-<model>`` run folder under ``out``."""
-    dirs = glob.glob(os.path.join(str(out), f'*-{model}'))
+    dirs = glob.glob(os.path.join(glob.escape(str(out)), f'*-{glob.escape(model)}'))
     assert len(dirs) == 1, dirs
     return dirs[0]
 

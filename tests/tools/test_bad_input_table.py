@@ -5,44 +5,19 @@ import errno
 import glob
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 
 import pytest
 
-from cli import REPO_ROOT, load_main
+from bad_input import E, R, SMALL, T, TE, TIMEOUT, run_one_line
+from cli import REPO_ROOT
 from latency import write_table
 from pimm.utils.checkpoint_io import load_paddle_file, save_paddle_file
 
-T = ['train', os.path.join(REPO_ROOT, 'configs', 'demo', 'train.yaml')]
-R = ['retrain', os.path.join(REPO_ROOT, 'configs', 'demo', 'retrain.yaml')]
-TE = ['test', os.path.join(REPO_ROOT, 'configs', 'demo', 'test.yaml')]
-E = ['evolve', os.path.join(REPO_ROOT, 'configs', 'demo', 'evolve.yaml'), 'RESUME_PATH', '{search}']
-SMALL = ['EPOCHS', '1', 'DATASET.BATCH_SIZE', '16', 'SUPERNET.FLOPS_MINIMUM', '0', 'SUPERNET.FLOPS_MAXIMUM', '150',
-         'WORKERS', '0']
-TIMEOUT = 180
-PROGRESS = re.compile(r'\| *\d+/\d+ \[')  # a tqdm bar
 # found only when the image is read: the run has started and its folder exists
 READ_TIME = ('dangling image link', 'image link loop')
-
-
-@pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    """The small digits folder, a search checkpoint of it and a retrained network's checkpoint."""
-    from Paddle_Cream.data.demo_dataset import ensure_demo_dataset
-    root = tmp_path_factory.mktemp('table')
-    digits = str(root / 'digits')
-    ensure_demo_dataset('digits', digits, log=lambda _: None, per_class=12)
-    out = root / 'runs'
-    main = load_main()
-    for args in ([*T, *SMALL, 'SUPERNET.META_STA_EPOCH', '0', 'EPOCHS', '2', 'SUPERNET.POOL_SIZE', '3'],
-                 [*R, 'EPOCHS', '1', 'DATASET.BATCH_SIZE', '16', 'WORKERS', '0']):
-        assert main([*args, 'DATA_DIR', digits, 'SAVE_PATH', str(out)]) == 0
-    search = glob.glob(str(out / '*-demo_search' / 'checkpoint-last.pdparams'))[0]
-    retrained = glob.glob(str(out / '*-demo_retrain' / 'model_best.pdparams'))[0]
-    return {'digits': digits, 'search': search, 'retrained': retrained, 'root': root}
 
 
 def _copy_digits(data, tmp_path):
@@ -214,21 +189,6 @@ CASES = [
 ]
 
 
-def _run_one_line(capsys, argv, values, words, save_path, tmp_path, run_started=False):
-    """``main(argv)``: exit 1, one ``error:`` line holding ``words``, no run folder, no temporary file."""
-    capsys.readouterr()
-    code = load_main()(argv)
-    out, err = capsys.readouterr()
-    assert code == 1, (out[-1500:], err[-1500:])
-    lines = [line for line in err.splitlines() if line.strip() and not PROGRESS.search(line)]
-    assert len(lines) == 1 and lines[0].startswith('error:'), err[-3000:]
-    for w in words:
-        assert w.format(**values) in lines[0], lines[0]
-    if not run_started:
-        assert not glob.glob(str(save_path / '*')), 'a run folder was made'
-    assert not glob.glob(str(tmp_path / '**' / '.*.tmp'), recursive=True), 'a temporary file was left'
-
-
 @pytest.mark.parametrize('name, args, words, setup', CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_and_leaves_nothing(data, tmp_path, capsys, name, args, words, setup):
     values = {'digits': data['digits'], 'retrained': data['retrained'], 'search': data['search']}
@@ -240,8 +200,8 @@ def test_bad_input_is_one_line_and_leaves_nothing(data, tmp_path, capsys, name, 
         extra += ['DATA_DIR', values['digits']]
     if argv[0] != 'test':
         extra += SMALL
-    _run_one_line(capsys, [*argv[:2], *extra, *argv[2:]], values, words, save_path, tmp_path,
-                  run_started=name in READ_TIME)
+    run_one_line(capsys, [*argv[:2], *extra, *argv[2:]], values, words, save_path, tmp_path,
+                 run_started=name in READ_TIME)
 
 
 def _failing(error_number, when):
@@ -299,7 +259,7 @@ def test_a_failing_filesystem_is_one_line(data, tmp_path, capsys, monkeypatch, n
     save_path = tmp_path / 'save'
     fault(monkeypatch, data, tmp_path)
     argv = [*T, 'DATA_DIR', data['digits'], 'SAVE_PATH', str(save_path), *SMALL, *[a.format(**values) for a in args]]
-    _run_one_line(capsys, argv, values, words, save_path, tmp_path, run_started=started)
+    run_one_line(capsys, argv, values, words, save_path, tmp_path, run_started=started)
 
 
 def test_a_fifo_named_like_an_image_does_not_hang(data, tmp_path):

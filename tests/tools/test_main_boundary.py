@@ -16,14 +16,6 @@ TINY = ['EPOCHS', 1, 'DATASET.BATCH_SIZE', 16, 'SUPERNET.FLOPS_MINIMUM', 0, 'SUP
         'SUPERNET.META_STA_EPOCH', 0, 'SUPERNET.UPDATE_ITER', 3, 'SUPERNET.POOL_SIZE', 3, 'WORKERS', 0]
 
 
-@pytest.fixture(scope='module')
-def digits(tmp_path_factory):
-    from Paddle_Cream.data.demo_dataset import ensure_demo_dataset
-    root = str(tmp_path_factory.mktemp('digits') / 'digits')
-    ensure_demo_dataset('digits', root, log=lambda _: None, per_class=12)
-    return root
-
-
 def _one_error_line(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if line.strip() and 'it/s' not in line and 's/it' not in line]
     assert len(lines) == 1 and lines[0].startswith('error:') and 'Traceback' not in stderr, stderr[-3000:]

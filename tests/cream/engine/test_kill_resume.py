@@ -1,5 +1,6 @@
 """Killed runs, with loader worker processes: no orphan lives on, the resume removes what a killed save
-left, and the resumed run repeats an uninterrupted one (train and retrain, WORKERS 2)."""
+left, and the resumed run repeats an uninterrupted one (train and retrain, WORKERS 2), in a SAVE_PATH whose
+name holds glob characters (taken literally by AUTO_RESUME's search and the temporary-file clean-up)."""
 import glob
 import json
 import os
@@ -62,12 +63,12 @@ def uninterrupted(digits, tmp_path_factory):
 
 @pytest.mark.parametrize('mode', ['train', 'retrain'])
 def test_sigkill_mid_epoch_leaves_no_orphan_and_resumes_exactly(mode, digits, uninterrupted, tmp_path):
-    out = tmp_path / 'killed'
+    out = tmp_path / 'killed[v2] a?b*'   # glob characters: the resume must still find its own checkpoint
     proc = subprocess.Popen([sys.executable, 'tools/main.py', *map(str, _args(mode, digits, out))], cwd=REPO_ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, workers = time.time() + 600, []
     while time.time() < deadline and proc.poll() is None:   # epoch 0 saved, epoch 1 under way
-        if glob.glob(str(out / '*' / CHECKPOINT[mode])):
+        if glob.glob(os.path.join(glob.escape(str(out)), '*', CHECKPOINT[mode])):
             workers = _children(proc.pid)
             if workers:
                 break
@@ -86,7 +87,7 @@ def test_sigkill_mid_epoch_leaves_no_orphan_and_resumes_exactly(mode, digits, un
     resumed = run_main(_args(mode, digits, out, 'AUTO_RESUME', True))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert 'resumed from' in resumed.stdout
-    assert not glob.glob(os.path.join(folder, '.*.tmp'))
+    assert not glob.glob(os.path.join(glob.escape(folder), '.*.tmp'))
     straight, again = read_rows(uninterrupted[mode], MODEL[mode]), read_rows(out, MODEL[mode])
     assert len(again) == len(straight) == 3
     for key in COLUMNS[mode]:

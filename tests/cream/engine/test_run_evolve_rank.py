@@ -37,6 +37,8 @@ def test_evolve_writes_a_winner_whose_score_is_reproducible(digits, checkpoint, 
     with open(os.path.join(d, 'best_arch.json')) as f:
         best = json.load(f)
     assert best['method'] == 'spos' and 'NET.ARCH_FILE' in best['retrain_command']
+    # no latency table: the latency keys are there and None, as in train's best_arch.json
+    assert best['latency_ms'] is None and best['latency_limit'] is None and best['latency_table'] is None
     assert [len(s) for s in best['arch'][1:-1]] == [1, 1, 2, 1, 1] and best['flops'] <= 130
     with open(os.path.join(d, 'evolve_history.json')) as f:
         history = json.load(f)['generations']
@@ -124,13 +126,16 @@ def test_scoring_through_an_exported_runtime_equals_dygraph(digits, checkpoint, 
 
 
 def test_rank_writes_correlations_and_plot(digits, checkpoint, tmp_path):
+    no_flops_budget = [*COMMON[:2], 'SUPERNET.FLOPS_MAXIMUM', 0, *COMMON[4:]]   # as a latency-only search has
     proc = run_main(['rank', 'configs/demo/rank.yaml', 'DATA_DIR', digits, 'SAVE_PATH', tmp_path, 'RESUME_PATH',
-                     checkpoint, *COMMON, 'RANK.NUM_PATHS', 3, 'RANK.RETRAIN_EPOCHS', 1, 'EVOLVE.BN_BATCHES', 2])
+                     checkpoint, *no_flops_budget, 'RANK.NUM_PATHS', 3, 'RANK.RETRAIN_EPOCHS', 1,
+                     'EVOLVE.BN_BATCHES', 2])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     d = run_dir(tmp_path, 'demo_rank')
     assert os.path.exists(os.path.join(d, 'rank.png'))
-    with open(os.path.join(d, 'rank.json')) as f:
-        rank = json.load(f)
+    with open(os.path.join(d, 'rank.json')) as f:   # strict JSON: no Infinity for the missing FLOPs limit
+        rank = json.load(f, parse_constant=lambda name: pytest.fail(f'rank.json holds {name}'))
+    assert rank['flops_budget'] == [0, None]
     assert rank['num_paths'] == 3 and len(rank['paths']) == 3 and rank['retrain_epochs'] == 1
     assert len({str(p['arch']) for p in rank['paths']}) == 3
     for key in ('kendall_tau', 'spearman_rho'):   # None when one side is constant (tiny data)

@@ -1,0 +1,64 @@
+"""The run folder's OS lock: one holder at a time, named in the refusal; it dies with its process (even a
+SIGKILL), a launcher holds it for the ranks it starts, and an in-process run releases it when it ends."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from pimm.utils.run_lock import HOLDER_ENV, LOCK_NAME, RunFolderBusyError, hold_run_folder, release_run_folders
+
+HOLD = ('import sys, time; sys.path.insert(0, sys.argv[2]); from pimm.utils.run_lock import hold_run_folder; '
+        'hold_run_folder(sys.argv[1]); print("held", flush=True); time.sleep(120)')
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+@pytest.fixture
+def other_holder(tmp_path):
+    """A separate process holding ``tmp_path``'s lock until killed."""
+    proc = subprocess.Popen([sys.executable, '-c', HOLD, str(tmp_path), REPO], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == 'held'
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture(autouse=True)
+def released():
+    yield
+    release_run_folders()
+
+
+def test_a_second_holder_is_refused_naming_the_folder_and_pid(tmp_path, other_holder):
+    with pytest.raises(RunFolderBusyError) as refused:
+        hold_run_folder(str(tmp_path))
+    assert str(refused.value) == (f"'{tmp_path}' is in use by another run (pid {other_holder.pid} on "
+                                  f"{socket.gethostname()}): wait for it to end, or give another MODEL or SAVE_PATH")
+
+
+def test_the_lock_dies_with_a_killed_holder(tmp_path, other_holder):
+    other_holder.send_signal(signal.SIGKILL)
+    other_holder.wait()
+    hold_run_folder(str(tmp_path))   # the stale lock file is no obstacle
+    with open(tmp_path / LOCK_NAME) as f:
+        assert f.read().split() == [str(os.getpid()), socket.gethostname()]
+
+
+def test_the_launcher_named_in_the_environment_holds_it_for_its_ranks(tmp_path, other_holder, monkeypatch):
+    monkeypatch.setenv(HOLDER_ENV, str(other_holder.pid))
+    hold_run_folder(str(tmp_path))   # rank 0 of the launcher's run: no refusal
+    monkeypatch.setenv(HOLDER_ENV, str(other_holder.pid + 1))
+    with pytest.raises(RunFolderBusyError):
+        hold_run_folder(str(tmp_path))
+
+
+def test_released_locks_can_be_taken_by_another_process(tmp_path):
+    hold_run_folder(str(tmp_path))
+    hold_run_folder(str(tmp_path))   # again in the same process: still held, no refusal
+    probe = [sys.executable, '-c', HOLD.replace('time.sleep(120)', 'pass'), str(tmp_path), REPO]
+    blocked = subprocess.run(probe, capture_output=True, text=True, timeout=60)
+    assert blocked.returncode != 0 and 'RunFolderBusyError' in blocked.stderr and str(os.getpid()) in blocked.stderr
+    release_run_folders()
+    assert subprocess.run(probe, capture_output=True, text=True, timeout=60).stdout.strip() == 'held'
