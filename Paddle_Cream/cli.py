@@ -13,6 +13,7 @@ import sys
 # the ``cream`` command's entry file, beside this package (in site-packages, or at the root of a checkout)
 ENTRY_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '_cream_entry.py')
 MODES = ('train', 'retrain', 'test', 'evolve', 'rank', 'export', 'predict', 'latency')
+HELP_FLAGS = ('-h', '--help')
 HELP = """Paddle_Cream command line: ``{prog} MODE CONFIG [KEY VALUE ...]``.
 
 MODE: train (Cream or SPOS supernet search), retrain (train one child network from
@@ -23,7 +24,8 @@ under INPUT), latency (a latency table of the search's hypernetwork measured on 
 on random whole networks, for SUPERNET.LATENCY_TABLE).
 CONFIG: a YAML file of config keys (see Paddle_Cream/config/defaults.py);
 KEY VALUE pairs after it override the file. NUM_GPU > 1 runs the mode under
-paddle.distributed.launch (GPUs, or gloo CPU processes without GPUs)."""
+paddle.distributed.launch (GPUs, or gloo CPU processes without GPUs).
+{prog} MODE --help: the mode's config files, its most used keys and an example."""
 
 
 def usage(prog: str = 'cream') -> str:
@@ -72,9 +74,13 @@ def main(argv=None, prog: str = 'cream', script: str = None) -> int:
     :data:`ENTRY_SCRIPT`, the ``cream`` command's). Without arguments: the help, exit 2;
     ``-h``/``--help``: the help, exit 0."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] in ('-h', '--help'):
+    if not argv or argv[0] in HELP_FLAGS:
         print(HELP.format(prog=prog) + '\n\n' + usage(prog))
         return 0 if argv else 2
+    if argv[0] in MODES and any(a in HELP_FLAGS for a in argv[1:]):
+        from Paddle_Cream.mode_help import mode_help
+        print(mode_help(argv[0], prog))
+        return 0
     from Paddle_Cream.config import load_config
     from Paddle_Cream.engine.distributed import launch_command, on_cpu
     from pimm.utils.distributed import launched_world_size

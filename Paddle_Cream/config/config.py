@@ -25,7 +25,8 @@ _ALL_KEYS = tuple(sorted(_flat_keys(SCHEMA)))
 
 
 def _unknown(key: str) -> ConfigError:
-    close = difflib.get_close_matches(key, _ALL_KEYS, n=1, cutoff=0.5)
+    exact = [k for k in _ALL_KEYS if k.lower() == key.lower()]   # 'epochs' for EPOCHS: keys are upper case
+    close = exact or difflib.get_close_matches(key, _ALL_KEYS, n=1, cutoff=0.5)
     if not close:  # a typo in the last part: compare leaves
         leaves = {k.rsplit('.', 1)[-1]: k for k in _ALL_KEYS}
         hit = difflib.get_close_matches(key.rsplit('.', 1)[-1], leaves, n=1, cutoff=0.6)
@@ -59,7 +60,11 @@ class Config:
     def set(self, dotted: str, value: Any) -> None:
         """Set one key (dotted), converted and checked against its declaration (ConfigError otherwise)."""
         decl = declaration(dotted)
-        if decl is None or isinstance(decl, dict):
+        if isinstance(decl, dict):
+            first = next(iter(_flat_keys(decl, dotted + '.')))
+            raise ConfigError(f"'{dotted}' is a group of keys, not one value: set its keys one by one (e.g. "
+                              f"{first} VALUE)")
+        if decl is None:
             raise _unknown(dotted)
         *groups, leaf = dotted.split('.')
         node = self._tree

@@ -31,6 +31,17 @@ class _GuardedLoader(yaml.SafeLoader):
         self._nodes = 0
         self._depth = 0
 
+    def construct_mapping(self, node, deep=False):
+        # plain YAML keeps the last of two equal keys: a block written twice would silently lose the first
+        seen = {}
+        for key_node, _ in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is not None and key in seen:
+                raise UnsafeYaml(f"sets '{key}' twice in one mapping (lines {seen[key]} and "
+                                 f"{key_node.start_mark.line + 1}); keep one")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark
@@ -74,6 +85,8 @@ def _read_text(path: str) -> str:
 
 def read_config_file(path: str) -> Dict[str, Any]:
     """The mapping of keys in the YAML file at ``path`` (empty file: ``{}``), or a one-line ConfigError."""
+    if os.path.isdir(path):
+        raise ConfigError(f"config file '{path}' is a directory: give a .yaml file (configs/ has them)")
     if not os.path.isfile(path):
         raise ConfigError(f"config file '{path}' not found")
     text = _read_text(path)

@@ -4,7 +4,7 @@ import math
 import os
 from typing import Optional
 
-__all__ = ['UserError', 'os_error_line', 'check_finite_loss', 'require_inference']
+__all__ = ['UserError', 'os_error_line', 'require_file', 'check_finite_loss', 'require_inference']
 
 # errors of the user's files and disks, as opposed to a programming error that wants its traceback
 _USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOTDIR,
@@ -24,6 +24,15 @@ def os_error_line(error: OSError) -> Optional[str]:
     paths = [p for p in (error.filename, getattr(error, 'filename2', None)) if p is not None]
     where = ' -> '.join(str(p) for p in paths)
     return f'{where}: {reason}' if where else reason
+
+
+def require_file(path: str, key: str) -> None:
+    """``path`` (the value of config key ``key``) is an existing file: one UserError line saying what it is
+    otherwise ("is a directory" is not "not found")."""
+    if os.path.isdir(path):
+        raise UserError(f"{key} '{path}' is a directory: give the file itself")
+    if not os.path.isfile(path):
+        raise UserError(f"{key} '{path}' not found")
 
 
 def check_finite_loss(loss: float, epoch: int, iteration: int, checkpoint: str) -> None:

@@ -12,7 +12,7 @@ from pimm.utils import CheckpointFileError, load_paddle_file
 
 from ..config.defaults import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from ..models import ChildNet, create_cream, published_models, validate_path
-from .errors import UserError
+from .errors import UserError, require_file
 
 __all__ = ['ModelInfo', 'build_model', 'load_weights', 'read_arch_file', 'require_weights', 'trained_arch_hint']
 
@@ -50,8 +50,7 @@ def _carried_latency(record: Dict[str, Any]) -> Dict[str, Any]:
 
 def _read_arch_record(path: str) -> Dict[str, Any]:
     """The arch file's JSON object, its ``arch`` validated and ``resolution`` checked."""
-    if not os.path.isfile(path):
-        raise UserError(f"NET.ARCH_FILE '{path}' not found")
+    require_file(path, 'NET.ARCH_FILE')
     bad = f"NET.ARCH_FILE '{path}' is not a valid architecture file"
     expected = "expected the best_arch.json that train or evolve writes, or a retrain's arch.json"
     if os.path.getsize(path) > _MAX_ARCH_FILE_BYTES:
@@ -109,8 +108,7 @@ def require_weights(cfg, mode: str) -> None:
     """``UserError`` unless ``RESUME_PATH`` names an existing file (``mode`` needs weights)."""
     if not cfg.RESUME_PATH:
         raise UserError(f'{mode} needs weights: set RESUME_PATH to a .pth.tar or .pdparams file')
-    if not os.path.isfile(cfg.RESUME_PATH):
-        raise UserError(f"RESUME_PATH '{cfg.RESUME_PATH}' not found")
+    require_file(cfg.RESUME_PATH, 'RESUME_PATH')
 
 
 def trained_arch_hint(path: str) -> str:
@@ -132,8 +130,7 @@ def load_weights(model: nn.Layer, path: str, use_ema: bool = True,
     Every key and shape must match (a wrong ``DATASET.NUM_CLASSES`` shows as the
     classifier's shape)."""
     from torch2paddle import CheckpointError, ConversionError, load_torch_weights
-    if not os.path.isfile(path):
-        raise UserError(f"RESUME_PATH '{path}' not found")
+    require_file(path, 'RESUME_PATH')
     try:
         if path.endswith(TORCH_SUFFIXES):
             state = load_torch_weights(path, model, 'ema' if use_ema else 'raw', log)

@@ -31,7 +31,7 @@ from pimm.inference import create_runner
 
 from ..models.hypernet import HyperNet
 from .demo_data import prepare_demo_data
-from .errors import UserError, require_inference
+from .errors import UserError, require_file, require_inference
 from .evaluate import evaluate
 from .train_state import find_resume_checkpoint, load_train_state
 
@@ -51,8 +51,7 @@ def check_path_eval_inputs(cfg, mode: str) -> Dict:
             raise UserError(f'{mode} needs RESUME_PATH: the checkpoint-last.pdparams of a tools/main.py train run '
                             f"(none found in '{cfg.SAVE_PATH}')")
         cfg.set('RESUME_PATH', newest)
-    if not os.path.isfile(cfg.RESUME_PATH):
-        raise UserError(f"RESUME_PATH '{cfg.RESUME_PATH}' not found")
+    require_file(cfg.RESUME_PATH, 'RESUME_PATH')
     if cfg.NUM_GPU > 1:
         raise UserError(f'{mode} runs in one process: set NUM_GPU 1')
     require_inference(cfg.INFERENCE)

@@ -7,7 +7,6 @@ keys. Files are read only through the repo's restricted readers (torch2paddle's 
 pimm's ``load_paddle_file`` for Paddle ones), as ``test`` reads them.
 """
 import copy
-import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -17,7 +16,7 @@ from pimm.models import check_state_dict, clean_state_dict, select_state_dict
 from pimm.utils import CheckpointFileError, load_paddle_file
 from pimm.utils.fused_storage import assign_in_place
 
-from .errors import UserError
+from .errors import UserError, require_file
 from .model_builder import TORCH_SUFFIXES, trained_arch_hint
 
 __all__ = ['PretrainedReport', 'classifier_keys', 'load_pretrained']
@@ -96,8 +95,7 @@ def load_pretrained(model: nn.Layer, path: str, use_ema: bool = True,
     initialised). Any other missing, unexpected or differently shaped key is a ``UserError`` naming the
     first ones, raised before ``model`` is touched."""
     from torch2paddle import ConversionError, convert_state_dict
-    if not os.path.isfile(path):
-        raise UserError(f"NET.PRETRAINED '{path}' not found")
+    require_file(path, 'NET.PRETRAINED')
     state, where, torch_layout = _read(path, use_ema)
     head = classifier_keys(model)
     classes = _checkpoint_classes(state, head, torch_layout)

@@ -15,7 +15,7 @@ from pimm.utils.amp import GradScaler
 from pimm.utils.atomic import remove_stale_temp_files
 from pimm.utils.distributed import broadcast_object, is_main_process
 
-from .errors import UserError
+from .errors import UserError, require_file
 from .model_builder import ModelInfo, build_model
 from .output import refuse_existing_run
 from .pretrained import load_pretrained
@@ -49,8 +49,8 @@ def _check_augmentation(cfg) -> None:
 
 
 def _check_resume(cfg) -> None:
-    if cfg.RESUME_PATH and not os.path.isfile(cfg.RESUME_PATH):
-        raise UserError(f"RESUME_PATH '{cfg.RESUME_PATH}' not found")
+    if cfg.RESUME_PATH:
+        require_file(cfg.RESUME_PATH, 'RESUME_PATH')
     if not (cfg.RESUME_PATH or cfg.AUTO_RESUME):
         refuse_existing_run(cfg.SAVE_PATH, cfg.MODEL, 'retrain', LAST_CHECKPOINT, resumable=True)
 

@@ -110,8 +110,9 @@ def run_rank(cfg) -> Dict:
             f'{retrained:.2f} ({time.time() - start:.0f}s)')
     x, y = [r['inherited_top1'] for r in rows], [r['retrained_top1'] for r in rows]
     tau, rho = kendall_tau(x, y), spearman_rho(x, y)
+    flops_json = limit if math.isfinite(limit) else None   # JSON has no infinity
     result = dict(kendall_tau=None if np.isnan(tau) else tau, spearman_rho=None if np.isnan(rho) else rho,
-                  num_paths=len(rows), retrain_epochs=epochs, flops_budget=[cfg.SUPERNET.FLOPS_MINIMUM, limit if math.isfinite(limit) else None],
+                  num_paths=len(rows), retrain_epochs=epochs, flops_budget=[cfg.SUPERNET.FLOPS_MINIMUM, flops_json],
                   checkpoint=os.path.abspath(cfg.RESUME_PATH), method=ident['method'], paths=rows)
     write_json_atomic(result, os.path.join(out_dir, 'rank.json'))
     plot_xy(x, y, os.path.join(out_dir, 'rank.png'), 'inherited top-1 (%, BN recomputed)',

@@ -10,7 +10,7 @@ from pimm.utils.distributed import broadcast_object, is_main_process
 from ..models.hypernet import HyperNet
 from .demo_data import prepare_demo_data
 from .distributed import gpu_count
-from .errors import UserError
+from .errors import UserError, require_file
 from .output import refuse_existing_run
 from .search_budget import SearchSpace, budget_space
 from .train_state import CHECKPOINT_NAME, check_compatible, find_resume_checkpoint, load_train_state
@@ -51,8 +51,8 @@ def check_train_inputs(cfg) -> SearchSpace:
         raise UserError(f'DATASET.BATCH_SIZE {cfg.DATASET.BATCH_SIZE} must hold two slices of SUPERNET.SLICE '
                         f'{s.SLICE} (meta-matching trains on one and validates on the next)')
     check_data_folders(cfg)
-    if cfg.RESUME_PATH and not os.path.isfile(cfg.RESUME_PATH):
-        raise UserError(f"RESUME_PATH '{cfg.RESUME_PATH}' not found")
+    if cfg.RESUME_PATH:
+        require_file(cfg.RESUME_PATH, 'RESUME_PATH')
     if not (cfg.RESUME_PATH or cfg.AUTO_RESUME):
         refuse_existing_run(cfg.SAVE_PATH, cfg.MODEL, 'search', CHECKPOINT_NAME, resumable=True)
     return space

@@ -29,8 +29,9 @@ def _check_structure(state: Any, path: str) -> None:
         raise UserError(f'{path}: not a search checkpoint of tools/main.py train')
     for key, kind in _ENTRIES.items():
         if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
-            raise UserError(f"{path}: its '{key}' entry is {type(state.get(key)).__name__ if key in state else 'missing'}"
-                            f", a search checkpoint holds a {kind.__name__}: the file is damaged or not from train")
+            found = type(state.get(key)).__name__ if key in state else 'missing'
+            raise UserError(f"{path}: its '{key}' entry is {found}, a search checkpoint holds a {kind.__name__}: "
+                            f"the file is damaged or not from train")
     for key, kind in _SEARCH.items():
         if not isinstance(state['search'].get(key), kind):
             raise UserError(f"{path}: its search set-up lacks '{key}': the file is damaged or not from train")

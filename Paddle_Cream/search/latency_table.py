@@ -20,6 +20,7 @@ device's own speed more steadily than the median does, and predicted and measure
 higher Kendall tau than the median for ONNX Runtime and Paddle Inference (README).
 """
 import json
+import os
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -119,7 +120,8 @@ class PathLatency:
         for block in _need(table, 'blocks', list, source):
             key = tuple(_need(block, k, int, source) for k in ('stage', 'layer', 'choice'))
             self.block_ms[key] = self._ms(block, f'block {key}')
-        wanted = {(s + 1, l, c) for s, n in enumerate(self.sta_num) for l in range(n) for c in range(len(CHOICES))}
+        wanted = {(s + 1, layer, c) for s, n in enumerate(self.sta_num) for layer in range(n)
+                  for c in range(len(CHOICES))}
         if set(self.block_ms) != wanted:
             missing = sorted(wanted - set(self.block_ms))
             raise LatencyTableError(f'{source}: the blocks do not cover layers {self.sta_num} x {len(CHOICES)} '
@@ -147,6 +149,8 @@ class PathLatency:
     def load(cls, file: str) -> 'PathLatency':
         """The table in ``file`` (a literal path); :class:`LatencyTableError` in one line when it is missing,
         not JSON, or not a latency table."""
+        if os.path.isdir(file):
+            raise LatencyTableError(f"latency table '{file}' is a directory: give its latency_table.json")
         try:
             with open(file, encoding='utf-8') as f:
                 table = json.load(f)
@@ -166,8 +170,8 @@ class PathLatency:
     def parts_ms(self, path: Sequence[Sequence[int]]) -> float:
         """The plain sum: fixed parts plus the path's blocks, each as measured alone."""
         try:
-            return self.fixed_ms + sum(self.block_ms[(s, l, int(c))] for s in range(1, len(path) - 1)
-                                       for l, c in enumerate(path[s]))
+            return self.fixed_ms + sum(self.block_ms[(s, layer, int(c))] for s in range(1, len(path) - 1)
+                                       for layer, c in enumerate(path[s]))
         except KeyError:
             raise ValueError(f'path {path} does not fit the table (layers {self.sta_num})') from None
 
@@ -181,16 +185,16 @@ class PathLatency:
         """Predicted milliseconds of the fastest and of the slowest path."""
         fastest, slowest = self.fixed_ms, self.fixed_ms
         for s, n in enumerate(self.sta_num):
-            for l in range(n):
-                values = [self.block_ms[(s + 1, l, c)] for c in range(len(CHOICES))]
+            for layer in range(n):
+                values = [self.block_ms[(s + 1, layer, c)] for c in range(len(CHOICES))]
                 fastest, slowest = fastest + min(values), slowest + max(values)
         return self.scale * fastest + self.offset_ms, self.scale * slowest + self.offset_ms
 
     def extreme_paths(self) -> Tuple[List[List[int]], List[List[int]]]:
         """The fastest and the slowest path (each layer's fastest / slowest choice)."""
         def pick(best):
-            return [[0]] + [[best(range(len(CHOICES)), key=lambda c: self.block_ms[(s + 1, l, c)]) for l in range(n)]
-                            for s, n in enumerate(self.sta_num)] + [[0]]
+            return [[0]] + [[best(range(len(CHOICES)), key=lambda c: self.block_ms[(s + 1, layer, c)])
+                             for layer in range(n)] for s, n in enumerate(self.sta_num)] + [[0]]
         return pick(min), pick(max)
 
     def check_fits(self, sta_num: Sequence[int], resolution: int, num_classes: int, global_pool: str = 'avg') -> None:
