@@ -53,8 +53,9 @@ def _modes():
 def _user_errors():
     from Paddle_Cream.config import ConfigError
     from Paddle_Cream.engine import UserError
+    from Paddle_Cream.search import BudgetError   # budgets no sampled path can meet, found mid-run
     from pimm.data import CorruptImageError, DatasetError, LoaderWorkerError
-    return (ConfigError, UserError, DatasetError, CorruptImageError, LoaderWorkerError)
+    return (ConfigError, UserError, DatasetError, CorruptImageError, LoaderWorkerError, BudgetError)
 
 
 def one_line(error: BaseException) -> str:
@@ -85,9 +86,10 @@ def main(argv=None, prog: str = 'cream', script: str = None) -> int:
     from Paddle_Cream.engine.distributed import launch_command, on_cpu
     from pimm.utils.distributed import launched_world_size
     from Paddle_Cream.engine.errors import os_error_line
-    from Paddle_Cream.engine.output import create_output_dir
+    from Paddle_Cream.engine.output import create_output_dir, escape_undecodable_output
     from pimm.utils.run_lock import HOLDER_ENV, release_run_folders
     modes, errors = _modes(), _user_errors()
+    escape_undecodable_output()   # an error line naming a file that is not UTF-8 must still print
     _termination['received'] = False
     previous_handler = signal.signal(signal.SIGTERM, _terminated)
     mode = argv[0]

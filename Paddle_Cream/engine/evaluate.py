@@ -14,7 +14,7 @@ from tqdm import tqdm
 from pimm.data import create_loader
 from pimm.utils.distributed import all_reduce_max, all_reduce_sum
 
-__all__ = ['batch_metrics', 'device_batch_metrics', 'eval_loader', 'evaluate']
+__all__ = ['batch_metrics', 'device_batch_metrics', 'eval_loader', 'evaluate', 'require_scored']
 
 Array = Union[np.ndarray, paddle.Tensor]
 _SHOW_EVERY = 20  # batches between progress-bar accuracy updates (each one is a host synchronisation)
@@ -29,15 +29,17 @@ def eval_loader(cfg, dataset, input_size: int, batch_size: int, workers: int, di
 
 
 def batch_metrics(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """``[images, top1 hits, top5 hits, summed cross-entropy, skipped]`` for one batch.
+    """``[images, top1 hits, top5 hits, summed cross-entropy, skipped, non-finite]`` for one batch.
 
-    Targets of -1 mark images skipped as corrupt: they are counted apart, not scored.
+    Targets of -1 mark images skipped as corrupt: they are counted apart, not scored. ``non-finite``
+    counts the scored images with a NaN or infinite logit (a result that is not one).
     """
     keep = targets >= 0
     skipped = int((~keep).sum())
     logits, targets = logits[keep].astype(np.float64), targets[keep]
     if len(targets) == 0:
-        return np.array([0., 0., 0., 0., skipped])
+        return np.array([0., 0., 0., 0., skipped, 0.])
+    nonfinite = float((~np.isfinite(logits)).any(axis=1).sum())
     k = min(5, logits.shape[1])
     top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
     top1 = logits.argmax(axis=1) == targets
@@ -45,7 +47,7 @@ def batch_metrics(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     loss = -log_probs[np.arange(len(targets)), targets].sum()
-    return np.array([len(targets), top1.sum(), top5.sum(), loss, skipped], dtype=np.float64)
+    return np.array([len(targets), top1.sum(), top5.sum(), loss, skipped, nonfinite], dtype=np.float64)
 
 
 def device_batch_metrics(logits: paddle.Tensor, targets: paddle.Tensor) -> paddle.Tensor:
@@ -59,13 +61,14 @@ def device_batch_metrics(logits: paddle.Tensor, targets: paddle.Tensor) -> paddl
     top1 = (logits.argmax(axis=1) == safe).astype('float64') * keep  # the first of tied maxima, as numpy
     top5 = (top == safe.unsqueeze(1)).astype('float64').sum(axis=1) * keep
     nll = -paddle.take_along_axis(F.log_softmax(logits, axis=1), safe.unsqueeze(1), axis=1).reshape([-1]) * keep
-    return paddle.stack([keep.sum(), top1.sum(), top5.sum(), nll.sum(), (1. - keep).sum()])
+    nonfinite = (~paddle.isfinite(logits)).any(axis=1).astype('float64') * keep
+    return paddle.stack([keep.sum(), top1.sum(), top5.sum(), nll.sum(), (1. - keep).sum(), nonfinite.sum()])
 
 
 def evaluate(run: Callable[[Array], Array], loader: Iterable, total_batches: int = 0,
              show_progress: bool = True, desc: str = 'test') -> Dict[str, float]:
     """Run ``run(images) -> logits`` over ``loader``; sums are all-reduced over processes."""
-    host, device = np.zeros(5), None
+    host, device = np.zeros(6), None
     start = time.time()
     bar = tqdm(loader, total=total_batches or None, desc=desc, disable=not show_progress, dynamic_ncols=True)
     for i, (images, targets) in enumerate(bar):
@@ -85,8 +88,21 @@ def evaluate(run: Callable[[Array], Array], loader: Iterable, total_batches: int
                 bar.set_postfix(top1=f'{100 * shown[1] / shown[0]:.2f}', refresh=False)
     sums = host + (0. if device is None else device.numpy())
     elapsed = time.time() - start
-    images, hit1, hit5, loss, skipped = all_reduce_sum(sums)
+    images, hit1, hit5, loss, skipped, nonfinite = all_reduce_sum(sums)
     elapsed = all_reduce_max(elapsed)
     n = max(images, 1)
     return dict(images=int(images), top1=float(100 * hit1 / n), top5=float(100 * hit5 / n), loss=float(loss / n),
-                skipped=int(skipped), seconds=float(elapsed), images_per_sec=float(images / max(elapsed, 1e-9)))
+                skipped=int(skipped), nonfinite=int(nonfinite), seconds=float(elapsed),
+                images_per_sec=float(images / max(elapsed, 1e-9)))
+
+
+def require_scored(metrics: Dict[str, float], where: str) -> None:
+    """A result that is not one is refused in one line: no image scored (all skipped as unreadable), or
+    images whose logits are NaN or infinite (``where`` names the images' folder)."""
+    from .errors import UserError
+    if metrics['images'] == 0:
+        raise UserError(f"no image of {where} could be scored ({metrics['skipped']} skipped as unreadable): "
+                        f"nothing to report")
+    if metrics['nonfinite']:
+        raise UserError(f"{metrics['nonfinite']} of {metrics['images']} images of {where} gave NaN or infinite "
+                        f"logits: the weights or INFERENCE runtime give no result; nothing written")

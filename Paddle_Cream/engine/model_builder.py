@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 import paddle.nn as nn
 
 from pimm.models import check_state_dict, load_state_dict
@@ -123,6 +124,17 @@ def trained_arch_hint(path: str) -> str:
     return f'; it holds the network {arch}: NET.SELECTION -1 {how} builds it'
 
 
+def require_finite_weights(state: Dict[str, Any], path: str) -> None:
+    """Weights holding NaN or infinity give no result (a run that diverged saved them): one UserError line
+    naming the first such tensor, before anything is evaluated, exported or written."""
+    for name, value in state.items():
+        array = np.asarray(value.numpy() if hasattr(value, 'numpy') else value)
+        if array.dtype.kind == 'f' and not np.isfinite(array).all():
+            count = int((~np.isfinite(array)).sum())
+            raise UserError(f"{path}: '{name}' holds {count} NaN or infinite value(s) of {array.size}: these weights "
+                            f"give no result (did the training diverge? take an earlier checkpoint)")
+
+
 def load_weights(model: nn.Layer, path: str, use_ema: bool = True,
                  log: Optional[Callable[[str], None]] = None) -> None:
     """Load ``path`` into ``model``: an official ``.pth.tar`` converted in memory (torch not
@@ -141,6 +153,7 @@ def load_weights(model: nn.Layer, path: str, use_ema: bool = True,
         raise UserError(str(e)) from None
     except KeyError as e:
         raise UserError(f'{path}: {e.args[0]}{trained_arch_hint(path)}') from None
+    require_finite_weights(state, path)
     model.set_state_dict(state)
     if log:
         log(f'loaded weights from {path}')

@@ -1,6 +1,7 @@
 """Run folders and logs: ``SAVE_PATH/<MMDD>-<MODEL>/`` with the merged config and a readable log."""
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -11,7 +12,8 @@ from pimm.utils.run_lock import RunFolderBusyError, hold_run_folder
 
 from .errors import UserError
 
-__all__ = ['create_output_dir', 'refuse_existing_run', 'setup_logging', 'write_json_atomic', 'retrain_command']
+__all__ = ['create_output_dir', 'refuse_existing_run', 'setup_logging', 'escape_undecodable_output',
+           'write_json_atomic', 'retrain_command']
 
 
 def create_output_dir(save_path: str, model: str, config_dump: str, mode: str, write: bool = True) -> str:
@@ -48,20 +50,45 @@ def setup_logging(log_file: Optional[str], is_main: bool = True, name: str = 'cr
     logger.propagate = False
     logger.setLevel(logging.INFO if is_main else logging.WARNING)
     fmt = logging.Formatter('%(asctime)s %(message)s', datefmt='%m-%d %H:%M:%S')
+    escape_undecodable_output()
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(fmt)
     logger.addHandler(console)
     if log_file and is_main:
-        handler = logging.FileHandler(log_file)
+        handler = logging.FileHandler(log_file, errors='backslashreplace')   # names that are not UTF-8: escaped
         handler.setFormatter(fmt)
         logger.addHandler(handler)
     return logger
 
 
+def escape_undecodable_output() -> None:
+    """Print file names that are not valid UTF-8 (``os.listdir`` gives them as surrogate escapes) as
+    backslash escapes instead of failing with UnicodeEncodeError: on the console and in error lines."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, 'reconfigure') and getattr(stream, 'errors', None) == 'strict':
+            stream.reconfigure(errors='backslashreplace')
+
+
+def _first_non_finite(obj: Any, where: str = '') -> Optional[str]:
+    """Where in ``obj`` the first NaN or infinite number is (``a.b[2]``), or None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return where or 'the value'
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for key, value in items:
+        found = _first_non_finite(value, f'{where}[{key}]' if isinstance(key, int) else f'{where}.{key}'.lstrip('.'))
+        if found:
+            return found
+    return None
+
+
 def write_json_atomic(obj: Any, path: str) -> None:
-    """JSON to a temporary file beside ``path``, then rename: readers never see half a file."""
+    """Strict JSON (no NaN or Infinity, which other readers reject) to a temporary file beside ``path``,
+    then rename: readers never see half a file. A non-finite number is a UserError naming where it is."""
+    bad = _first_non_finite(obj)
+    if bad:
+        raise UserError(f'{path}: {bad} is not a finite number; a result that is not one is not written')
     with atomic_path(path) as tmp, open(tmp, 'w') as f:
-        json.dump(obj, f, indent=2)
+        json.dump(obj, f, indent=2, allow_nan=False)
         f.write('\n')
 
 

@@ -164,6 +164,11 @@ def _predict(runner, loader, labels: List[str], paths: List[str], k: int, show_p
         logits = logits.numpy() if isinstance(logits, paddle.Tensor) else np.asarray(logits)
         positions = np.asarray(targets.numpy() if hasattr(targets, 'numpy') else targets).reshape(-1)
         keep = positions >= 0
+        broken = keep & ~np.isfinite(logits).all(axis=1)
+        if broken.any():   # a result that is not one: refused, nothing written
+            raise UserError(f'{paths[int(positions[broken][0])]}: the network gives NaN or infinite logits '
+                            f'({int(broken.sum())} image(s) of this batch); the weights or the INFERENCE runtime '
+                            f'give no result, nothing written')
         indices, probs = top_k(logits[keep], k)
         for position, row_idx, row_prob in zip(positions[keep].tolist(), indices.tolist(), probs.tolist()):
             found[position] = {'path': paths[position],
@@ -218,6 +223,8 @@ def run_predict(cfg) -> Dict[str, object]:
     for line in _table(entries, cfg.INPUT, len(entries)):
         log(line)
     _report_skipped(skipped, log)
+    if not entries:
+        raise UserError(f"none of the {len(paths)} images under INPUT '{cfg.INPUT}' could be read: nothing predicted")
 
     predictions_file = os.path.join(out_dir, 'predictions.json')
     write_json_atomic(entries, predictions_file)

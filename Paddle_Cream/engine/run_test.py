@@ -10,7 +10,7 @@ from pimm.utils import format_complexity, model_complexity
 from pimm.utils.distributed import init_distributed, is_main_process
 from .demo_data import prepare_demo_data
 from .errors import UserError, require_inference
-from .evaluate import eval_loader, evaluate
+from .evaluate import eval_loader, evaluate, require_scored
 from .model_builder import build_model, load_weights, require_weights
 from .output import create_output_dir, setup_logging, write_json_atomic
 
@@ -75,6 +75,7 @@ def run_test(cfg) -> Dict[str, object]:
         metrics = evaluate(runner, loader, len(loader), show_progress=main)
     finally:
         runner.close()
+    require_scored(metrics, val_dir)
 
     results = dict(model=info.name, arch=info.path, input_size=info.input_size, params=params, macs=macs,
                    weights=os.path.abspath(cfg.RESUME_PATH), processes=world, inference=runner.name,

@@ -34,6 +34,11 @@ def _check_prob(prob: Sequence[float], what: str) -> np.ndarray:
     return p / p.sum()
 
 
+def _suffix_sums(values: np.ndarray) -> np.ndarray:
+    """``out[i] = values[i:].sum()``, with ``out[len(values)] = 0``."""
+    return np.append(np.cumsum(values[::-1])[::-1], 0.)
+
+
 class _BudgetedSampler:
     """Shared parts: the checked budgets and layer counts, the RNG, drawing one path.
 
@@ -79,6 +84,69 @@ class _BudgetedSampler:
         return (self.flops_minimum <= flops <= self.flops_maximum
                 and (latency is None or self.latency_minimum <= latency <= self.latency_maximum))
 
+    def _layer_costs(self) -> Optional[List[Tuple[float, np.ndarray, float, float]]]:
+        """For each budgeted measure (FLOPs, then latency): ``(value of the all-0 path, [layers, 6] change of
+        each layer's choice, minimum, maximum)``; None when a measure is not a sum over layers (checked)."""
+        base_path = [[0]] + [[0] * n for n in self.sta_num] + [[0]]
+        positions = [(s + 1, i) for s, n in enumerate(self.sta_num) for i in range(n)]
+        measures = [(self.flops_fn, self.flops_minimum, self.flops_maximum)]
+        if self.latency_fn is not None:
+            measures.append((self.latency_fn, self.latency_minimum, self.latency_maximum))
+        costs = []
+        for fn, low, high in measures:
+            base = float(fn(base_path))
+            table = np.zeros((len(positions), NUM_CHOICES))
+            for row, (stage, layer) in enumerate(positions):
+                for choice in range(1, NUM_CHOICES):
+                    path = [list(p) for p in base_path]
+                    path[stage][layer] = choice
+                    table[row, choice] = float(fn(path)) - base
+            for choice in range(1, NUM_CHOICES):   # a sum over layers predicts every uniform path
+                uniform = [[0]] + [[choice] * n for n in self.sta_num] + [[0]]
+                if not math.isclose(base + table[:, choice].sum(), float(fn(uniform)), rel_tol=1e-6, abs_tol=1e-9):
+                    return None
+            costs.append((base, table, low, high))
+        return costs
+
+    def _draw_within_budget(self, prob: Optional[np.ndarray]) -> Tuple[List[List[int]], float]:
+        """When the draws keep missing the budget (a prior concentrated on paths outside it): the layers one
+        by one, each from ``prob`` restricted to the choices that can still end within every budget (the
+        rest at their cheapest / dearest); uniform over those when ``prob`` gives them no weight."""
+        costs = self._layer_costs()
+        if costs is not None:
+            for _ in range(self.max_tries):
+                path = self._constrained_draw(costs, prob)
+                if path is None:
+                    break   # no path meets every budget at once
+                flops = float(self.flops_fn(path))
+                if self._in_budget(flops, self._latency(path)):
+                    return path, flops
+        raise self._budget_error(self.max_tries)
+
+    def _constrained_draw(self, costs, prob: Optional[np.ndarray]) -> Optional[List[List[int]]]:
+        layers = costs[0][1].shape[0]
+        # the least and the most every measure can still add from layer i on
+        rest = [(_suffix_sums(t.min(axis=1)), _suffix_sums(t.max(axis=1))) for _, t, _, _ in costs]
+        totals = [base for base, _, _, _ in costs]
+        choices = []
+        for i in range(layers):
+            ok = np.ones(NUM_CHOICES, dtype=bool)
+            for m, (_, table, low, high) in enumerate(costs):
+                after = totals[m] + table[i]
+                ok &= (after + rest[m][0][i + 1] <= high) & (after + rest[m][1][i + 1] >= low)
+            if not ok.any():
+                return None
+            weights = (np.full(NUM_CHOICES, 1.) if prob is None else np.asarray(prob, dtype=np.float64)) * ok
+            weights = weights if weights.sum() > 0 else ok.astype(np.float64)
+            choice = int(self.rng.choice(NUM_CHOICES, p=weights / weights.sum()))
+            choices.append(choice)
+            totals = [t + table[i, choice] for t, (_, table, _, _) in zip(totals, costs)]
+        path, start = [[0]], 0
+        for n in self.sta_num:
+            path.append(choices[start:start + n])
+            start += n
+        return path + [[0]]
+
     def _budget_error(self, tries: int) -> BudgetError:
         latency = ('' if self.latency_fn is None else
                    f' and the latency budget [{self.latency_minimum}, {self.latency_maximum}] ms')
@@ -100,7 +168,10 @@ class _BudgetedSampler:
 class PathSampler(_BudgetedSampler):
     """Cream's sampler: every searched layer drawn from a probability vector over the 6 choices,
     re-drawn until the path's FLOPs (``flops_fn``, MFLOPs) lie in ``[flops_minimum, flops_maximum]``
-    (and, with a ``latency_fn``, its milliseconds in ``[latency_minimum, latency_maximum]``).
+    (and, with a ``latency_fn``, its milliseconds in ``[latency_minimum, latency_maximum]``). After
+    ``max_tries`` misses (a prior that rarely meets a tight budget) the layers are drawn one by one from the
+    same vector restricted to the choices that can still end within the budgets; :class:`BudgetError` only
+    when no path meets them.
 
     ``how_to_prob``: ``'even'`` (uniform), ``'pre_prob'`` (``pre_prob``, normalised) or
     ``'teacher'`` (the board's choice frequencies, uniform while it is empty).
@@ -133,7 +204,7 @@ class PathSampler(_BudgetedSampler):
             flops = float(self.flops_fn(path))
             if self._in_budget(flops, self._latency(path)):
                 return path, flops
-        raise self._budget_error(self.max_tries)
+        return self._draw_within_budget(prob)
 
 
 class UniformFlopsSampler(_BudgetedSampler):
@@ -175,4 +246,4 @@ class UniformFlopsSampler(_BudgetedSampler):
             flops = float(self.flops_fn(path))
             if self._in_budget(flops, self._latency(path)):
                 return path, flops
-        raise self._budget_error(self.max_misses + self.max_tries)
+        return self._draw_within_budget(None)

@@ -1,6 +1,7 @@
 """The user-mistake table tests' shared pieces: the demo commands, a tiny run's settings, and the check that a
 refused run printed one ``error:`` line and left nothing behind."""
 import glob
+import json
 import os
 import re
 
@@ -47,3 +48,11 @@ def run_one_line(capsys, argv, values, words, save_path, tmp_path, run_started=F
     pattern = os.path.join(glob.escape(str(tmp_path)), '**', '.*.tmp')
     assert not glob.glob(pattern, recursive=True), 'a temporary file was left'
     return lines[0]
+
+
+def arch_file(tmp_path, resolution) -> str:
+    """An arch.json of the retrained network of :func:`table_data` (every layer choice 0) at ``resolution``."""
+    path = str(tmp_path / 'arch.json')
+    with open(path, 'w') as f:
+        json.dump({'arch': [[0], [0], [0], [0, 0], [0], [0], [0]], 'resolution': resolution}, f)
+    return path

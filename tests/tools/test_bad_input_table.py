@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from bad_input import E, R, SMALL, T, TE, TIMEOUT, run_one_line
+from bad_input import E, R, SMALL, T, TE, TIMEOUT, arch_file, run_one_line
 from cli import REPO_ROOT
 from latency import write_table
 from pimm.utils.checkpoint_io import load_paddle_file, save_paddle_file
@@ -44,13 +44,6 @@ def _a_file(tmp_path):
     path = tmp_path / 'file'
     path.write_text('x')
     return str(path)
-
-
-def _arch_file(data, tmp_path, resolution):
-    path = str(tmp_path / 'arch.json')
-    with open(path, 'w') as f:
-        json.dump({'arch': [[0], [0], [0], [0, 0], [0], [0], [0]], 'resolution': resolution}, f)
-    return path
 
 
 def _bomb(data, tmp_path):
@@ -160,7 +153,7 @@ CASES = [
     ('checkpoint missing half its weights', [*T, 'RESUME_PATH', '{ckpt}'], ['missing key'],
      lambda d, t: {'ckpt': _damaged_search(d, t, _half_weights)}),
     ('arch file at 100000 px', [*R, 'NET.ARCH_FILE', '{arch}', 'DATASET.IMAGE_SIZE', '0'], ['resolution', '2048'],
-     lambda d, t: {'arch': _arch_file(d, t, 100000)}),
+     lambda d, t: {'arch': arch_file(t, 100000)}),
     ('SAVE_PATH a file', [*T, 'SAVE_PATH', '{file}'], ['{file}'],
      lambda d, t: {'file': _a_file(t)}),
     ('SAVE_PATH under /proc', [*T, 'SAVE_PATH', '/proc/cream_output'], ['/proc/cream_output'], None),
@@ -281,7 +274,7 @@ def test_skip_corrupt_also_skips_unreadable_images(data, tmp_path):
     shutil.copytree(os.path.join(digits, 'train'), os.path.join(digits, 'val'), dirs_exist_ok=True, symlinks=True)
     out = tmp_path / 's'
     proc = subprocess.run([sys.executable, 'tools/main.py', *TE, 'DATA_DIR', digits, 'SAVE_PATH', str(out),
-                           'RESUME_PATH', data['retrained'], 'NET.ARCH_FILE', _arch_file(data, tmp_path, 32),
+                           'RESUME_PATH', data['retrained'], 'NET.ARCH_FILE', arch_file(tmp_path, 32),
                            'SKIP_CORRUPT', 'True', 'INFERENCE', 'dygraph'], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,19 +1,24 @@
 """Issue 22's classes: nothing a user owns is lost (paths taken literally, one run per folder), checkpoints are
 checked whole before a run folder exists, a result that is not one is refused, and the command line answers
 mistakes in one line. Each case: exit 1, one ``error:`` line, no traceback, nothing new left behind."""
+import glob
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
-from bad_input import E, R, SMALL, T, TE, TIMEOUT, run_one_line
+from bad_input import E, R, SMALL, T, TE, TIMEOUT, arch_file, run_one_line
 from cli import REPO_ROOT, load_main, run_dir
 from Paddle_Cream.cli import MODES
 from Paddle_Cream.config.defaults import declaration
+from pimm.utils.checkpoint_io import load_paddle_file, save_paddle_file
 from pimm.utils.run_lock import LOCK_NAME
 
 
@@ -149,3 +154,125 @@ def test_every_mode_has_its_help(tmp_path, capsys, monkeypatch, mode, flag):
         assert len(keys) >= 4 and all(declaration(k) is not None for k in keys), keys
         assert f'Example:\n  python tools/main.py {mode} configs/' in out
     assert os.listdir(tmp_path) == []
+
+
+def _poisoned(data, tmp_path, change, name='poisoned.pdparams'):
+    """The retrained checkpoint with ``change(state_dict)`` applied to its raw and EMA weights."""
+    state = load_paddle_file(data['retrained'])
+    for key in ('state_dict', 'state_dict_ema'):
+        change(state[key])
+    path = str(tmp_path / name)
+    save_paddle_file(state, path)
+    return path
+
+
+def _nan_weight(weights):
+    weights['conv_stem.weight'][0, 0, 0, 0] = np.nan
+
+
+def _overflowing_classifier(weights):   # finite weights whose logits overflow float32
+    weights['conv_head.bias'][...] = 1e3      # every head feature ~1000 after the activation
+    weights['classifier.weight'][...] = 3e38
+
+
+def _unreadable_images(folder, count=3):
+    os.makedirs(folder, exist_ok=True)
+    for i in range(count):
+        with open(os.path.join(folder, f'broken_{i}.png'), 'wb') as f:
+            f.write(b'\x89PNG but not really')
+    return folder
+
+
+def _result_setup(kind):
+    def setup(data, tmp_path):
+        values = {'arch': arch_file(tmp_path, 32)}
+        if kind in ('nan', 'overflow'):
+            values['ckpt'] = _poisoned(data, tmp_path, _nan_weight if kind == 'nan' else _overflowing_classifier)
+        if kind == 'no readable val image':
+            digits = str(tmp_path / 'digits')
+            shutil.copytree(data['digits'], digits)
+            for cls in os.listdir(os.path.join(digits, 'val')):
+                shutil.rmtree(os.path.join(digits, 'val', cls))
+                _unreadable_images(os.path.join(digits, 'val', cls), 1)
+            values['digits'] = digits
+        if kind == 'no readable input':
+            values['input'] = _unreadable_images(str(tmp_path / 'broken_photos'))
+        return values
+    return setup
+
+
+TEST_ARGS = [*TE, 'NET.ARCH_FILE', '{arch}', 'INFERENCE', 'dygraph', 'WORKERS', '0']
+PREDICT_ARGS = ['predict', os.path.join(REPO_ROOT, 'configs', 'predict.yaml'), 'NET.SELECTION', '-1',
+                'NET.ARCH_FILE', '{arch}', 'DATASET.NUM_CLASSES', '10', 'DATASET.CROP_PCT', '1.0',
+                'INFERENCE', 'dygraph', 'WORKERS', '0']
+EXPORT_ARGS = ['export', os.path.join(REPO_ROOT, 'configs', 'export.yaml'), 'NET.SELECTION', '-1',
+               'NET.ARCH_FILE', '{arch}', 'DATASET.NUM_CLASSES', '10', 'EXPORT.FORMAT', 'paddle']
+# (name, arguments, what the one line must contain, setup, the run had started (its folder exists), the result
+# file that must not be there)
+RESULT_CASES = [
+    ('test of NaN weights', [*TEST_ARGS, 'RESUME_PATH', '{ckpt}'], ["'conv_stem.weight' holds 1 NaN"],
+     _result_setup('nan'), False, None),
+    ('predict with NaN weights', [*PREDICT_ARGS, 'RESUME_PATH', '{ckpt}', 'INPUT', '{digits}/val'],
+     ["'conv_stem.weight' holds 1 NaN", 'diverge'], _result_setup('nan'), False, None),
+    ('export of NaN weights', [*EXPORT_ARGS, 'RESUME_PATH', '{ckpt}'], ["'conv_stem.weight' holds 1 NaN"],
+     _result_setup('nan'), False, None),
+    ('test whose logits overflow', [*TEST_ARGS, 'RESUME_PATH', '{ckpt}'],
+     ['images of', 'gave NaN or infinite logits', 'nothing written'], _result_setup('overflow'), True,
+     'results.json'),
+    ('predict whose logits overflow', [*PREDICT_ARGS, 'RESUME_PATH', '{ckpt}', 'INPUT', '{digits}/val'],
+     ['NaN or infinite logits', 'nothing written'], _result_setup('overflow'), True, 'predictions.json'),
+    ('test of a val folder with no readable image', [*TEST_ARGS, 'RESUME_PATH', '{retrained}', 'SKIP_CORRUPT', 'True',
+                                                    'DATA_DIR', '{digits}'],
+     ['no image of', 'could be scored (10 skipped as unreadable)'], _result_setup('no readable val image'), True,
+     'results.json'),
+    ('predict on a folder with no readable image', [*PREDICT_ARGS, 'RESUME_PATH', '{retrained}', 'INPUT', '{input}'],
+     ["none of the 3 images under INPUT '{input}' could be read"], _result_setup('no readable input'), True,
+     'predictions.json'),
+]
+
+
+@pytest.mark.parametrize('name, args, words, setup, started, result', RESULT_CASES, ids=[c[0] for c in RESULT_CASES])
+def test_a_result_that_is_not_one_is_refused(data, tmp_path, capsys, name, args, words, setup, started, result):
+    values = {'digits': data['digits'], 'retrained': data['retrained'], **setup(data, tmp_path)}
+    save_path = tmp_path / 'save'
+    argv = [a.format(**values) for a in args]
+    extra = ['SAVE_PATH', save_path] + ([] if 'DATA_DIR' in argv else ['DATA_DIR', values['digits']])
+    run_one_line(capsys, [*argv[:2], *extra, *argv[2:]], values, words, save_path, tmp_path, run_started=started)
+    if result:
+        assert not glob.glob(os.path.join(glob.escape(str(save_path)), '*', result)), f'{result} was written'
+
+
+def test_json_results_are_strict(tmp_path):
+    """One writer for every JSON file, refusing NaN and infinity (which other readers reject) by where they are."""
+    from Paddle_Cream.engine import UserError
+    from Paddle_Cream.engine.output import write_json_atomic
+    for bad, where in (({'top1': float('nan')}, 'top1'), ({'rows': [1.0, {'loss': float('inf')}]}, 'rows[1].loss')):
+        with pytest.raises(UserError, match=rf'{re.escape(where)} is not a finite number'):
+            write_json_atomic(bad, str(tmp_path / 'r.json'))
+        assert os.listdir(tmp_path) == []
+    write_json_atomic({'top1': 1.5, 'none': None}, str(tmp_path / 'r.json'))
+    assert json.loads((tmp_path / 'r.json').read_text(), parse_constant=pytest.fail) == {'top1': 1.5, 'none': None}
+
+
+def test_names_that_are_not_utf8_are_logged_escaped_and_kept_in_predictions(data, tmp_path):
+    """A real subprocess with a UTF-8 console: the log line escapes the name (no logging traceback, the line kept),
+    predictions.json keeps the real path (os.fsencode gives the file's bytes back)."""
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    first = sorted(glob.glob(os.path.join(glob.escape(data['digits']), 'val', '*', '*.png')))[0]
+    raw = os.path.join(os.fsencode(str(folder)), b'caf\xe9 \xff.png')
+    shutil.copyfile(first, raw)
+    save = tmp_path / 'save'
+    argv = [a.format(arch=arch_file(tmp_path, 32)) for a in PREDICT_ARGS]
+    proc = subprocess.run([sys.executable, 'tools/main.py', *argv, 'RESUME_PATH', data['retrained'], 'INPUT',
+                           str(folder), 'SAVE_PATH', str(save)], cwd=REPO_ROOT, capture_output=True, timeout=TIMEOUT,
+                          env={**os.environ, 'PYTHONIOENCODING': 'utf-8', 'LC_ALL': 'C.UTF-8'})
+    out, err = proc.stdout.decode(), proc.stderr.decode()
+    assert proc.returncode == 0 and 'Logging error' not in err and 'Traceback' not in err, err[-3000:]
+    assert 'caf\\udce9 \\udcff.png' in out   # the table line of the image, escaped
+    folder_run = run_dir(save, 'predict')
+    with open(os.path.join(folder_run, 'predict.log'), encoding='utf-8') as f:
+        assert 'caf\\udce9 \\udcff.png' in f.read()
+    with open(os.path.join(folder_run, 'predictions.json')) as f:
+        entries = json.load(f)
+    assert [os.fsencode(e['path']) for e in entries] == [raw]

@@ -174,3 +174,54 @@ def test_a_latency_fn_needs_a_finite_budget(budget):
 def test_spos_bins_need_a_finite_range():
     with pytest.raises(ValueError, match='finite'):
         UniformFlopsSampler(STA_NUM, toy_flops, 0, np.inf)
+
+
+CONCENTRATED = (0.02, 0.02, 0.02, 0.9, 0.02, 0.02)   # the demo's prior: choice 3 nearly always
+
+
+@pytest.mark.parametrize('method', ['cream', 'spos'])
+def test_a_prior_that_rarely_meets_a_tight_budget_still_gets_paths_within_it(method):
+    """The demo's failure: prior 0.9 on choice 3 (0.6 ms each) and a budget the all-3 path misses by far. The
+    rejection draws miss every time (max_tries 20); the layer-by-layer draw then gives paths within both
+    budgets, and still leans to the prior's choice among those that fit."""
+    table = _table()
+    all_three = [[0]] + [[3] * n for n in STA_NUM] + [[0]]
+    budget = (0., 0.85 * table.predict(all_three))
+    if method == 'cream':
+        sampler = PathSampler(STA_NUM, toy_flops, 0, 400, how_to_prob='pre_prob', pre_prob=CONCENTRATED, seed=4,
+                              max_tries=20, latency_fn=table.predict, latency_maximum=budget[1])
+    else:
+        sampler = UniformFlopsSampler(STA_NUM, toy_flops, 0, 400, seed=4, max_tries=20, max_misses=20,
+                                      latency_fn=table.predict, latency_maximum=budget[1])
+    rejected = sum(table.predict(sampler._draw(np.array(CONCENTRATED))) <= budget[1] for _ in range(200))
+    assert method == 'spos' or rejected == 0   # the prior alone (almost) never meets the budget
+    paths = [sampler.sample() for _ in range(300)]
+    assert all(table.predict(p) <= budget[1] and f <= 400 and f == toy_flops(p) for p, f in paths)
+    freq = _frequencies([p for p, _ in paths])
+    if method == 'cream':
+        assert freq.argmax() == 3 and freq[3] > 0.3   # still the prior's favourite where it fits
+
+
+def test_the_layer_by_layer_draw_is_seeded_and_resumes_exactly():
+    table = _table()
+    limit = 0.85 * table.predict([[0]] + [[3] * n for n in STA_NUM] + [[0]])
+
+    def make(seed):
+        return PathSampler(STA_NUM, toy_flops, 0, 400, how_to_prob='pre_prob', pre_prob=CONCENTRATED, seed=seed,
+                           max_tries=20, latency_fn=table.predict, latency_maximum=limit)
+    a, b = make(5), make(5)
+    assert [a.sample() for _ in range(10)] == [b.sample() for _ in range(10)]
+    c = make(6)
+    c.load_state_dict(a.state_dict())
+    assert [c.sample() for _ in range(10)] == [a.sample() for _ in range(10)]
+
+
+def test_no_layer_by_layer_draw_for_a_measure_that_is_not_a_sum_over_layers():
+    """A FLOPs function with an interaction between layers cannot be bounded layer by layer: the sampler keeps
+    to rejection draws and says when they miss."""
+    def interacting(path):
+        return toy_flops(path) + 500 * (path[1][0] == path[2][0] == 5)
+    sampler = PathSampler(STA_NUM, interacting, 1000, 1100, seed=0, max_tries=30)
+    with pytest.raises(BudgetError, match='after 30 draws'):
+        sampler.sample()
+    assert sampler._layer_costs() is None
