@@ -222,7 +222,7 @@ RESULT_CASES = [
     ('predict whose logits overflow', [*PREDICT_ARGS, 'RESUME_PATH', '{ckpt}', 'INPUT', '{digits}/val'],
      ['NaN or infinite logits', 'nothing written'], _result_setup('overflow'), True, 'predictions.json'),
     ('test of a val folder with no readable image', [*TEST_ARGS, 'RESUME_PATH', '{retrained}', 'SKIP_CORRUPT', 'True',
-                                                    'DATA_DIR', '{digits}'],
+                                                    'DATA_DIR', '{digits}', 'DATASET.DEMO', "''"],
      ['no image of', 'could be scored (10 skipped as unreadable)'], _result_setup('no readable val image'), True,
      'results.json'),
     ('predict on a folder with no readable image', [*PREDICT_ARGS, 'RESUME_PATH', '{retrained}', 'INPUT', '{input}'],
