@@ -6,9 +6,10 @@ import struct
 from collections import deque
 from typing import Deque, Optional, Tuple, Union
 
+import numpy as np
 from PIL import Image
 
-__all__ = ['CorruptImageError', 'load_rgb', 'unreadable_reason']
+__all__ = ['CorruptImageError', 'load_rgb', 'to_rgb', 'unreadable_reason']
 
 PathLike = Union[str, os.PathLike]
 
@@ -76,11 +77,30 @@ def _open_regular(path: str):
         raise
 
 
+def to_rgb(img: Image.Image) -> Image.Image:
+    """``img`` as 8-bit RGB. Where timm's ``convert('RGB')`` clips (and a 16-bit grayscale PNG turns white),
+    high-bit-depth pixels are scaled: 16-bit (``I;16*``, and ``I`` as PIL opens 16-bit PNGs) by 255/65535,
+    float (``F``) from [0, 1] when it lies there. A palette with transparency goes through RGBA (the same
+    colours, without PIL's warning); every other mode is ``convert('RGB')``."""
+    if img.mode.startswith('I;16') or img.mode in ('I', 'F'):
+        values = np.asarray(img, dtype=np.float64)
+        if img.mode == 'F':
+            scale = 255. if values.size and np.nanmax(values) <= 1. else 1.
+        else:
+            scale = 255. / 65535.
+        gray = np.clip(np.rint(np.nan_to_num(values) * scale), 0, 255).astype(np.uint8)
+        return Image.fromarray(np.stack([gray] * 3, axis=-1), 'RGB')
+    if img.mode == 'P' and 'transparency' in img.info:
+        img = img.convert('RGBA')
+    return img.convert('RGB')
+
+
 def load_rgb(path: PathLike, draft_size: Optional[Tuple[int, int]] = None) -> Image.Image:
     """Decode ``path`` into a fully loaded RGB image (``img.convert('RGB')``, as timm does).
 
     Grayscale, CMYK, palette and alpha images are converted by PIL's ``convert('RGB')``
-    (alpha is dropped, not composited). A missing or unreadable file raises the usual
+    (alpha is dropped, not composited); 16-bit and float images are scaled to 8 bits
+    (:func:`to_rgb`). A missing or unreadable file raises the usual
     ``FileNotFoundError``/``PermissionError`` (see :func:`unreadable_reason`); something
     that is not a regular file (a FIFO, a directory) or data that does not decode raises
     :class:`CorruptImageError`.
@@ -97,7 +117,7 @@ def load_rgb(path: PathLike, draft_size: Optional[Tuple[int, int]] = None) -> Im
             if draft_size is not None:  # a no-op for formats other than JPEG
                 img.draft('RGB', (int(draft_size[0]), int(draft_size[1])))
             img.load()
-            return img if img.mode == 'RGB' else img.convert('RGB')
+            return img if img.mode == 'RGB' else to_rgb(img)
         except Image.UnidentifiedImageError:
             raise CorruptImageError(path, 'not a recognised image format') from None
         except _DECODE_ERRORS as e:
