@@ -10,7 +10,7 @@ from .declare import ConfigError, check_value
 from .defaults import DEFAULTS, SCHEMA, declaration
 from .yaml_guard import read_config_file, safe_yaml
 
-__all__ = ['ConfigError', 'Config', 'load_config']
+__all__ = ['ConfigError', 'Config', 'load_config', 'all_keys']
 
 
 def _flat_keys(tree: Mapping[str, Any], prefix: str = '') -> Iterator[str]:
@@ -22,6 +22,11 @@ def _flat_keys(tree: Mapping[str, Any], prefix: str = '') -> Iterator[str]:
 
 
 _ALL_KEYS = tuple(sorted(_flat_keys(SCHEMA)))
+
+
+def all_keys() -> tuple:
+    """Every declared key, dotted (``NET.EMA.USE``), sorted."""
+    return _ALL_KEYS
 
 
 def _unknown(key: str) -> ConfigError:

@@ -8,10 +8,10 @@ import math
 import re
 import reprlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, FrozenSet, Optional, Tuple
 
 __all__ = ['ConfigError', 'Decl', 'Bool', 'Int', 'Float', 'Choice', 'Text', 'ListOf', 'Maybe', 'name', 'path',
-           'check_value', 'short_repr']
+           'check_value', 'short_repr', 'fixed']
 
 MAX_TEXT = 4096       # characters of a string value (a path; PATH_MAX on Linux)
 NAME_PATTERN = r'[A-Za-z0-9._-]+'
@@ -50,15 +50,24 @@ def check_value(key: str, decl: 'Decl', value: Any) -> Any:
 
 
 class Decl:
-    """One key: ``default``, ``convert(value)`` (raises :class:`Refused`) and ``describe()`` (what it accepts)."""
+    """One key: ``default``, ``convert(value)`` (raises :class:`Refused`) and ``describe()`` (what it accepts);
+    ``fixed_on_resume``: the modes whose checkpoints fix the key's value (see :func:`fixed`)."""
 
     default: Any
+    fixed_on_resume: FrozenSet[str] = frozenset()
 
     def convert(self, value: Any) -> Any:
         raise NotImplementedError
 
     def describe(self) -> str:
         raise NotImplementedError
+
+
+def fixed(decl: 'Decl', *modes: str) -> 'Decl':
+    """``decl``, marked as fixed by a checkpoint of ``modes``: resuming one with another value is refused,
+    where a key not marked may change on resume (the run logs it)."""
+    object.__setattr__(decl, 'fixed_on_resume', frozenset(modes))   # the kinds are frozen dataclasses
+    return decl
 
 
 def _range_text(lo, hi, lo_open: bool = False, hi_open: bool = False, integer: bool = False) -> str:

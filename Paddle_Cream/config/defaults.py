@@ -17,7 +17,7 @@ from pimm.scheduler.scheduler_factory import SCHEDULERS
 from ..data.demo_dataset import DEMO_DATASETS
 from ..models.search_space import CHOICES, NUM_SEARCHED_STAGES, published_models
 from ..search.sampler import HOW_TO_PROB
-from .declare import Bool, Choice, Float, Int, ListOf, Maybe, Text, name, path
+from .declare import Bool, Choice, Float, Int, ListOf, Maybe, Text, fixed, name, path
 
 __all__ = ['SCHEMA', 'DEFAULTS', 'MAX_IMAGE_SIZE', 'MAX_STAGE_LAYERS', 'defaults_of', 'declaration']
 
@@ -35,6 +35,7 @@ RE_MODES = ('const', 'rand', 'pixel')       # pimm.data.random_erasing
 OPTIMIZERS = tuple(list_optimizers())
 LATENCY_RUNTIMES = ('paddle', 'onnxruntime', 'openvino')   # exported runtimes a latency table can be measured with
 SELECTIONS = (-1,) + tuple(int(k) for k in published_models())
+BOTH = ('train', 'retrain')   # keys fixed by the checkpoints of both training modes (declare.fixed)
 
 
 def _rand_augment(text: str) -> None:
@@ -75,7 +76,7 @@ SCHEMA: Dict[str, Any] = {
     'MODEL': name('cream'),                    # the run folder is SAVE_PATH/<MMDD>-<MODEL>
     'RESUME_PATH': path(''),
     'SAVE_PATH': path('./output', empty=False),
-    'SEED': Int(42, 0, MAX_SEED),
+    'SEED': fixed(Int(42, 0, MAX_SEED), *BOTH),   # fixed on resume: a resumed run repeats the uninterrupted one
     'LOG_INTERVAL': _count(50, 0),             # iterations between log lines; 0: none
     'RECOVERY_INTERVAL': _count(0, 0),         # official key; only 0 is supported (the engine says why)
     'WORKERS': _count(4, 0, MAX_WORKERS),      # 0: load in the training process
@@ -89,8 +90,8 @@ SCHEMA: Dict[str, Any] = {
     'INFERENCE': Choice('auto', INFERENCE_CHOICES),   # test, predict, evolve/rank scoring (pimm.inference)
     'DATASET': {
         'DEMO': Choice('', ('',) + DEMO_DATASETS),   # 'digits': write scikit-learn's digits to DATA_DIR
-        'NUM_CLASSES': _count(1000, 1, MAX_CLASSES),
-        'IMAGE_SIZE': Int(0, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, also=((0, "the model's own size"),)),
+        'NUM_CLASSES': fixed(_count(1000, 1, MAX_CLASSES), *BOTH),
+        'IMAGE_SIZE': fixed(Int(0, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, also=((0, "the model's own size"),)), *BOTH),
         'INTERPOLATION': Choice('bicubic', INTERPOLATION_NAMES),
         'CROP_PCT': Float(0.875, 0.0, 1.0, min_open=True),
         'BATCH_SIZE': _count(128, 1, MAX_BATCH),    # per process
@@ -100,22 +101,22 @@ SCHEMA: Dict[str, Any] = {
         'VAL_SPLIT': name('val'),
     },
     'NET': {
-        'SELECTION': Choice(14, SELECTIONS),        # a published model, or -1: ARCH_FILE / INPUT_ARCH
+        'SELECTION': fixed(Choice(14, SELECTIONS), 'retrain'),   # a published model, or -1: ARCH_FILE / INPUT_ARCH
         'INPUT_ARCH': ListOf([[0], [3], [3, 3], [3, 1, 3], [3, 3, 3, 3], [3, 3, 3], [0]], _STAGE,
                              NUM_SEARCHED_STAGES + 2, NUM_SEARCHED_STAGES + 2, what=_PATH_WHAT),
         'ARCH_FILE': path(''),                      # a best_arch.json of train or evolve, or a retrain's arch.json
         'PRETRAINED': path(''),                     # retrain: start from these weights (fine-tuning; the
                                                     # classifier is new when NUM_CLASSES differs)
-        'GP': Choice('avg', GLOBAL_POOLS),
+        'GP': fixed(Choice('avg', GLOBAL_POOLS), *BOTH),
         'DROPOUT_RATE': _rate(0.0),
         'DROP_PATH_RATE': _rate(0.0),
         'EMA': {
-            'USE': Bool(True),
+            'USE': fixed(Bool(True), *BOTH),
             'FORCE_CPU': Bool(False),
             'DECAY': _prob(0.9998),
         },
     },
-    'OPT': Choice('sgd', OPTIMIZERS, ignore_case=True),
+    'OPT': fixed(Choice('sgd', OPTIMIZERS, ignore_case=True), *BOTH),   # its state is the checkpoint's
     'OPT_EPS': _positive(1e-2),
     'MOMENTUM': Float(0.9, 0.0, 1.0, max_open=True),
     'WEIGHT_DECAY': _non_negative(1e-4),
@@ -166,25 +167,25 @@ SCHEMA: Dict[str, Any] = {
         'BN_EPS': _positive(1e-5),
     },
     'SUPERNET': {
-        'METHOD': Choice('cream', ('cream', 'spos')),
+        'METHOD': fixed(Choice('cream', ('cream', 'spos')), 'train'),
         'UPDATE_ITER': _count(200),
-        'SLICE': _count(4),
-        'POOL_SIZE': _count(10),
+        'SLICE': fixed(_count(4), 'train'),             # the board's stored soft labels have this size
+        'POOL_SIZE': fixed(_count(10), 'train'),
         'RESUNIT': Bool(False),         # official keys the engine refuses when True / False
         'DIL_CONV': Bool(False),
         'UPDATE_2ND': Bool(True),
-        'FLOPS_MAXIMUM': _count(600, 0),    # MFLOPs; 0 with a LATENCY_TABLE: no FLOPs budget (the table's layers)
-        'FLOPS_MINIMUM': _count(0, 0),
+        'FLOPS_MAXIMUM': fixed(_count(600, 0), 'train'),   # MFLOPs; 0 with a LATENCY_TABLE: no FLOPs budget
+        'FLOPS_MINIMUM': fixed(_count(0, 0), 'train'),
         'LATENCY_TABLE': path(''),          # a latency_table.json (tools/main.py latency) for the hypernetwork
                                             # the FLOPs budget gives (FLOPS_MAXIMUM 0: the table gives it); '' none
-        'LATENCY_MAXIMUM': _non_negative(0.0),   # ms predicted by LATENCY_TABLE; 0: no latency budget
-        'LATENCY_MINIMUM': _non_negative(0.0),
-        'PICK_METHOD': Choice('meta', ('meta', 'top1')),
+        'LATENCY_MAXIMUM': fixed(_non_negative(0.0), 'train'),   # ms predicted by LATENCY_TABLE; 0: no budget
+        'LATENCY_MINIMUM': fixed(_non_negative(0.0), 'train'),
+        'PICK_METHOD': fixed(Choice('meta', ('meta', 'top1')), 'train'),
         'META_STA_EPOCH': _count(20, 0),
-        'HOW_TO_PROB': Choice('pre_prob', HOW_TO_PROB),
-        'PRE_PROB': ListOf([0.05, 0.2, 0.05, 0.5, 0.05, 0.15], _non_negative(0.0), len(CHOICES), len(CHOICES),
+        'HOW_TO_PROB': fixed(Choice('pre_prob', HOW_TO_PROB), 'train'),
+        'PRE_PROB': fixed(ListOf([0.05, 0.2, 0.05, 0.5, 0.05, 0.15], _non_negative(0.0), len(CHOICES), len(CHOICES),
                            what=f'a list of {len(CHOICES)} numbers >= 0 (one per choice) with a positive sum',
-                           rule=(lambda v: sum(v) > 0, 'a positive sum')),
+                           rule=(lambda v: sum(v) > 0, 'a positive sum')), 'train'),
     },
     'EVOLVE': {                   # tools/main.py evolve: SPOS evolutionary search on a search checkpoint
         'POPULATION': _count(50),         # candidates of the first generation (random paths within the limit)

@@ -18,6 +18,7 @@ from pimm.utils.distributed import broadcast_object, is_main_process
 from .errors import UserError, require_file
 from .model_builder import ModelInfo, build_model
 from .output import refuse_existing_run
+from .resume_config import config_changes, saved_config
 from .pretrained import load_pretrained
 from .search_setup import check_data_folders, check_training_keys
 from .train_state import check_compatible, find_resume_checkpoint
@@ -156,6 +157,8 @@ def read_retrain_resume(cfg, identity: Dict[str, Any]) -> Optional[Tuple[str, Di
             path = resume_path(cfg)
             if path:
                 found = (path, _read_checkpoint(path, identity))
+                found[1]['config_changes'] = config_changes(saved_config(found[1].get('args')), cfg, 'retrain',
+                                                            path)
                 remove_stale_temp_files(os.path.dirname(os.path.abspath(path)))
         except UserError as e:
             found = ('', {'refused': str(e)})

@@ -218,6 +218,8 @@ def _resume(run: _Run, resume: Optional[Tuple[str, Dict]]) -> int:
     path = resume[0] if resume else None
     if resume:
         run.log(f'resumed from {path}: continuing at epoch {start_epoch}')
+        for change in resume[1].get('config_changes', []):
+            run.log(f'changed on resume: {change}')
     override = optional_number('START_EPOCH', cfg.START_EPOCH)
     start_epoch = start_epoch if override is None else int(override)
     if run.main:

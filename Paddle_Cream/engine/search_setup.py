@@ -12,6 +12,7 @@ from .demo_data import prepare_demo_data
 from .distributed import gpu_count
 from .errors import UserError, require_file
 from .output import refuse_existing_run
+from .resume_config import config_changes, saved_config
 from .search_budget import SearchSpace, budget_space
 from .train_state import CHECKPOINT_NAME, check_compatible, find_resume_checkpoint, load_train_state
 
@@ -132,6 +133,7 @@ def read_resume_state(cfg, identity: Dict, hypernet: Optional[HyperNet] = None) 
             if path:
                 state = load_train_state(path)
                 check_compatible(state['search'], identity, path)
+                state['config_changes'] = config_changes(saved_config(state.get('config')), cfg, 'train', path)
                 if hypernet is not None:
                     check_weights(hypernet, state['state_dict'], path)
                 state['path'] = path
@@ -160,6 +162,8 @@ def apply_resume_state(state: Optional[Dict], hypernet, optimizer, ema, board, m
     if scaler is not None and state.get('amp_scaler'):
         scaler.load_state_dict(state['amp_scaler'])
     log(f"resumed from {state['path']} after epoch {state['epoch']}")
+    for change in state.get('config_changes', []):
+        log(f'changed on resume: {change}')
     return int(state['epoch']) + 1, list(state.get('rows', []))
 
 

@@ -276,3 +276,40 @@ def test_names_that_are_not_utf8_are_logged_escaped_and_kept_in_predictions(data
     with open(os.path.join(folder_run, 'predictions.json')) as f:
         entries = json.load(f)
     assert [os.fsencode(e['path']) for e in entries] == [raw]
+
+
+# a resume whose config changes what the checkpoint fixes (the search: SMALL, POOL_SIZE 3, demo SLICE 4)
+RESUME_CASES = [
+    ('search resumed with another slice', [*T, 'RESUME_PATH', '{search}', 'SUPERNET.SLICE', '3'],
+     ['{search} was made with SUPERNET.SLICE 4, this run gives 3', "README 'Resuming'"]),
+    ('search resumed with another pool size', [*T, 'RESUME_PATH', '{search}', 'SUPERNET.POOL_SIZE', '5'],
+     ['SUPERNET.POOL_SIZE 3, this run gives 5']),
+    ('search resumed with another seed', [*T, 'RESUME_PATH', '{search}', 'SEED', '1'], ['SEED 42, this run gives 1']),
+    ('search resumed with another prior', [*T, 'RESUME_PATH', '{search}', 'SUPERNET.PRE_PROB', '[1,1,1,1,1,1]'],
+     ['SUPERNET.PRE_PROB [0.02, 0.02, 0.02, 0.9, 0.02, 0.02], this run gives [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]']),
+    ('retrain resumed with another optimizer', [*R, 'RESUME_PATH', '{retrained}', 'OPT', 'adamw'],
+     ["{retrained} was made with OPT 'rmsproptf', this run gives 'adamw'"]),
+    ('retrain resumed without EMA', [*R, 'RESUME_PATH', '{retrained}', 'NET.EMA.USE', 'False'],
+     ['NET.EMA.USE True, this run gives False']),
+]
+
+
+@pytest.mark.parametrize('name, args, words', RESUME_CASES, ids=[c[0] for c in RESUME_CASES])
+def test_a_resume_that_changes_a_fixed_key_is_refused(data, tmp_path, capsys, name, args, words):
+    values = {'search': data['search'], 'retrained': data['retrained']}
+    save_path = tmp_path / 'save'
+    argv = [a.format(**values) for a in args]
+    made_with = ['SUPERNET.POOL_SIZE', '3'] if argv[0] == 'train' else []   # the search's other fixed values
+    run_one_line(capsys, [*argv[:2], 'SAVE_PATH', save_path, 'DATA_DIR', data['digits'], *SMALL, *made_with,
+                          *argv[2:]], values, words, save_path, tmp_path)
+
+
+def test_a_resume_logs_the_keys_it_may_change(data, tmp_path, capsys):
+    save = tmp_path / 'save'
+    argv = [*R, 'RESUME_PATH', data['retrained'], 'SAVE_PATH', save, 'DATA_DIR', data['digits'], 'EPOCHS', 2,
+            'DATASET.BATCH_SIZE', 16, 'WORKERS', 0, 'LR', 0.02]
+    assert load_main()(list(map(str, argv))) == 0, capsys.readouterr().err[-3000:]
+    with open(os.path.join(run_dir(save, 'demo_retrain'), 'retrain.log')) as f:
+        log = f.read()
+    assert 'changed on resume: EPOCHS 1 -> 2' in log and 'changed on resume: LR 0.002 -> 0.02' in log
+    assert 'changed on resume: RESUME_PATH' not in log
