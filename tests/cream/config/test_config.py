@@ -291,3 +291,18 @@ def test_cli_refuses_a_bad_value_in_one_line(tmp_path, mode, config, extra, word
 def test_cli_refuses_an_alias_bomb(tmp_path):
     path = write(tmp_path, 'bomb.yaml', alias_bomb())
     _cli_refuses(tmp_path, 'train', path, words=['bomb.yaml', 'alias'])
+
+
+def test_the_readme_lists_exactly_the_keys_fixed_on_resume():
+    """README 'Resuming' is the user's list of what a resume may not change: it must be the declarations'."""
+    import os
+    import re
+    from Paddle_Cream.config.config import all_keys
+    from Paddle_Cream.config.defaults import declaration
+    with open(os.path.join(os.path.dirname(__file__), '..', '..', '..', 'README.md')) as f:
+        readme = f.read()
+    for mode in ('train', 'retrain'):
+        row = re.search(rf'^\| {mode} \| (.*) \|$', readme, re.M)
+        listed = set(re.findall(r'`([A-Z_.]+)`', row.group(1)))
+        declared = {k for k in all_keys() if mode in declaration(k).fixed_on_resume}
+        assert listed == declared, (mode, listed ^ declared)
