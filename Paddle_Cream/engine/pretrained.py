@@ -17,7 +17,7 @@ from pimm.utils import CheckpointFileError, load_paddle_file
 from pimm.utils.fused_storage import assign_in_place
 
 from .errors import UserError, require_file
-from .model_builder import TORCH_SUFFIXES, trained_arch_hint
+from .model_builder import TORCH_SUFFIXES, require_finite_weights, trained_arch_hint
 
 __all__ = ['PretrainedReport', 'classifier_keys', 'load_pretrained']
 
@@ -109,6 +109,7 @@ def load_pretrained(model: nn.Layer, path: str, use_ema: bool = True,
         hint = '' if torch_layout else trained_arch_hint(path)
         raise UserError(f"NET.PRETRAINED '{path}' is not a checkpoint of the configured network (NET.SELECTION, "
                         f"NET.ARCH_FILE or NET.INPUT_ARCH): {e.args[0]}{hint}") from None
+    require_finite_weights(state, path)
     reset = head if target is not model else []
     loaded = [key for key in model.state_dict() if key not in reset]
     current = model.state_dict()

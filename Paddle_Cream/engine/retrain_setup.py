@@ -7,7 +7,7 @@ import paddle
 import paddle.nn as nn
 
 from pimm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-from pimm.models import restore_checkpoint, select_state_dict
+from pimm.models import check_state_dict, clean_state_dict, restore_checkpoint, select_state_dict
 from pimm.optim import create_optimizer
 from pimm.scheduler import Scheduler, create_scheduler
 from pimm.utils import CheckpointFileError, ModelEma, load_paddle_file
@@ -18,14 +18,15 @@ from pimm.utils.distributed import broadcast_object, is_main_process
 from .errors import UserError, require_file
 from .model_builder import ModelInfo, build_model
 from .output import refuse_existing_run
+from .resume_checks import check_counter, check_optimizer_state, check_scaler_state
 from .resume_config import config_changes, saved_config
 from .pretrained import load_pretrained
 from .search_setup import check_data_folders, check_training_keys
 from .train_state import check_compatible, find_resume_checkpoint
 
 __all__ = ['LAST_CHECKPOINT', 'EVAL_METRICS', 'Training', 'check_retrain_inputs', 'build_training',
-           'checkpoint_identity', 'resume_path', 'read_retrain_resume', 'resume_training', 'start_from_pretrained',
-           'optional_number']
+           'checkpoint_identity', 'resume_path', 'read_retrain_resume', 'check_retrain_resume', 'resume_training',
+           'start_from_pretrained', 'optional_number']
 
 LAST_CHECKPOINT = 'last.pdparams'   # CheckpointSaver's every-epoch file
 # EVAL_METRICS -> (evaluate() key, lower is better)
@@ -180,6 +181,22 @@ def _read_checkpoint(path: str, identity: Dict[str, Any]) -> Dict[str, Any]:
     if isinstance(args, dict) and 'arch' in args:
         check_compatible({k: args.get(k) for k in identity}, identity, path)
     return state
+
+
+def check_retrain_resume(checkpoint: Dict[str, Any], net: nn.Layer, training: Training, path: str) -> None:
+    """A retrain checkpoint fits what will load it: weights (raw and EMA) by key and shape, the optimizer
+    state, the loss scaler's, the epoch counter (one UserError line each)."""
+    try:
+        check_state_dict(net, clean_state_dict(checkpoint['state_dict']))
+        if training.ema is not None and 'state_dict_ema' in checkpoint:
+            check_state_dict(net, clean_state_dict(checkpoint['state_dict_ema']))
+    except (KeyError, ValueError) as e:
+        raise UserError(f'{path}: {e.args[0] if e.args else e}') from None
+    if 'epoch' in checkpoint:
+        check_counter(checkpoint['epoch'], 'epoch', path)
+    if isinstance(checkpoint.get('optimizer'), dict):
+        check_optimizer_state(training.optimizer, checkpoint['optimizer'], path)
+    check_scaler_state(training.scaler, checkpoint.get('amp_scaler'), path)
 
 
 def resume_training(resume: Tuple[str, Dict[str, Any]], net: nn.Layer, training: Training) -> int:

@@ -22,8 +22,8 @@ from .output import create_output_dir, setup_logging, write_json_atomic
 from .plots import plot_curves
 from .errors import check_finite_loss
 from .retrain_setup import (EVAL_METRICS, LAST_CHECKPOINT, Training, build_training, check_retrain_inputs,
-                            checkpoint_identity, optional_number, read_retrain_resume, resume_training,
-                            start_from_pretrained)
+                            check_retrain_resume, checkpoint_identity, optional_number, read_retrain_resume,
+                            resume_training, start_from_pretrained)
 from .search_setup import train_loaders
 from .seeding import epoch_seed, seed_everything
 from .summary import read_summary, write_summary
@@ -199,13 +199,15 @@ def _prepare(cfg) -> Tuple[_Run, Optional[Tuple[str, Dict]]]:
     # before the EMA copies the network: a fine-tuning's EMA starts from the pretrained weights too
     early = start_from_pretrained(cfg, net, resume)
     train_loader, val_loader = train_loaders(cfg, info.input_size, world)
+    training = build_training(cfg, net, len(train_loader))
+    if resume:   # checked whole against what will load it, before the run folder is made or written
+        check_retrain_resume(resume[1], net, training, resume[0])
     out_dir = _output_dir(cfg, resume[0] if resume else None, main)
     log = setup_logging(os.path.join(out_dir, 'retrain.log') if main else None, main).info
     log(f'{info.name} {info.path} @{info.input_size}px: '
         f'{format_complexity(*model_complexity(net, info.input_size))}; {world} process(es)')
     for line in early:
         log(line)
-    training = build_training(cfg, net, len(train_loader))
     model = data_parallel(net, world, cfg.BATCHNORM.SYNC_BN)
     metric = ('ema_' if training.ema is not None else '') + EVAL_METRICS[cfg.EVAL_METRICS.lower()][0]
     return _Run(cfg, info, net, model, training, train_loader, val_loader, out_dir, log, main, metric), resume

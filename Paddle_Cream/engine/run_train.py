@@ -100,15 +100,13 @@ def run_train(cfg) -> Dict:
     hypernet = HyperNet(sta_num, cfg.DATASET.NUM_CLASSES, drop_rate=cfg.NET.DROPOUT_RATE,
                         drop_path_rate=cfg.NET.DROP_PATH_RATE, global_pool=cfg.NET.GP, resolution=image_size)
     resume = read_resume_state(cfg, identity, hypernet)
-    out_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, cfg.dump(), 'train', write=main)
-    log = setup_logging(os.path.join(out_dir, 'train.log') if main else None, main).info
+    early = []   # lines for the log, which exists once the resume has been applied
 
     if world > 1 and cfg.BATCHNORM.SYNC_BN:
         sync_batch_norm(hypernet)
-    log(f'hypernetwork: layers per searched stage {sta_num}, search resolution {resolution}px, training at '
-        f'{image_size}px, {count_params(hypernet) / 1e6:.2f}M params; {space.describe()}; {s.METHOD} on {world} '
-        f'process(es)'
-        f'{", AMP float16" if cfg.AMP else ""}')
+    early.append(f'hypernetwork: layers per searched stage {sta_num}, search resolution {resolution}px, training at '
+                 f'{image_size}px, {count_params(hypernet) / 1e6:.2f}M params; {space.describe()}; {s.METHOD} on '
+                 f'{world} process(es){", AMP float16" if cfg.AMP else ""}')
     optimizer, scheduler, ema, scaler = build_optimization(cfg, hypernet, len(train_loader))
     fused = getattr(optimizer, 'fused', None)
     broadcast_tensors(fused.values if fused is not None else list(hypernet.state_dict().values()))  # rank 0's
@@ -119,7 +117,12 @@ def run_train(cfg) -> Dict:
     step = SupernetStep(hypernet, optimizer, None, _settings(cfg), LabelSmoothingCrossEntropy(
         cfg.AUGMENTATION.SMOOTHING), SoftTargetCrossEntropy(), board, matcher, ema=ema, scaler=scaler,
         latency_fn=space.latency_fn)
-    start_epoch, rows = apply_resume_state(resume, hypernet, optimizer, ema, board, matcher, scaler, log)
+    start_epoch, rows = apply_resume_state(resume, hypernet, optimizer, ema, board, matcher, scaler, early.append)
+    # every input, the resumed checkpoint whole included, has been checked: the run folder is made now
+    out_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, cfg.dump(), 'train', write=main)
+    log = setup_logging(os.path.join(out_dir, 'train.log') if main else None, main).info
+    for line in early:
+        log(line)
     if fused is not None:
         fused.check()  # every tensor and gradient still in its unit's buffers after loading
     if ema is not None and start_epoch == 0:

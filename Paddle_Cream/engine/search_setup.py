@@ -12,6 +12,8 @@ from .demo_data import prepare_demo_data
 from .distributed import gpu_count
 from .errors import UserError, require_file
 from .output import refuse_existing_run
+from .resume_checks import (check_board_state, check_counter, check_meta_state, check_optimizer_state,
+                            check_scaler_state)
 from .resume_config import config_changes, saved_config
 from .search_budget import SearchSpace, budget_space
 from .train_state import CHECKPOINT_NAME, check_compatible, find_resume_checkpoint, load_train_state
@@ -146,12 +148,28 @@ def read_resume_state(cfg, identity: Dict, hypernet: Optional[HyperNet] = None) 
     return state
 
 
+def _check_whole(state: Dict, optimizer, board, matcher, scaler) -> None:
+    """Every entry of ``state`` fits what will load it (one UserError line each), before anything is loaded."""
+    path, search = state['path'], state['search']
+    check_counter(state['epoch'], 'epoch', path)
+    if not isinstance(state.get('rows', []), list):
+        raise UserError(f"{path}: its 'rows' are not a list of summary rows: the file is damaged")
+    check_optimizer_state(optimizer, state['optimizer'], path)
+    check_scaler_state(scaler, state.get('amp_scaler'), path)
+    if board is not None and 'board' in state:
+        check_board_state(state['board'], search['sta_num'], matcher.slice_size, search['num_classes'],
+                          search['image_size'], board.pool_size, path)
+        check_meta_state(matcher, state.get('meta_layer'), path)
+
+
 def apply_resume_state(state: Optional[Dict], hypernet, optimizer, ema, board, matcher, scaler,
                        log) -> Tuple[int, List[Dict]]:
     """(first epoch to run, summary rows so far) after loading ``state`` (:func:`read_resume_state`) into
-    the weights, optimizer, EMA, board, meta layer and loss scaler, identically on every rank."""
+    the weights, optimizer, EMA, board, meta layer and loss scaler, identically on every rank; every entry is
+    checked first (UserError), so a run can apply it before it makes its folder."""
     if state is None:
         return 0, []
+    _check_whole(state, optimizer, board, matcher, scaler)
     load_weights(hypernet, state['state_dict'])
     optimizer.set_state_dict(state['optimizer'])
     if ema is not None and 'state_dict_ema' in state:

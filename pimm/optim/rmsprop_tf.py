@@ -147,6 +147,47 @@ class ParamGroupOptimizer(paddle.optimizer.Optimizer):
             start += count
         return {'state': {i: dict(s) for i, s in self.state.items()}, 'param_groups': groups}
 
+    def check_state_dict(self, state_dict: Any) -> None:
+        """``ValueError`` in one line unless ``state_dict`` fits this optimizer whole: its groups' sizes and
+        hyper-parameters (finite numbers where this optimizer has numbers), every state entry's parameter
+        index, and every per-parameter tensor's shape (the parameter's), floating dtype and finiteness.
+        Checked before anything is loaded, so a resume can refuse it before its run starts."""
+        saved = state_dict.get('param_groups') if isinstance(state_dict, Mapping) else None
+        sizes = [len(g['params']) for g in self._param_groups]
+        if not isinstance(saved, list) or not all(isinstance(g, Mapping) for g in saved) \
+                or [len(g.get('params', ())) for g in saved] != sizes:
+            found = [len(g.get('params', ())) for g in saved] if isinstance(saved, list) and all(
+                isinstance(g, Mapping) for g in saved) else type(saved).__name__
+            raise ValueError(f'optimizer state does not fit: group sizes {found} vs optimizer {sizes}')
+        for i, (group, saved_group) in enumerate(zip(self._param_groups, saved)):
+            for key, value in group.items():
+                if key != 'params' and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    theirs = saved_group.get(key, value)
+                    if isinstance(theirs, bool) or not isinstance(theirs, (int, float, np.number)) \
+                            or not np.isfinite(theirs):
+                        raise ValueError(f"optimizer state: group {i}'s {key} is {theirs!r}, not a finite number")
+        params = [p for g in self._param_groups for p in g['params']]
+        position = {}
+        for idx in (idx for g in saved for idx in g['params']):
+            if isinstance(idx, bool) or not isinstance(idx, (int, np.integer)):
+                raise ValueError(f'optimizer state: parameter index {idx!r} is not an integer')
+            position[int(idx)] = len(position)
+        entries = state_dict.get('state', {})
+        if not isinstance(entries, Mapping):
+            raise ValueError(f"optimizer state: 'state' is a {type(entries).__name__}, not a mapping")
+        for key, entry in entries.items():
+            if key not in position or not isinstance(entry, Mapping):
+                raise ValueError(f'optimizer state: entry {key!r} names no parameter of the groups')
+            shape = list(params[position[key]].shape)
+            for name, value in entry.items():
+                if isinstance(value, paddle.Tensor):
+                    value = value.numpy()
+                if isinstance(value, np.ndarray) and value.ndim > 0:
+                    if list(value.shape) != shape or value.dtype.kind != 'f' or not np.isfinite(value).all():
+                        raise ValueError(f'optimizer state: {name} of parameter {key} is {value.dtype} '
+                                         f'{list(value.shape)}{"" if np.isfinite(value).all() else " with NaN/inf"}'
+                                         f', the parameter is float {shape}')
+
     def set_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` output (tensors or numpy arrays); the groups must have the same sizes."""
         saved = state_dict.get('param_groups') if isinstance(state_dict, Mapping) else None

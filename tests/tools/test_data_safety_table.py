@@ -313,3 +313,76 @@ def test_a_resume_logs_the_keys_it_may_change(data, tmp_path, capsys):
         log = f.read()
     assert 'changed on resume: EPOCHS 1 -> 2' in log and 'changed on resume: LR 0.002 -> 0.02' in log
     assert 'changed on resume: RESUME_PATH' not in log
+
+
+def _damaged(source_key, change):
+    """A setup: a copy of the table's search (or retrain) checkpoint with ``change(state)`` applied."""
+    def setup(data, tmp_path):
+        state = load_paddle_file(data[source_key])
+        change(state)
+        path = str(tmp_path / 'damaged.pdparams')
+        save_paddle_file(state, path)
+        return {'ckpt': path}
+    return setup
+
+
+def _first_buffer(state, value):
+    entry = state['optimizer']['state'][0]
+    entry[next(iter(entry))] = value
+
+
+def _board_entry(key, value):
+    def change(state):
+        state['board']['entries'][0][key] = value
+    return change
+
+
+def _more_entries(state):
+    state['board']['entries'] = state['board']['entries'] * 2
+
+
+SEARCH_RESUME = [*T, 'RESUME_PATH', '{ckpt}', 'SUPERNET.POOL_SIZE', '3']
+RETRAIN_RESUME = [*R, 'RESUME_PATH', '{ckpt}']
+# (name, arguments, what the one line must contain, the damage)
+CHECKPOINT_CASES = [
+    ('search optimizer buffer of another shape', SEARCH_RESUME, ['optimizer state: momentum_buffer of parameter 0',
+                                                                 'float32 [3]'],
+     _damaged('search', lambda s: _first_buffer(s, np.zeros(3, np.float32)))),
+    ('search optimizer buffer with NaN', SEARCH_RESUME, ['with NaN/inf'],
+     _damaged('search', lambda s: _first_buffer(s, np.full_like(s['optimizer']['state'][0]['momentum_buffer'],
+                                                                np.nan)))),
+    ('search optimizer missing a group', SEARCH_RESUME, ['optimizer state does not fit: group sizes'],
+     _damaged('search', lambda s: s['optimizer']['param_groups'].pop())),
+    ('search optimizer learning rate a string', SEARCH_RESUME, ["group 0's lr is 'fast'"],
+     _damaged('search', lambda s: s['optimizer']['param_groups'][0].update(lr='fast'))),
+    ('search epoch negative', SEARCH_RESUME, ["its 'epoch' is -1"], _damaged('search', lambda s: s.update(epoch=-1))),
+    ('search board path of other layers', SEARCH_RESUME, ['board entry 0 has path [[0], [1], [0]]'],
+     _damaged('search', _board_entry('path', [[0], [1], [0]]))),
+    ('search board soft labels of another slice', SEARCH_RESUME, ['board entry 0 soft labels is float32 [3, 10]',
+                                                                  'finite float [4, 10]'],
+     _damaged('search', _board_entry('soft_labels', np.zeros((3, 10), np.float32)))),
+    ('search board inputs of another size', SEARCH_RESUME, ['board entry 0 inputs is float32 [4, 3, 64, 64]'],
+     _damaged('search', _board_entry('inputs', np.zeros((4, 3, 64, 64), np.float32)))),
+    ('search board top-1 NaN', SEARCH_RESUME, ['board entry 0 has top-1 nan'],
+     _damaged('search', _board_entry('top1', float('nan')))),
+    ('search board over its pool size', SEARCH_RESUME, ['SUPERNET.POOL_SIZE is 3'], _damaged('search', _more_entries)),
+    ('search meta layer of another slice', SEARCH_RESUME, ['its meta layer is', 'DATASET.NUM_CLASSES x SUPERNET.SLICE'],
+     _damaged('search', lambda s: s['meta_layer'].update({'meta_layer.weight': np.zeros((30, 1), np.float32)}))),
+    ('retrain optimizer buffer of another shape', RETRAIN_RESUME, ['optimizer state:', 'float32 [3]'],
+     _damaged('retrained', lambda s: _first_buffer(s, np.zeros(3, np.float32)))),
+    ('retrain EMA weights missing', RETRAIN_RESUME, ['missing'],
+     _damaged('retrained', lambda s: s['state_dict_ema'].pop('conv_stem.weight'))),
+    ('retrain epoch a string', RETRAIN_RESUME, ["its 'epoch' is 'three'"],
+     _damaged('retrained', lambda s: s.update(epoch='three'))),
+    ('fine-tuning from NaN weights', [*R, 'NET.PRETRAINED', '{ckpt}'], ["'conv_stem.weight' holds 1 NaN"],
+     _damaged('retrained', lambda s: [_nan_weight(s[k]) for k in ('state_dict', 'state_dict_ema')])),
+]
+
+
+@pytest.mark.parametrize('name, args, words, setup', CHECKPOINT_CASES, ids=[c[0] for c in CHECKPOINT_CASES])
+def test_a_checkpoint_is_checked_whole_before_the_run_folder(data, tmp_path, capsys, name, args, words, setup):
+    values = {'digits': data['digits'], **setup(data, tmp_path)}
+    save_path = tmp_path / 'save'
+    argv = [a.format(**values) for a in args]
+    run_one_line(capsys, [*argv[:2], 'SAVE_PATH', save_path, 'DATA_DIR', data['digits'], *SMALL, *argv[2:]], values,
+                 words, save_path, tmp_path)
