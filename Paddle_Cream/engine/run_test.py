@@ -90,5 +90,6 @@ def run_test(cfg) -> Dict[str, object]:
             f"top-5 {metrics['top5']:.2f}, loss {metrics['loss']:.4f}, {metrics['images_per_sec']:.1f} images/s")
         write_json_atomic(results, os.path.join(out_dir, 'results.json'))
         log(parity_line(info.name, metrics['top1'], info.paper))
-        log(f'results in {out_dir}')
+        skipped = f" ({metrics['skipped']} unreadable images skipped, SKIP_CORRUPT)" if metrics['skipped'] else ''
+        log(f'results in {out_dir}{skipped}')
     return results

@@ -280,3 +280,5 @@ def test_skip_corrupt_also_skips_unreadable_images(data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(glob.glob(str(out / '*' / 'results.json'))[0]) as f:
         assert json.load(f)['skipped'] == 1
+    last = [line for line in proc.stdout.splitlines() if line.strip()][-1]
+    assert last.endswith('(1 unreadable images skipped, SKIP_CORRUPT)'), last   # said in the last line too
