@@ -6,7 +6,7 @@ converted and checked against its declaration (the kinds are in ``declare.py``) 
 the checkpoint or the machine, stay with the mode that needs them (``Paddle_Cream/engine``).
 """
 import copy
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 from pimm.data.auto_augment import rand_augment_transform
 from pimm.data.transforms import INTERPOLATION_NAMES
@@ -19,7 +19,7 @@ from ..models.search_space import CHOICES, NUM_SEARCHED_STAGES, published_models
 from ..search.sampler import HOW_TO_PROB
 from .declare import Bool, Choice, Float, Int, ListOf, Maybe, Text, fixed, name, path
 
-__all__ = ['SCHEMA', 'DEFAULTS', 'MAX_IMAGE_SIZE', 'MAX_STAGE_LAYERS', 'defaults_of', 'declaration']
+__all__ = ['SCHEMA', 'DEFAULTS', 'MAX_IMAGE_SIZE', 'MAX_STAGE_LAYERS', 'defaults_of', 'declaration', 'lookup']
 
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 2048   # px; beyond 2048 a batch no longer fits any memory
 MAX_BATCH = 8192                            # images per process and batch
@@ -238,11 +238,16 @@ def defaults_of(schema: Dict[str, Any]) -> Dict[str, Any]:
 DEFAULTS = defaults_of(SCHEMA)
 
 
-def declaration(dotted: str) -> Any:
-    """The :class:`~.declare.Decl` of a dotted key, a dict for a group, None for an unknown key."""
-    node: Any = SCHEMA
+def lookup(tree: Mapping[str, Any], dotted: str, missing: Any = None) -> Any:
+    """The value at a dotted key (``NET.EMA.USE``) of a nested mapping, ``missing`` where there is none."""
+    node: Any = tree
     for part in dotted.split('.'):
-        if not isinstance(node, dict) or part not in node:
-            return None
+        if not isinstance(node, Mapping) or part not in node:
+            return missing
         node = node[part]
     return node
+
+
+def declaration(dotted: str) -> Any:
+    """The :class:`~.declare.Decl` of a dotted key, a dict for a group, None for an unknown key."""
+    return lookup(SCHEMA, dotted)

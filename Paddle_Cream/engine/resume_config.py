@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import yaml
 
 from ..config.config import all_keys
-from ..config.defaults import declaration
+from ..config.defaults import declaration, lookup
 from .errors import UserError
 
 __all__ = ['saved_config', 'config_changes']
@@ -26,15 +26,6 @@ def saved_config(entry: Any) -> Optional[Dict[str, Any]]:
     return entry if isinstance(entry, Mapping) else None
 
 
-def _lookup(tree: Mapping[str, Any], key: str) -> Any:
-    node: Any = tree
-    for part in key.split('.'):
-        if not isinstance(node, Mapping) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
-
-
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
@@ -50,7 +41,7 @@ def config_changes(saved: Optional[Mapping[str, Any]], cfg, mode: str, path: str
     for key in all_keys():
         if key in NEVER_COMPARED:
             continue
-        old, new = _lookup(saved, key), cfg.get(key)
+        old, new = lookup(saved, key, _MISSING), cfg.get(key)
         if old is _MISSING or _same(old, new):
             continue
         if mode in declaration(key).fixed_on_resume:
