@@ -230,3 +230,8 @@ class SupernetStep:
             else:  # unscales, skips a step whose scaled gradients overflowed (the same on every rank)
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
+        if self.scaler is not None and self.fused is not None:
+            # the scaler unscales and checks every parameter of the optimizer's groups: gradients an overflowed
+            # step left non-finite in these units would mark every later step as an overflow until the units
+            # are sampled again. Cleared after every step (no host sync to learn whether it overflowed).
+            self.fused.zero_grads(units)

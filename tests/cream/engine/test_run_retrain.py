@@ -193,3 +193,35 @@ def test_generic_and_demo_retrain_configs():
     assert (demo.DATA_DIR, demo.DATASET.DEMO, demo.DATASET.NUM_CLASSES, demo.DATASET.IMAGE_SIZE) == (
         './data/digits', 'digits', 10, 32)
     assert demo.NET.SELECTION == -1 and demo.EPOCHS <= 10 and demo.DATASET.BATCH_SIZE <= 32
+
+
+def test_a_retrain_step_after_an_overflow_is_applied(monkeypatch):
+    """Issue 23, defect 1's review for retrain: its optimizer clears every gradient after each update, so an
+    overflowed step (skipped) leaves nothing non-finite behind: the next one is applied, the scale halved once."""
+    import types
+
+    import numpy as np
+    import paddle
+
+    from fake_gpu import enabled_grad_scaler
+    from Paddle_Cream.engine.run_retrain import _step
+    from Paddle_Cream.models.child_net import ChildNet
+    from pimm.loss import LabelSmoothingCrossEntropy
+    from pimm.optim import create_optimizer
+    from pimm.utils.amp import GradScaler
+    paddle.seed(0)
+    net = ChildNet([[0], [0], [0], [0, 0], [0], [0], [0]], num_classes=10, input_size=32)
+    net.train()
+    scaler = enabled_grad_scaler(monkeypatch, GradScaler, init_loss_scaling=1024)
+    training = types.SimpleNamespace(mixup=None, loss_fn=LabelSmoothingCrossEntropy(0.1), scaler=scaler, ema=None,
+                                     optimizer=create_optimizer(net, opt='sgd', lr=0.05, momentum=0.9))
+    rng = np.random.RandomState(0)
+    x = paddle.to_tensor(rng.randn(4, 3, 32, 32).astype('float32'))
+    y = paddle.to_tensor(rng.randint(0, 10, 4).astype('int64'))
+    _step(net, training, x * float('inf'), y)
+    assert scaler.overflows == 1
+    for _ in range(3):
+        before = net.classifier.weight.numpy().copy()
+        _step(net, training, x, y)
+        assert not np.array_equal(before, net.classifier.weight.numpy())
+    assert scaler.overflows == 1 and float(scaler._scale.numpy()[0]) == 512

@@ -202,3 +202,27 @@ def test_paths_reach_the_board_with_their_predicted_latency():
     assert any(r.admitted for r in results) and step.board.cost == 'latency'
     assert [e['latency'] for e in step.board.summary()] == [table.predict(e.path) for e in step.board.entries]
     assert _train(_search(_net(), fused=True, pick='top1'), _batches(2))[0].latency is None   # no latency_fn
+
+
+def test_one_overflow_does_not_poison_the_steps_after_it(monkeypatch):
+    """Issue 23, defect 1: an overflowed step leaves its path's gradients non-finite in the fused buffers, and
+    the GradScaler checks every parameter of the optimizer's groups. The steps after it must be applied and
+    the loss scale must stay within a factor 2 (before the fix: 10 of 10 later steps skipped, 1024 -> 1)."""
+    scaler = enabled_grad_scaler(monkeypatch, GradScaler, init_loss_scaling=1024)
+    step = _search(_net(), fused=True, scaler=scaler, pick='top1', ema=False)
+    batches = _batches(11, seed=3)
+    x, y = batches[0]
+    step(x * float('inf'), y, epoch=0, iteration=0, lr=0.05)   # a batch whose gradients are all non-finite
+    step.finish()
+    assert scaler.overflows == 1
+    fused = step.optimizer.fused
+
+    def weights():   # each unit's trainable part (its gradient's size); BN statistics follow every forward
+        return [None if g is None else v.numpy()[:int(g.size)].copy() for v, g in zip(fused.values, fused.grads)]
+    for i, (x, y) in enumerate(batches[1:], start=1):
+        before = weights()
+        step(x, y, epoch=0, iteration=i, lr=0.05)
+        result = step.finish()
+        moved = [u for u, (a, b) in enumerate(zip(before, weights())) if a is not None and not np.array_equal(a, b)]
+        assert set(step.hypernet.path_units(result.path)) & set(moved), f'step {i} was not applied'
+    assert scaler.overflows == 1 and float(scaler._scale.numpy()[0]) >= 512
