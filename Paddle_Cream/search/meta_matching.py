@@ -21,7 +21,7 @@ so the second-order term is a central finite difference of first derivatives (as
 full float32 (TF32 off) with the same dropout and drop-path masks as the loss it differentiates.
 """
 import contextlib
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -167,17 +167,20 @@ class MetaMatcher(nn.Layer):
         return self.score_slices(model, path, *board.stacked())
 
     def select_teacher(self, model: nn.Layer, path: Sequence[Sequence[int]], board: PrioritizedBoard,
-                       method: str = 'meta') -> Tuple[BoardEntry, float]:
+                       method: str = 'meta', agree: Optional[Callable[[paddle.Tensor], paddle.Tensor]] = None
+                       ) -> Tuple[BoardEntry, float]:
         """``(teacher entry, m)``. ``'top1'``: the best entry, m = 0.5. ``'meta'``: the entry with
         the highest score, m = sigmoid(-score) of THAT entry (the official code used the last
-        entry's score, a slip). No gradients; one host synchronisation for the scores."""
+        entry's score, a slip); ``agree`` maps the scores to those every process decides on (rank 0's).
+        No gradients; one host synchronisation for the scores."""
         if board.is_empty:
             raise ValueError('cannot select a teacher from an empty board')
         if method == 'top1':
             return board.best(), 0.5
         if method != 'meta':
             raise ValueError(f"method must be 'meta' or 'top1', got {method!r}")
-        scores = self.scores(model, path, board).numpy()
+        scores = self.scores(model, path, board)
+        scores = (scores if agree is None else agree(scores)).numpy()
         best = int(np.argmax(scores))
         return board.entries[best], float(1. / (1. + np.exp(float(scores[best]))))
 

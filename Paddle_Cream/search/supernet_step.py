@@ -14,7 +14,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from pimm.utils.distributed import all_reduce_sum_, average_gradients_, broadcast_tensors, get_world_size
+from pimm.utils.distributed import all_reduce_sum_, average_gradients_, broadcast_tensors, get_world_size, rank0_only
 from ..models.hypernet import HyperNet
 from .board import BoardEntry
 
@@ -117,12 +117,13 @@ class SupernetStep:
         if self._pending is None:
             return None
         pending, self._pending = self._pending, None
-        return self._settled(pending, pending.metrics.numpy())
+        return self._settled(pending, all_reduce_sum_(pending.metrics).numpy())
 
     # -- teacher choice and the board ---------------------------------------------------------------
 
     def _pick(self, path) -> Tuple[BoardEntry, float]:
-        return self.matcher.select_teacher(self.hypernet, path, self.board, self.s.pick_method)
+        return self.matcher.select_teacher(self.hypernet, path, self.board, self.s.pick_method,
+                                           agree=lambda scores: all_reduce_sum_(rank0_only(scores)))
 
     def _candidate(self, pending: _Pending) -> List[paddle.Tensor]:
         if not pending.shared:  # every rank stores rank 0's slice (a collective: all ranks get here)
@@ -151,7 +152,11 @@ class SupernetStep:
             stacked = self.board.stacked()
             inputs, labels = paddle.concat([stacked[0], inputs]), paddle.concat([stacked[1], labels])
         scores = self.matcher.score_slices(self.hypernet, path, inputs, labels)
-        fetched = paddle.concat([pending.metrics.astype('float64'), scores.astype('float64')]).numpy()
+        # rank 0 decides the teacher: its scores reach every rank in the one all-reduce with the metrics (each
+        # rank's own, differently rounded on other GPUs, could pick another teacher: other losses, or a hang
+        # in the teacher's SyncBN collectives)
+        shared = paddle.concat([pending.metrics.astype('float64'), rank0_only(scores.astype('float64'))])
+        fetched = all_reduce_sum_(shared).numpy()
         result = self._settled(pending, fetched)
         score_of = {id(e): fetched[3 + i] for i, e in enumerate(before)}
         entries = self.board.entries
@@ -203,8 +208,8 @@ class SupernetStep:
             self.ema.update(self.hypernet, touched)
         with paddle.no_grad():
             hits = (logits.argmax(-1) == y).astype('float32').sum()
-            metrics = all_reduce_sum_(paddle.stack([paddle.full([], y.shape[0], 'float32'), hits,
-                                                    loss.detach().astype('float32')]))
+            # summed over the ranks when the iteration is settled, in the same all-reduce as the teacher's scores
+            metrics = paddle.stack([paddle.full([], y.shape[0], 'float32'), hits, loss.detach().astype('float32')])
             candidate = None
             if board_open:
                 n = self.s.slice_size

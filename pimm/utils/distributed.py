@@ -13,7 +13,7 @@ import paddle.distributed as dist
 
 __all__ = ['launched_world_size', 'init_distributed', 'get_rank', 'get_world_size', 'is_main_process',
            'all_reduce_sum', 'all_reduce_max', 'all_reduce_sum_', 'broadcast_array', 'broadcast_tensors',
-           'broadcast_object', 'average_gradients_']
+           'broadcast_object', 'average_gradients_', 'rank0_only']
 
 
 def launched_world_size() -> int:
@@ -67,6 +67,12 @@ def all_reduce_sum_(tensor: paddle.Tensor) -> paddle.Tensor:
     if get_world_size() > 1:
         dist.all_reduce(tensor)
     return tensor
+
+
+def rank0_only(tensor: paddle.Tensor) -> paddle.Tensor:
+    """``tensor`` on rank 0, zeros elsewhere: summed over the ranks (in an all-reduce that carries other sums
+    too), every rank gets rank 0's values, so all decide as rank 0 did."""
+    return tensor if get_rank() == 0 else paddle.zeros_like(tensor)
 
 
 def broadcast_array(value: np.ndarray, src: int = 0) -> np.ndarray:
