@@ -9,8 +9,7 @@ input pixels, and those weights form a dense ``(H*W, Ho*Wo)`` matrix gathered fr
 results agree with ``F.conv2d`` to float32 rounding. Large maps, GPUs and static graphs (export)
 keep Paddle's kernel.
 """
-from functools import lru_cache
-from typing import Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import paddle
@@ -37,11 +36,25 @@ def _output_size(h: int, w: int, k, s, p, d) -> Tuple[int, int]:
             (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1)
 
 
-@lru_cache(maxsize=256)
+_TAPS: Dict[tuple, Tuple[paddle.Tensor, int, int]] = {}
+_MAX_TAPS = 256   # cached (shape, place) entries; the oldest goes first
+
+
 def _window_taps(h: int, w: int, k: Tuple[int, int], s: Tuple[int, int], p: Tuple[int, int],
-                 d: Tuple[int, int]) -> Tuple[paddle.Tensor, int, int]:
+                 d: Tuple[int, int], place) -> Tuple[paddle.Tensor, int, int]:
     """``(taps, Ho, Wo)``: ``taps[t]`` is 1 where kernel tap ``t`` joins an (input pixel, output pixel)
-    pair, shape ``(kh*kw, H*W*Ho*Wo)``, so that a channel's dense matrix is its kernel times ``taps``."""
+    pair, shape ``(kh*kw, H*W*Ho*Wo)``, so that a channel's dense matrix is its kernel times ``taps``.
+    Built on ``place`` (the input's: a CPU model inside a GPU process must not get GPU taps) and cached
+    by shape and place."""
+    key = (h, w, k, s, p, d, str(place))
+    if key not in _TAPS:
+        if len(_TAPS) >= _MAX_TAPS:
+            del _TAPS[next(iter(_TAPS))]
+        _TAPS[key] = _build_taps(h, w, k, s, p, d, place)
+    return _TAPS[key]
+
+
+def _build_taps(h: int, w: int, k, s, p, d, place) -> Tuple[paddle.Tensor, int, int]:
     ho, wo = _output_size(h, w, k, s, p, d)
     taps = np.zeros((k[0] * k[1], h, w, ho, wo), dtype=np.float32)
     for i in range(k[0]):
@@ -52,7 +65,7 @@ def _window_taps(h: int, w: int, k: Tuple[int, int], s: Tuple[int, int], p: Tupl
             keep_c = (cols >= 0) & (cols < w)
             oh, ow = np.nonzero(keep_r[:, None] & keep_c[None, :])
             taps[i * k[1] + j, rows[oh], cols[ow], oh, ow] = 1.
-    return paddle.to_tensor(taps.reshape(k[0] * k[1], -1)), ho, wo
+    return paddle.to_tensor(taps.reshape(k[0] * k[1], -1), place=place), ho, wo
 
 
 def _symmetric_padding(padding: Union[int, Sequence[int]]) -> Optional[Tuple[int, int]]:
@@ -65,7 +78,7 @@ def _symmetric_padding(padding: Union[int, Sequence[int]]) -> Optional[Tuple[int
 
 def _dense_depthwise(x: paddle.Tensor, weight: paddle.Tensor, k, s, p, d) -> paddle.Tensor:
     n, c, h, w = x.shape
-    taps, ho, wo = _window_taps(h, w, k, s, p, d)
+    taps, ho, wo = _window_taps(h, w, k, s, p, d, x.place)
     # a matrix product, not a gather: its backward is a matrix product too, not a scatter-add
     matrix = paddle.matmul(weight.reshape([c, k[0] * k[1]]), taps).reshape([c, h * w, ho * wo])
     per_channel = x.transpose([1, 0, 2, 3]).reshape([c, n, h * w])

@@ -93,3 +93,23 @@ def test_a_static_graph_keeps_paddles_kernel():
     ops = {op.name() if callable(getattr(op, 'name', None)) else op.type for op in program.global_block().ops}
     assert ops & {'conv2d', 'depthwise_conv2d', 'pd_op.conv2d', 'pd_op.depthwise_conv2d'}, ops
     assert not ops & {'bmm', 'pd_op.bmm'}, ops
+
+
+def test_taps_are_built_on_the_inputs_place_and_cached_per_place(monkeypatch):
+    """Issue 23, defect 6: a CPU model inside a GPU process (retrain validating ``ema.module`` with
+    NET.EMA.FORCE_CPU) must get taps on the CPU, not on the process's current device; the cache keys the place."""
+    from pimm.models.layers import depthwise_conv as dw
+    created = []
+    real = paddle.to_tensor
+
+    def recording(data, *args, **kwargs):
+        created.append(kwargs.get('place'))
+        return real(data, *args, **kwargs)
+    monkeypatch.setattr(dw.paddle, 'to_tensor', recording)
+    monkeypatch.setattr(dw, '_TAPS', {})
+    x = paddle.randn([2, 4, 6, 6])
+    weight = paddle.randn([4, 1, 3, 3])
+    dw.depthwise_conv2d(x, weight, padding=1)
+    dw.depthwise_conv2d(x, weight, padding=1)
+    assert len(created) == 1 and str(created[0]) == str(x.place)   # built once, on the input's place
+    assert [key[-1] for key in dw._TAPS] == [str(x.place)]
