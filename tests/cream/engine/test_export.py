@@ -149,8 +149,8 @@ def test_format_paddle_writes_no_onnx_and_refuses_a_second_export(tmp_path, caps
     rc, out = _export(tmp_path, 14, ckpt, str(tmp_path / 'no_data'), 'EXPORT.FORMAT', 'paddle')
     assert rc == 0
     folder = cli.run_dir(out, 'exp')
-    assert sorted(os.listdir(folder)) == ['export.json', 'export.log', 'export_config.yaml', 'inference.json',
-                                          'inference.pdiparams']
+    assert sorted(os.listdir(folder)) == ['.run.lock', 'export.json', 'export.log', 'export_config.yaml',
+                                          'inference.json', 'inference.pdiparams']   # .run.lock: the folder's owner
     with open(os.path.join(folder, 'export.json')) as f:
         assert list(json.load(f)['parity']['report']['paddle']) == ['random batch']
     capsys.readouterr()

@@ -148,7 +148,8 @@ def test_predict_agrees_with_timm(photos, tmp_path):
     table = [line for line in proc.stdout.splitlines() if ' | ' in line and '%' in line]
     assert len(table) == 10
     # nothing else: no temporary file left by the atomic writes
-    assert sorted(os.listdir(run)) == ['predict.json', 'predict.log', 'predict_config.yaml', 'predictions.json']
+    assert sorted(os.listdir(run)) == ['.run.lock', 'predict.json', 'predict.log', 'predict_config.yaml',
+                                       'predictions.json']   # .run.lock: the lock of the folder's owner
 
 
 def _paddle_checkpoint(path, num_classes, args=None, *overrides):
