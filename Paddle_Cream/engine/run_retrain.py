@@ -1,5 +1,6 @@
 """``tools/main.py retrain``: train one child network from scratch, the official recipe (SPEC 6), or fine-tune
 it from ``NET.PRETRAINED`` weights."""
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import Paddle_Cream  # noqa: F401  (registers the cream_* models)
 from pimm.data import DEFAULT_CROP_PCT, set_loader_epoch
 from pimm.utils import CheckpointSaver, format_complexity, model_complexity, update_summary
 
-from pimm.utils.distributed import all_reduce_sum, get_rank, init_distributed, is_main_process
+from pimm.utils.distributed import all_reduce_sum_, get_rank, init_distributed, is_main_process
 from .distributed import cpu_math_threads, data_parallel
 from .evaluate import evaluate
 from .model_builder import ModelInfo, build_model
@@ -31,6 +32,7 @@ from .summary import read_summary, write_summary
 __all__ = ['run_retrain', 'train_one_epoch', 'SUMMARY']
 
 SUMMARY = 'summary.csv'
+MIN_LOSS_SCALE = 1.0   # under AMP, non-finite losses stop the run once the loss scale falls below this
 
 
 def _output_dir(cfg, resume: Optional[str], main: bool) -> str:
@@ -44,8 +46,8 @@ def _output_dir(cfg, resume: Optional[str], main: bool) -> str:
     return out_dir
 
 
-def _step(model: nn.Layer, training: Training, x: paddle.Tensor, y: paddle.Tensor) -> float:
-    """One update (mixup, forward, loss, backward, optimizer, EMA); returns the loss."""
+def _step(model: nn.Layer, training: Training, x: paddle.Tensor, y: paddle.Tensor) -> paddle.Tensor:
+    """One update (mixup, forward, loss, backward, optimizer, EMA); returns the loss (on the device)."""
     if training.mixup is not None:
         x, y = training.mixup(x, y)
     with paddle.amp.auto_cast(enable=training.scaler is not None):
@@ -60,7 +62,7 @@ def _step(model: nn.Layer, training: Training, x: paddle.Tensor, y: paddle.Tenso
     training.optimizer.clear_grad()
     if training.ema is not None:
         training.ema.update(model)
-    return float(loss)
+    return loss.detach()
 
 
 def _tensor(batch) -> paddle.Tensor:
@@ -70,22 +72,33 @@ def _tensor(batch) -> paddle.Tensor:
 def train_one_epoch(model: nn.Layer, training: Training, loader, epoch: int, num_updates: int, log,
                     show: bool, log_interval: int, checkpoint: str = '') -> Tuple[float, int]:
     """(mean training loss over all processes, updates done so far). A non-finite loss stops the run
-    (``checkpoint``: the last good one, named in the message)."""
+    (``checkpoint``: the last good one, named in the message), decided on the loss summed over the ranks so
+    every rank stops alike; under AMP a non-finite loss is an overflow the loss scaler skips, and stops the
+    run only once the scale has fallen below :data:`MIN_LOSS_SCALE`."""
     model.train()
     sums = np.zeros(2)
     bar = tqdm(loader, desc=f'epoch {epoch}', disable=not show, dynamic_ncols=True)
     for batch_idx, (images, targets) in enumerate(bar):
         loss = _step(model, training, _tensor(images), _tensor(targets))
-        check_finite_loss(loss, epoch, batch_idx + 1, checkpoint)
-        sums += [loss * len(targets), len(targets)]
+        count = paddle.full([], len(targets), 'float64')
+        batch = all_reduce_sum_(paddle.stack([loss.astype('float64') * count, count])).numpy()   # the one copy
+        loss = float(batch[0] / batch[1])
+        if not math.isfinite(loss) and not _scaler_absorbs(training.scaler):
+            check_finite_loss(loss, epoch, batch_idx + 1, checkpoint)
+        if math.isfinite(loss):
+            sums += batch
         num_updates += 1
         training.scheduler.step_update(num_updates, metric=sums[0] / sums[1])
         bar.set_postfix(loss=f'{loss:.3f}', lr=f'{training.optimizer.get_lr():.3g}', refresh=False)
         if log_interval and (batch_idx + 1) % log_interval == 0:
             log(f'  epoch {epoch} [{batch_idx + 1}/{len(loader)}] loss {sums[0] / sums[1]:.4f} '
                 f'lr {training.optimizer.get_lr():.4g}')
-    total_loss, images = all_reduce_sum(sums)
-    return float(total_loss / max(images, 1)), num_updates
+    return float(sums[0] / max(sums[1], 1)), num_updates
+
+
+def _scaler_absorbs(scaler) -> bool:
+    """Whether an AMP loss scaler skipped the non-finite step (and lowered its scale) with room to go on."""
+    return scaler is not None and float(scaler._scale.numpy().reshape(-1)[0]) >= MIN_LOSS_SCALE
 
 
 def _validate(net: nn.Layer, loader, show: bool, desc: str) -> Dict[str, float]:

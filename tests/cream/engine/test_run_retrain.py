@@ -225,3 +225,60 @@ def test_a_retrain_step_after_an_overflow_is_applied(monkeypatch):
         _step(net, training, x, y)
         assert not np.array_equal(before, net.classifier.weight.numpy())
     assert scaler.overflows == 1 and float(scaler._scale.numpy()[0]) == 512
+
+
+def _tiny_training(monkeypatch, amp: bool):
+    import numpy as np
+    import paddle
+
+    from fake_gpu import enabled_grad_scaler
+    from Paddle_Cream.config import load_config
+    from Paddle_Cream.engine.retrain_setup import build_training
+    from Paddle_Cream.models.child_net import ChildNet
+    from pimm.utils.amp import GradScaler
+    paddle.seed(0)
+    net = ChildNet([[0], [0], [0], [0, 0], [0], [0], [0]], num_classes=10, input_size=32)
+    cfg = load_config('configs/demo/retrain.yaml', ['NET.EMA.USE', 'False'])
+    training = build_training(cfg, net, 4)
+    if amp:
+        training.scaler = enabled_grad_scaler(monkeypatch, GradScaler, init_loss_scaling=1024)
+    rng = np.random.RandomState(0)
+    batches = [(paddle.to_tensor(rng.randn(4, 3, 32, 32).astype('float32')),
+                paddle.to_tensor(rng.randint(0, 10, 4).astype('int64'))) for _ in range(4)]
+    return net, training, batches
+
+
+def test_a_non_finite_loss_on_another_rank_stops_this_one_too(monkeypatch):
+    """Issue 23, defect 7: the decision is taken on the loss summed over the ranks (here another rank's NaN joins
+    the sum), so every rank stops at the same iteration instead of one raising while the others wait."""
+    import pytest
+
+    import Paddle_Cream.engine.run_retrain as run_retrain
+    from Paddle_Cream.engine import UserError
+    net, training, batches = _tiny_training(monkeypatch, amp=False)
+    calls = []
+
+    def with_a_nan_rank(tensor):   # what the all-reduce gives when rank 1's loss at iteration 3 is NaN
+        calls.append(1)
+        return tensor + (float('nan') if len(calls) == 3 else 0.)
+    monkeypatch.setattr(run_retrain, 'all_reduce_sum_', with_a_nan_rank)
+    with pytest.raises(UserError, match='epoch 0, iteration 3: the training loss is nan'):
+        run_retrain.train_one_epoch(net, training, batches, 0, 0, print, False, 0)
+
+
+def test_under_amp_an_overflowing_loss_is_skipped_not_fatal(monkeypatch):
+    """A non-finite loss under AMP is an overflow the scaler skips (the epoch goes on, its mean over the finite
+    steps); once the scale has collapsed below 1 the run stops."""
+    import math
+
+    import pytest
+
+    import Paddle_Cream.engine.run_retrain as run_retrain
+    from Paddle_Cream.engine import UserError
+    net, training, batches = _tiny_training(monkeypatch, amp=True)
+    batches[1] = (batches[1][0] * float('inf'), batches[1][1])
+    loss, updates = run_retrain.train_one_epoch(net, training, batches, 0, 0, print, False, 0)
+    assert math.isfinite(loss) and updates == 4 and training.scaler.overflows == 1
+    training.scaler._scale.set_value(training.scaler._scale * 0 + 0.5)
+    with pytest.raises(UserError, match='iteration 2: the training loss is'):
+        run_retrain.train_one_epoch(net, training, batches, 1, 4, print, False, 0)
