@@ -24,6 +24,7 @@ from .random_erasing import RandomErasing
 __all__ = ['DeviceBatchTransform', 'erasing_generators', 'normalize_uint8']
 
 _CHANNELS = 3
+_IN_FLIGHT = 2   # page-locked noise buffers kept alive while their copies to the GPU may still run
 
 
 def erasing_generators(seed: int, rank: int, epoch: int) -> Tuple[random.Random, np.random.Generator]:
@@ -72,6 +73,7 @@ class DeviceBatchTransform:
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         self.erasing = erasing
+        self._in_flight: list = []
         self.seed, self.rank = int(seed), int(rank)
         self.zero_skipped = bool(zero_skipped)
         self.epoch = 0
@@ -129,9 +131,10 @@ class DeviceBatchTransform:
                 images[i, :, top:top + h, left:left + w] = 0.
             return
         # the noise of the whole batch drawn on the host (the same values on every device type, from the
-        # loader's own stream) and uploaded in ONE copy: one per box would stall a GPU step per box
+        # loader's own stream) and uploaded in ONE copy that does not block (one per box would stall a GPU
+        # step per box)
         sizes = [chans * h * w if mode == 'pixel' else chans for _, (_, _, h, w) in boxes]
-        flat = paddle.to_tensor(noise.standard_normal(sum(sizes), dtype=np.float32), place=images.place)
+        flat = self._upload(noise.standard_normal(sum(sizes), dtype=np.float32), images.place)
         start = 0
         for (i, (top, left, h, w)), size in zip(boxes, sizes):
             values = flat[start:start + size]
@@ -140,6 +143,17 @@ class DeviceBatchTransform:
                 images[i, :, top:top + h, left:left + w] = values.reshape([chans, h, w])
             else:  # 'rand': one value per channel
                 images[i, :, top:top + h, left:left + w] = values.reshape([chans, 1, 1]).expand([chans, h, w])
+
+    def _upload(self, array: np.ndarray, place) -> paddle.Tensor:
+        """``array`` on ``place``. To a GPU through page-locked memory and a copy that does not block the host:
+        Paddle's streams are blocking, so ``to_tensor`` from pageable memory is a synchronisation per batch.
+        The page-locked buffers of the last :data:`_IN_FLIGHT` batches are kept alive until their copies
+        have surely run (the iteration's own device-to-host copy waits for them)."""
+        if not place.is_gpu_place():
+            return paddle.to_tensor(array, place=place)
+        pinned = paddle.to_tensor(array, place=paddle.CUDAPinnedPlace())
+        self._in_flight = (self._in_flight + [pinned])[-_IN_FLIGHT:]
+        return pinned._copy_to(place, False)
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(mean={self.mean}, std={self.std}, erasing={self.erasing!r}, '

@@ -118,3 +118,46 @@ def test_bad_batches_raise_one_line(batch, fragment):
         DeviceBatchTransform(MEAN, STD).begin_pass()(batch)
     with pytest.raises(ValueError, match='3 values'):
         DeviceBatchTransform((0.5, 0.5), STD)
+
+
+def test_the_noise_reaches_a_gpu_through_page_locked_memory_without_blocking(monkeypatch):
+    """Issue 23, defect 5: on a GPU the erasing noise is copied from page-locked memory with a copy that does
+    not block (to_tensor from pageable memory is a synchronisation on Paddle's blocking streams), and the buffers
+    stay alive for the copies in flight. A CPU cannot run it: the GPU place and the copy are stand-ins that
+    record what they are given."""
+    import pimm.data.prefetch as prefetch
+    made, copies = [], []
+
+    class Pinned:
+        def __init__(self, array):
+            self.array = array
+
+        def _copy_to(self, place, blocking):
+            copies.append((place, blocking))
+            return paddle.to_tensor(self.array)
+
+    class GpuPlace:
+        def is_gpu_place(self):
+            return True
+
+    class PinnedPlace:   # paddle.CUDAPinnedPlace() cannot be built by a CPU-only Paddle
+        pass
+
+    real = paddle.to_tensor
+
+    def to_tensor(data, *args, place=None, **kwargs):
+        if isinstance(place, PinnedPlace):
+            made.append(Pinned(np.asarray(data)))
+            return made[-1]
+        return real(data, *args, place=place, **kwargs)
+    monkeypatch.setattr(prefetch.paddle, 'to_tensor', to_tensor)
+    monkeypatch.setattr(prefetch.paddle, 'CUDAPinnedPlace', PinnedPlace)
+    device = DeviceBatchTransform(MEAN, STD, RandomErasing(1.0, mode='pixel'), seed=0, rank=0)
+    gpu = GpuPlace()
+    for _ in range(3):
+        flat = device._upload(np.arange(6, dtype=np.float32), gpu)
+        np.testing.assert_array_equal(flat.numpy(), np.arange(6))
+    assert copies == [(gpu, False)] * 3 and len(made) == 3
+    assert device._in_flight == made[-2:]   # the last two buffers are kept for their copies
+    cpu = device._upload(np.ones(3, np.float32), paddle.CPUPlace())   # a CPU batch: a plain copy
+    assert len(made) == 3 and cpu.place.is_cpu_place()
