@@ -55,8 +55,9 @@ def _commands(work: str, gpus: int) -> List[Tuple[str, List[str]]]:
         (f'retrain on {gpus} GPUs, AMP + SyncBN', ['retrain', 'configs/demo/retrain.yaml', *common, *gpu,
                                                    'NET.ARCH_FILE', arch, 'EPOCHS', '1', 'WORKERS', '2',
                                                    'MODEL', 'smoke_retrain']),
-        (f'test on {gpus} GPUs', ['test', 'configs/demo/test.yaml', *common, 'NUM_GPU', str(gpus), 'NET.ARCH_FILE', arch,
-                                  'RESUME_PATH', best, 'INFERENCE', 'dygraph', 'MODEL', 'smoke_test']),
+        (f'test on {gpus} GPUs', ['test', 'configs/demo/test.yaml', *common, 'NUM_GPU', str(gpus),
+                                  'NET.ARCH_FILE', arch, 'RESUME_PATH', best, 'INFERENCE', 'dygraph',
+                                  'MODEL', 'smoke_test']),
         ('search on 1 GPU, AMP', ['train', 'configs/demo/train.yaml', *common, *SEARCH, 'EPOCHS', '1', 'AMP', 'True',
                                   'MODEL', 'smoke_search_1gpu']),
         ('latency table, Paddle Inference on GPU 0', ['latency', 'configs/latency.yaml', 'SAVE_PATH', out, *LATENCY,
@@ -94,21 +95,24 @@ def _environment(gpus: int) -> Tuple[bool, str]:
 def _check_run(label: str, work: str, proc: subprocess.CompletedProcess) -> Optional[str]:
     """What went wrong with a finished item (None: it passed)."""
     if proc.returncode != 0:
-        lines = [l for l in (proc.stderr + proc.stdout).splitlines() if l.strip()]
+        lines = [line for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
         return f'exit {proc.returncode}: {lines[-1] if lines else "no output"}'
     out = os.path.join(work, 'output')
     if label.startswith('search on') and 'GPUs' in label:
         digests = {}
-        for log in glob.glob(os.path.join(out, '*-smoke_search', 'train_launch_logs', 'workerlog.*')):
+        for log in glob.glob(os.path.join(glob.escape(out), '*-smoke_search', 'train_launch_logs', 'workerlog.*')):
             with open(log) as f:
-                digests[log] = [l.split('board digest ')[1].strip() for l in f if 'board digest' in l]
+                digests[log] = [line.split('board digest ')[1].strip() for line in f if 'board digest' in line]
         if len(digests) < 2 or len({tuple(d) for d in digests.values()}) != 1:
             return f'the ranks hold different boards: {digests}'
     if label.startswith('search resumed') and 'resumed from' not in proc.stdout:
         return 'did not resume'
     if label.startswith('latency'):
         model = 'smoke_latency_trt' if 'TensorRT' in label else 'smoke_latency_gpu'
-        with open(glob.glob(os.path.join(out, f'*-{model}', 'latency_table.json'))[0]) as f:
+        tables = glob.glob(os.path.join(glob.escape(out), f'*-{model}', 'latency_table.json'))
+        if not tables:
+            return 'exited 0 but wrote no latency_table.json'
+        with open(tables[0]) as f:
             table = json.load(f)
         valid, check = table['valid_for'], table.get('validation') or {}
         if not valid['gpu']:
@@ -118,7 +122,9 @@ def _check_run(label: str, work: str, proc: subprocess.CompletedProcess) -> Opti
         return None if check['within_10_percent'] >= 0.8 else \
             f"only {100 * check['within_10_percent']:.0f}% of validation paths within +-10% (see the table's PNG)"
     if label.startswith('test'):
-        results = glob.glob(os.path.join(out, '*-smoke_test', 'results.json'))
+        results = glob.glob(os.path.join(glob.escape(out), '*-smoke_test', 'results.json'))
+        if not results:
+            return 'exited 0 but wrote no results.json'
         with open(results[0]) as f:
             images = json.load(f)['images']
         if images <= 0:

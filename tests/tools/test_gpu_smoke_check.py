@@ -13,6 +13,14 @@ from Paddle_Cream.config import load_config
 SCRIPT = os.path.join(REPO_ROOT, 'tools', 'gpu_smoke_check.py')
 
 
+def _module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('gpu_smoke_check', SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _run(*args):
     return subprocess.run([sys.executable, SCRIPT, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
 
@@ -46,3 +54,13 @@ def test_on_a_cpu_build_the_environment_item_fails_in_one_line(tmp_path):
 def test_one_gpu_is_refused():
     proc = _run('--gpus', '1', '--dry-run')
     assert proc.returncode == 2 and proc.stderr.startswith('error: --gpus must be at least 2')
+
+
+@pytest.mark.parametrize('label, missing', [('test on 2 GPUs', 'results.json'),
+                                            ('latency table, Paddle Inference on GPU 0', 'latency_table.json'),
+                                            ('latency table, TensorRT fp16', 'latency_table.json')])
+def test_a_run_that_exits_0_without_its_result_is_a_fail(tmp_path, label, missing):
+    """Issue 23, defect 8: an item whose run wrote no result file is a FAIL naming it (it was an IndexError)."""
+    smoke = _module()
+    proc = subprocess.CompletedProcess([], 0, stdout='', stderr='')
+    assert smoke._check_run(label, str(tmp_path / 'work[1]'), proc) == f'exited 0 but wrote no {missing}'
