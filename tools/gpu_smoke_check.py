@@ -7,8 +7,10 @@ On the digits demo data (written to the work folder): the environment (CUDA buil
 NCCL, /dev/shm), the Cream search with AMP and SyncBN on --gpus processes (identical boards on every
 rank), its resume, the retrain of what it found with AMP and SyncBN, the test of the retrained network
 across processes, a one-GPU search with AMP, and latency tables measured with Paddle Inference on GPU 0
-(plain and TensorRT fp16). Exit status 0 when every item passes. ``--dry-run``
-prints the commands without running them (works anywhere).
+(plain and TensorRT fp16); then the mechanisms CPU tests can only check with stand-ins
+(tools/gpu_smoke_worker.py): an fp16 overflow followed by applied steps, BatchNorm and SyncBatchNorm
+running statistics against PyTorch's formula, rank 0's teacher on every rank. Exit status 0 when every
+item passes. ``--dry-run`` prints the commands without running them (works anywhere).
 """
 import argparse
 import glob
@@ -65,6 +67,39 @@ def _commands(work: str, gpus: int) -> List[Tuple[str, List[str]]]:
         ('latency table, TensorRT fp16', ['latency', 'configs/latency.yaml', 'SAVE_PATH', out, *LATENCY,
                                           'LATENCY.TENSORRT', 'fp16', 'MODEL', 'smoke_latency_trt']),
     ]
+
+
+# the mechanism items of tools/gpu_smoke_worker.py: (label, item, processes)
+WORKER = os.path.join(ROOT, 'tools', 'gpu_smoke_worker.py')
+MECHANISMS = [
+    ('AMP: a forced fp16 overflow, then applied steps (fused storage intact)', 'overflow', 1),
+    ("BatchNorm2d running statistics after one GPU step = PyTorch's", 'bn_variance', 1),
+    ("SyncBatchNorm on 2 ranks, different data: equal statistics = PyTorch's", 'sync_bn', 2),
+    ("every rank trains with rank 0's teacher (scores differ by rank)", 'teacher', 2),
+]
+WORKER_TIMEOUT = 600   # s; a rank that failed alone could leave the other waiting in a collective
+
+
+def _worker_command(item: str, processes: int, out: str, logs: str) -> List[str]:
+    launch = [sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node', str(processes),
+              '--log_dir', logs] if processes > 1 else [sys.executable]
+    return [*launch, WORKER, item, out]
+
+
+def _run_mechanism(item: str, processes: int, work: str) -> Optional[str]:
+    """What went wrong with one worker item (None: it passed)."""
+    out = os.path.join(work, f'{item}.json')
+    cmd = _worker_command(item, processes, out, os.path.join(work, f'{item}_logs'))
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=WORKER_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return f'no answer within {WORKER_TIMEOUT}s (a rank waiting in a collective?)'
+    if not os.path.isfile(out):
+        lines = [line for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
+        return f'exit {proc.returncode}, no result: {lines[-1] if lines else "no output"}'
+    with open(out) as f:
+        result = json.load(f)
+    return None if result['ok'] else result['detail']
 
 
 def _expand(args: List[str]) -> List[str]:
@@ -142,6 +177,9 @@ def main() -> int:
     if args.dry_run:
         for label, cmd in commands:
             print(f'# {label}\n{sys.executable} {MAIN} {" ".join(cmd)}')
+        for label, item, processes in MECHANISMS:
+            out = os.path.join(work, f'{item}.json')
+            print(f'# {label}\n{" ".join(_worker_command(item, processes, out, os.path.join(work, "logs")))}')
         return 0
     ok, note = _environment(args.gpus)
     print(f"{'PASS' if ok else 'FAIL'}  environment: {note}", flush=True)
@@ -155,7 +193,14 @@ def main() -> int:
         failures += problem is not None
         print(f"{'PASS' if problem is None else 'FAIL'}  {label} ({time.time() - start:.0f}s)"
               + ('' if problem is None else f': {problem}'), flush=True)
-    print(f"{len(commands) + 1 - failures}/{len(commands) + 1} passed; runs in {work}")
+    for label, item, processes in MECHANISMS:
+        start = time.time()
+        problem = _run_mechanism(item, processes, work)
+        failures += problem is not None
+        print(f"{'PASS' if problem is None else 'FAIL'}  {label} ({time.time() - start:.0f}s)"
+              + ('' if problem is None else f': {problem}'), flush=True)
+    total = len(commands) + len(MECHANISMS) + 1
+    print(f"{total - failures}/{total} passed; runs in {work}")
     if not args.workdir and failures == 0:
         shutil.rmtree(work, ignore_errors=True)
     return 1 if failures else 0

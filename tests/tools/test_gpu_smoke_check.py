@@ -28,9 +28,13 @@ def _run(*args):
 def test_dry_run_commands_are_valid_configurations(tmp_path):
     proc = _run('--dry-run', '--workdir', str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    commands = [shlex.split(line)[2:] for line in proc.stdout.splitlines() if not line.startswith('#')]
+    lines = [line for line in proc.stdout.splitlines() if not line.startswith('#')]
+    commands = [shlex.split(line)[2:] for line in lines if 'gpu_smoke_worker.py' not in line]
+    workers = [shlex.split(line) for line in lines if 'gpu_smoke_worker.py' in line]
     labels = [line for line in proc.stdout.splitlines() if line.startswith('#')]
-    assert len(commands) == len(labels) == 7
+    assert len(commands) == 7 and len(labels) == 7 + len(workers)
+    assert [w[w.index(next(a for a in w if a.endswith('gpu_smoke_worker.py'))) + 1] for w in workers] == \
+        ['overflow', 'bn_variance', 'sync_bn', 'teacher']
     for mode, config, *overrides in commands:
         cfg = load_config(os.path.join(REPO_ROOT, config), overrides)  # unknown keys would raise
         assert mode in ('train', 'retrain', 'test', 'latency')
@@ -64,3 +68,13 @@ def test_a_run_that_exits_0_without_its_result_is_a_fail(tmp_path, label, missin
     smoke = _module()
     proc = subprocess.CompletedProcess([], 0, stdout='', stderr='')
     assert smoke._check_run(label, str(tmp_path / 'work[1]'), proc) == f'exited 0 but wrote no {missing}'
+
+
+
+def test_the_mechanism_items_run_and_report_on_a_cpu(tmp_path):
+    """The worker's items where a CPU can run them: BatchNorm2d's statistics equal PyTorch's formula here, the
+    two gloo ranks train with the same teachers; the fp16 overflow item says it needs a GPU (a FAIL line)."""
+    smoke = _module()
+    assert smoke._run_mechanism('bn_variance', 1, str(tmp_path)) is None
+    assert smoke._run_mechanism('teacher', 2, str(tmp_path)) is None
+    assert smoke._run_mechanism('overflow', 1, str(tmp_path)) == 'the GradScaler is disabled on this device (not a GPU)'
