@@ -1,12 +1,13 @@
 """BatchNorm with PyTorch's momentum convention and PyTorch's running-variance update."""
 import math
+from typing import Dict, Tuple
 
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
 __all__ = ['BatchNorm2d', 'SyncBatchNorm', 'convert_sync_batchnorm', 'unbias_running_variance',
-           'values_per_channel']
+           'values_per_channel', 'kernel_stores_unbiased']
 
 
 @paddle.no_grad()
@@ -24,17 +25,49 @@ def unbias_running_variance(variance: paddle.Tensor, before: paddle.Tensor, padd
     return variance * (count / (count - 1.)) - before * (paddle_momentum / (count - 1.))
 
 
+_PROBE = (0., 1., 2., 3.)   # a probe batch's values per channel: biased variance 1.25, unbiased 5/3
+_STORES_UNBIASED: Dict[Tuple, bool] = {}
+
+
+def kernel_stores_unbiased(bn: nn.Layer, x: paddle.Tensor, normalise, replicas: int = 1) -> bool:
+    """Whether ``normalise`` (``bn``'s batch-norm kernel for inputs like ``x``) puts the unbiased batch variance
+    into the running variance (cuDNN, which Paddle's GPU kernel calls for 4-D input) or the biased one
+    (Paddle's CPU kernel, SyncBatchNorm's). Not assumed: learned once per layer type, device, dtype, layout
+    and rank from a probe batch of known variance (one host synchronisation), then cached."""
+    key = (type(bn).__name__, str(x.place), str(x.dtype), bn._data_format, x.ndim, replicas)
+    if key not in _STORES_UNBIASED:
+        channels = x.shape[1] if bn._data_format.startswith('NC') else x.shape[-1]
+        values = paddle.to_tensor(_PROBE, dtype='float32', place=x.place)
+        shape = [len(_PROBE), 1] + [1] * (x.ndim - 2)
+        probe = values.reshape(shape).expand([len(_PROBE), channels] + [1] * (x.ndim - 2))
+        if not bn._data_format.startswith('NC'):
+            probe = probe.transpose([0] + list(range(2, x.ndim)) + [1])
+        p = float(bn._momentum)
+        with paddle.no_grad():
+            mean = paddle.zeros_like(bn._mean.detach())
+            variance = paddle.ones_like(bn._variance.detach())
+            normalise(probe.astype(x.dtype), mean, variance)
+            stored = float(variance.astype('float32').mean()) if p < 1 else 1.
+        n = len(_PROBE) * replicas
+        biased = 1.25
+        batch = (stored - p) / (1. - p) if p < 1 else biased
+        _STORES_UNBIASED[key] = abs(batch - biased * n / (n - 1)) < abs(batch - biased)
+    return _STORES_UNBIASED[key]
+
+
 def _train_with_pytorch_statistics(bn: nn.Layer, x: paddle.Tensor, normalise, replicas: int = 1) -> paddle.Tensor:
     """``normalise(x, mean, variance)`` (a batch-norm kernel updating ``mean``/``variance`` in place) on
-    copies of ``bn``'s running statistics, then PyTorch's values written into ``bn``'s own tensors.
+    copies of ``bn``'s running statistics, then PyTorch's values written into ``bn``'s own tensors (the
+    unbiased batch variance, corrected only when the kernel stored the biased one).
 
     The kernel's backward keeps the statistics tensors it was given, so they must not change after the
     forward (Paddle checks their version): the copies take the kernel's update; ``bn._mean`` and
     ``bn._variance`` keep their storage (fused per-unit buffers stay shared)."""
+    unbiased_already = kernel_stores_unbiased(bn, x, normalise, replicas)
     mean, variance = bn._mean.detach().clone(), bn._variance.detach().clone()
     out = normalise(x, mean, variance)
-    unbiased = unbias_running_variance(variance, bn._variance.detach(), float(bn._momentum),
-                                       values_per_channel(x, bn, replicas))
+    unbiased = variance if unbiased_already else unbias_running_variance(
+        variance, bn._variance.detach(), float(bn._momentum), values_per_channel(x, bn, replicas))
     with paddle.no_grad():
         bn._mean.copy_(mean, False)
         bn._variance.copy_(unbiased, False)

@@ -112,3 +112,28 @@ def test_sync_batchnorm_conversion_keeps_tensors_and_counts_every_rank(monkeypat
     both = np.concatenate([h, h])   # what the two ranks' statistics are gathered over
     expected = 0.9 * 1. + 0.1 * both.var(axis=(0, 2, 3), ddof=1)
     assert _rel(bn._variance.numpy(), expected) < 1e-5
+
+
+@pytest.mark.parametrize('shape', SHAPES)
+def test_a_kernel_that_stores_the_unbiased_variance_still_gives_pytorchs(monkeypatch, shape):
+    """Issue 23, defect 3: on a GPU Paddle's 4-D BatchNorm calls cuDNN, which stores the unbiased batch variance
+    (the CPU kernel and SyncBN's store the biased one). A kernel stub doing what cuDNN does must give
+    torch.nn.BatchNorm2d's running statistics: the correction is applied only where the kernel did not."""
+    import pimm.models.layers.norm as norm
+    real = F.batch_norm
+
+    def cudnn_like(x, running_mean, running_var, *args, momentum=0.9, **kwargs):
+        before = running_var.clone()
+        out = real(x, running_mean, running_var, *args, momentum=momentum, **kwargs)
+        n = x.shape[0] * x.shape[2] * x.shape[3]
+        biased = x.transpose([1, 0, 2, 3]).reshape([x.shape[1], -1]).var(axis=1, unbiased=False)
+        running_var.set_value(momentum * before + (1 - momentum) * biased * n / (n - 1))
+        return out
+    monkeypatch.setattr(norm.F, 'batch_norm', cudnn_like)
+    monkeypatch.setattr(norm, '_STORES_UNBIASED', {})
+    ours, ref = BatchNorm2d(shape[1]), torch.nn.BatchNorm2d(shape[1])
+    for x in _batches(shape):
+        ours(paddle.to_tensor(x))
+        ref(torch.from_numpy(x))
+    assert _rel(ours._variance.numpy(), ref.running_var.numpy()) < 1e-5
+    assert list(norm._STORES_UNBIASED.values()) == [True]   # learned once from the probe
