@@ -110,8 +110,9 @@ def resume(out: str, checkpoint: str, data_dir: str) -> None:
     if rank == 1:
         _hide_from_rank_1(checkpoint)
     cfg = load_config(os.path.join(ROOT, 'configs', 'demo', 'train.yaml'),
-                      ['DATA_DIR', data_dir, 'RESUME_PATH', checkpoint, 'SUPERNET.FLOPS_MAXIMUM', '150',
-                       'SUPERNET.POOL_SIZE', '3', 'SUPERNET.META_STA_EPOCH', '0', 'DATASET.BATCH_SIZE', '16'])
+                      ['DATA_DIR', data_dir, 'RESUME_PATH', checkpoint, 'SUPERNET.FLOPS_MINIMUM', '0',
+                       'SUPERNET.FLOPS_MAXIMUM', '150', 'SUPERNET.POOL_SIZE', '3', 'SUPERNET.META_STA_EPOCH', '0',
+                       'DATASET.BATCH_SIZE', '16'])   # what the checkpoint was made with (fixed on resume)
     identity = json.loads(os.environ['RESUME_IDENTITY'])
     paddle.seed(1000 + rank)  # different initial weights on each rank: only the resume can make them equal
     hypernet = HyperNet(identity['sta_num'], identity['num_classes'], resolution=identity['image_size'])
