@@ -8,9 +8,11 @@ ITEM: ``overflow`` (an AMP search step whose gradients overflow, then applied st
 factor 2, the fused storage intact after GPU backwards), ``bn_variance`` (BatchNorm2d's running statistics
 after one step on a [4, C, 1, 1] batch against PyTorch's formula), ``sync_bn`` (2 ranks, different data:
 SyncBatchNorm's running statistics equal on both ranks and PyTorch's formula over both batches),
-``teacher`` (2 ranks whose meta-layer scores differ train with rank 0's teachers). Rank 0 writes
+``teacher`` (2 ranks whose meta-layer scores differ train with rank 0's teachers and end with equal
+weights). Rank 0 writes
 ``{"ok": bool, "detail": str}`` to OUT.json.
 """
+import hashlib
 import json
 import os
 import sys
@@ -141,11 +143,15 @@ def teacher() -> dict:
         result = step(x, y, epoch=1, iteration=i, lr=0.05)
         teachers.append(None if result is None else result.teacher)
     teachers.append(step.finish().teacher)
+    trained = sorted(k for k, p in step.hypernet.named_parameters() if not p.stop_gradient)
+    weights = hashlib.sha1(b''.join(step.hypernet.state_dict()[k].numpy().tobytes() for k in trained)).hexdigest()
     gathered = []
-    dist.all_gather_object(gathered, teachers)
+    dist.all_gather_object(gathered, (teachers, weights))
     chosen = sum(t is not None for t in teachers)
-    return dict(ok=gathered[0] == gathered[1] and chosen > 0,
-                detail=f'{chosen} steps with a teacher; the same on both ranks: {gathered[0] == gathered[1]}')
+    same, equal = gathered[0][0] == gathered[1][0], gathered[0][1] == gathered[1][1]
+    return dict(ok=same and equal and chosen > 0,
+                detail=f'{chosen} steps with a teacher; the same teachers on both ranks: {same}; '
+                       f'equal weights: {equal}')
 
 
 ITEMS = {'overflow': overflow, 'bn_variance': bn_variance, 'sync_bn': sync_bn, 'teacher': teacher}

@@ -135,9 +135,9 @@ def read_resume_state(cfg, identity: Dict, hypernet: Optional[HyperNet] = None) 
             if path:
                 state = load_train_state(path)
                 check_compatible(state['search'], identity, path)
-                state['config_changes'] = config_changes(saved_config(state.get('config')), cfg, 'train', path)
                 if hypernet is not None:
                     check_weights(hypernet, state['state_dict'], path)
+                state['config_changes'] = config_changes(saved_config(state.get('config')), cfg, 'train', path)
                 state['path'] = path
                 remove_stale_temp_files(os.path.dirname(os.path.abspath(path)))
         except UserError as e:

@@ -43,7 +43,8 @@ def _wait_for_holder(folder_parent, proc, deadline=TIMEOUT):
 
 def test_a_second_run_on_the_same_folder_is_refused_naming_the_holder(data, tmp_path):
     """Two real processes, the same SAVE_PATH and MODEL: the second is refused before it writes anything (its
-    config would differ: SEED), and once the first is killed its folder is free for the resume."""
+    config would differ: LR, a key a resume may change), and once the first is killed its folder is free for the
+    resume."""
     save = tmp_path / 'save'
     first = _start([*T, 'DATA_DIR', data['digits'], 'SAVE_PATH', save, *SMALL, 'EPOCHS', 50])
     try:
@@ -52,7 +53,7 @@ def test_a_second_run_on_the_same_folder_is_refused_naming_the_holder(data, tmp_
         with open(config) as f:
             before = f.read()
         second = subprocess.run([sys.executable, 'tools/main.py', *T, 'DATA_DIR', data['digits'], 'SAVE_PATH',
-                                 str(save), *SMALL, 'EPOCHS', '50', 'SEED', '7', 'AUTO_RESUME', 'True'],
+                                 str(save), *SMALL, 'EPOCHS', '50', 'LR', '0.04', 'AUTO_RESUME', 'True'],
                                 cwd=REPO_ROOT, capture_output=True, text=True, timeout=TIMEOUT)
         lines = [line for line in second.stderr.splitlines() if line.strip()]
         assert second.returncode == 1 and len(lines) == 1, second.stderr[-3000:]

@@ -72,8 +72,10 @@ def test_a_run_that_exits_0_without_its_result_is_a_fail(tmp_path, label, missin
 
 
 def test_the_mechanism_items_run_and_report_on_a_cpu(tmp_path):
-    """The worker's items where a CPU can run them: BatchNorm2d's statistics equal PyTorch's formula here, the
-    two gloo ranks train with the same teachers; the fp16 overflow item says it needs a GPU (a FAIL line)."""
+    """The worker's items where a CPU can run them: BatchNorm2d's statistics equal PyTorch's formula here; two
+    gloo ranks whose meta scores differ (rank 0 favours the board's last entries, rank 1 its first) train with
+    rank 0's teachers and end with equal weights (issue 23, defect 4: failed before rank 0 decided); the fp16
+    overflow item says it needs a GPU (a FAIL line)."""
     smoke = _module()
     assert smoke._run_mechanism('bn_variance', 1, str(tmp_path)) is None
     assert smoke._run_mechanism('teacher', 2, str(tmp_path)) is None

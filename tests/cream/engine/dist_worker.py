@@ -6,9 +6,6 @@ per-tensor SGD, off-path gradients released) from the same weights, paths and pe
 
 ``dist_worker.py resume OUT CHECKPOINT DATA_DIR``: ``resume_if_asked`` where only rank 0 can see the
 checkpoint; every rank reports digests of what it holds.
-
-``dist_worker.py teacher OUT``: a Cream search whose teacher scores differ by rank; the teachers each rank
-trained with.
 """
 import builtins
 import copy
@@ -96,7 +93,11 @@ def _hide_from_rank_1(path: str) -> None:
     def hidden(p) -> bool:
         return isinstance(p, (str, bytes, os.PathLike)) and os.path.abspath(os.fsdecode(p)) == target
 
-    builtins.open = lambda p, *a, **k: (_ for _ in ()).throw(FileNotFoundError(p)) if hidden(p) else real_open(p, *a, **k)
+    def guarded_open(p, *a, **k):
+        if hidden(p):
+            raise FileNotFoundError(p)
+        return real_open(p, *a, **k)
+    builtins.open = guarded_open
     os.path.isfile = lambda p: False if hidden(p) else real_isfile(p)
     os.path.exists = lambda p: False if hidden(p) else real_exists(p)
 
@@ -129,42 +130,6 @@ def resume(out: str, checkpoint: str, data_dir: str) -> None:
                  'meta': _digest(p.numpy() for p in matcher.parameters())})
 
 
-def teacher(out: str) -> None:
-    """A Cream search whose meta layer scores differ by rank (as other GPUs' rounding could make them): every
-    rank must train with rank 0's choice of teacher."""
-    from Paddle_Cream.search import MetaMatcher, PrioritizedBoard
-    from Paddle_Cream.search.supernet_step import SearchSettings
-    rank = dist.get_rank()
-    paddle.seed(0)
-    net = HyperNet(STA, CLASSES, resolution=RES)
-    flops = PathFlops(net, RES).flops
-    optimizer = create_optimizer(net, fused_units=net.units(), opt='sgd', lr=0.1, weight_decay=1e-4, momentum=0.9)
-    matcher = MetaMatcher(CLASSES, 2)
-    settings = SearchSettings(method='cream', pick_method='meta', meta_sta_epoch=0, update_iter=4, slice_size=2,
-                              meta_lr=1e-2)
-    step = SupernetStep(net, optimizer, PathSampler(STA, flops, 0, 1e4, seed=3), settings,
-                        LabelSmoothingCrossEntropy(0.1), SoftTargetCrossEntropy(), PrioritizedBoard(3, 0.), matcher)
-    bias = 1e3 if rank == 0 else -1e3   # rank 0 prefers the last entries, rank 1 the first ones
-    for name in ('score_slices', 'scores'):
-        real = getattr(matcher, name)
-
-        def skewed(*args, _real=real, **kwargs):
-            scores = _real(*args, **kwargs)
-            return scores + bias * paddle.arange(scores.shape[0], dtype=scores.dtype)
-        setattr(matcher, name, skewed)
-    rng = np.random.RandomState(100 + rank)
-    teachers = []
-    for i in range(STEPS * 2):
-        x = paddle.to_tensor(rng.randn(BATCH, 3, RES, RES).astype('float32'))
-        y = paddle.to_tensor(rng.randint(0, CLASSES, BATCH).astype('int64'))
-        result = step(x, y, epoch=1, iteration=i, lr=0.1)
-        if result is not None:
-            teachers.append(result.teacher)
-    teachers.append(step.finish().teacher)
-    trained = sorted(k for k, p in net.named_parameters() if not p.stop_gradient)
-    _write(out, {'rank': rank, 'teachers': teachers, 'weights': _digest(net.state_dict()[k].numpy() for k in trained)})
-
-
 if __name__ == '__main__':
     init_distributed()
-    {'allreduce': allreduce, 'resume': resume, 'teacher': teacher}[sys.argv[1]](*sys.argv[2:])
+    {'allreduce': allreduce, 'resume': resume}[sys.argv[1]](*sys.argv[2:])
