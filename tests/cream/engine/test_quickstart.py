@@ -1,4 +1,4 @@
-"""The README's quickstart, as a user runs it: the demo search on CPU within 5 minutes, its supernet
+"""The README's quickstart, as a user runs it: the demo search on CPU within 6 minutes, its supernet
 learning (last epoch's train loss below 1.0) and its chosen path inside the budget with at least 70%
 val top-1 (inherited weights, its own recomputed BN statistics)."""
 import csv
@@ -13,11 +13,13 @@ import yaml
 
 from cli import REPO_ROOT
 
-LIMIT_SECONDS = 300
+# the README's "about 4 minutes on 2 cores": 239-261 s measured alone on this machine; the limit leaves room for
+# a shared machine's speed (+-15%, and 301 s was measured once in a full suite run)
+LIMIT_SECONDS = 360
 MIN_TOP1, MAX_LAST_LOSS = 70.0, 1.0
 
 
-def test_quickstart_search_learns_within_five_minutes(tmp_path):
+def test_quickstart_search_learns_within_six_minutes(tmp_path):
     # the README command, only with its data and outputs redirected into the test's folder
     start = time.time()
     proc = subprocess.run([sys.executable, 'tools/main.py', 'train', 'configs/demo/train.yaml',
