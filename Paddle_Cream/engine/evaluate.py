@@ -14,6 +14,8 @@ from tqdm import tqdm
 from pimm.data import create_loader
 from pimm.utils.distributed import all_reduce_max, all_reduce_sum
 
+from .errors import UserError
+
 __all__ = ['batch_metrics', 'device_batch_metrics', 'eval_loader', 'evaluate', 'require_scored']
 
 Array = Union[np.ndarray, paddle.Tensor]
@@ -99,7 +101,6 @@ def evaluate(run: Callable[[Array], Array], loader: Iterable, total_batches: int
 def require_scored(metrics: Dict[str, float], where: str) -> None:
     """A result that is not one is refused in one line: no image scored (all skipped as unreadable), or
     images whose logits are NaN or infinite (``where`` names the images' folder)."""
-    from .errors import UserError
     if metrics['images'] == 0:
         raise UserError(f"no image of {where} could be scored ({metrics['skipped']} skipped as unreadable): "
                         f"nothing to report")

@@ -129,8 +129,8 @@ def require_finite_weights(state: Dict[str, Any], path: str) -> None:
     naming the first such tensor, before anything is evaluated, exported or written."""
     for name, value in state.items():
         array = np.asarray(value.numpy() if hasattr(value, 'numpy') else value)
-        if array.dtype.kind == 'f' and not np.isfinite(array).all():
-            count = int((~np.isfinite(array)).sum())
+        count = int((~np.isfinite(array)).sum()) if array.dtype.kind == 'f' else 0
+        if count:
             raise UserError(f"{path}: '{name}' holds {count} NaN or infinite value(s) of {array.size}: these weights "
                             f"give no result (did the training diverge? take an earlier checkpoint)")
 

@@ -7,7 +7,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..models.search_space import CHOICES
+from ..models.search_space import validate_path
 from .errors import UserError
 
 __all__ = ['check_counter', 'check_optimizer_state', 'check_scaler_state', 'check_board_state',
@@ -66,10 +66,10 @@ def check_board_state(state: Any, sta_num: Sequence[int], slice_size: int, num_c
         if not isinstance(entry, Mapping):
             raise UserError(f'{path}: {where} is a {type(entry).__name__}, not an entry')
         arch = entry.get('path')
-        fits = (isinstance(arch, list) and len(arch) == len(sta_num) + 2 and all(isinstance(s, list) for s in arch)
-                and [len(s) for s in arch[1:-1]] == list(sta_num)
-                and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < len(CHOICES)
-                        for s in arch for c in s))
+        try:
+            fits = [len(stage) for stage in validate_path(arch)[1:-1]] == list(sta_num)
+        except ValueError:
+            fits = False
         if not fits:
             raise UserError(f'{path}: {where} has path {arch!r}, not a path of layers {list(sta_num)}')
         top1, flops = entry.get('top1'), entry.get('flops')

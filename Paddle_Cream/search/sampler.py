@@ -5,8 +5,9 @@ A latency budget only filters the draws (no random number is spent on it): witho
 exactly the paths it drew before latency budgets existed. Each sampler owns a ``np.random.RandomState``:
 ranks built with the same seed draw the same paths, and ``state_dict``/``load_state_dict`` resume the sequence exactly.
 """
+import functools
 import math
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -32,6 +33,17 @@ def _check_prob(prob: Sequence[float], what: str) -> np.ndarray:
     if p.shape != (NUM_CHOICES,) or not np.all(np.isfinite(p)) or np.any(p < 0) or p.sum() <= 0:
         raise ValueError(f'{what} must be {NUM_CHOICES} non-negative numbers with a positive sum, got {prob!r}')
     return p / p.sum()
+
+
+class _LayerCosts(NamedTuple):
+    """One budgeted measure as a sum over layers: the all-0 path's value, each layer's change per choice
+    ``[layers, 6]``, the budget, and the least / the most the layers from ``i`` on can still add."""
+    base: float
+    table: np.ndarray
+    minimum: float
+    maximum: float
+    least: np.ndarray
+    most: np.ndarray
 
 
 def _suffix_sums(values: np.ndarray) -> np.ndarray:
@@ -84,9 +96,11 @@ class _BudgetedSampler:
         return (self.flops_minimum <= flops <= self.flops_maximum
                 and (latency is None or self.latency_minimum <= latency <= self.latency_maximum))
 
-    def _layer_costs(self) -> Optional[List[Tuple[float, np.ndarray, float, float]]]:
-        """For each budgeted measure (FLOPs, then latency): ``(value of the all-0 path, [layers, 6] change of
-        each layer's choice, minimum, maximum)``; None when a measure is not a sum over layers (checked)."""
+    @functools.cached_property
+    def _layer_costs(self) -> Optional[List[_LayerCosts]]:
+        """Each budgeted measure (FLOPs, then latency) as :class:`_LayerCosts`; None when a measure is not a
+        sum over layers (checked on every uniform path). Constants of the sampler: worked out at its first
+        fallback, then kept."""
         base_path = [[0]] + [[0] * n for n in self.sta_num] + [[0]]
         positions = [(s + 1, i) for s, n in enumerate(self.sta_num) for i in range(n)]
         measures = [(self.flops_fn, self.flops_minimum, self.flops_maximum)]
@@ -105,14 +119,15 @@ class _BudgetedSampler:
                 uniform = [[0]] + [[choice] * n for n in self.sta_num] + [[0]]
                 if not math.isclose(base + table[:, choice].sum(), float(fn(uniform)), rel_tol=1e-6, abs_tol=1e-9):
                     return None
-            costs.append((base, table, low, high))
+            costs.append(_LayerCosts(base, table, low, high, _suffix_sums(table.min(axis=1)),
+                                     _suffix_sums(table.max(axis=1))))
         return costs
 
     def _draw_within_budget(self, prob: Optional[np.ndarray]) -> Tuple[List[List[int]], float]:
         """When the draws keep missing the budget (a prior concentrated on paths outside it): the layers one
         by one, each from ``prob`` restricted to the choices that can still end within every budget (the
         rest at their cheapest / dearest); uniform over those when ``prob`` gives them no weight."""
-        costs = self._layer_costs()
+        costs = self._layer_costs
         if costs is not None:
             for _ in range(self.max_tries):
                 path = self._constrained_draw(costs, prob)
@@ -123,24 +138,21 @@ class _BudgetedSampler:
                     return path, flops
         raise self._budget_error(self.max_tries)
 
-    def _constrained_draw(self, costs, prob: Optional[np.ndarray]) -> Optional[List[List[int]]]:
-        layers = costs[0][1].shape[0]
-        # the least and the most every measure can still add from layer i on
-        rest = [(_suffix_sums(t.min(axis=1)), _suffix_sums(t.max(axis=1))) for _, t, _, _ in costs]
-        totals = [base for base, _, _, _ in costs]
+    def _constrained_draw(self, costs: List['_LayerCosts'], prob: Optional[np.ndarray]) -> Optional[List[List[int]]]:
+        totals = [c.base for c in costs]
         choices = []
-        for i in range(layers):
+        for i in range(costs[0].table.shape[0]):
             ok = np.ones(NUM_CHOICES, dtype=bool)
-            for m, (_, table, low, high) in enumerate(costs):
-                after = totals[m] + table[i]
-                ok &= (after + rest[m][0][i + 1] <= high) & (after + rest[m][1][i + 1] >= low)
+            for total, c in zip(totals, costs):
+                after = total + c.table[i]
+                ok &= (after + c.least[i + 1] <= c.maximum) & (after + c.most[i + 1] >= c.minimum)
             if not ok.any():
                 return None
             weights = (np.full(NUM_CHOICES, 1.) if prob is None else np.asarray(prob, dtype=np.float64)) * ok
             weights = weights if weights.sum() > 0 else ok.astype(np.float64)
             choice = int(self.rng.choice(NUM_CHOICES, p=weights / weights.sum()))
             choices.append(choice)
-            totals = [t + table[i, choice] for t, (_, table, _, _) in zip(totals, costs)]
+            totals = [total + c.table[i, choice] for total, c in zip(totals, costs)]
         path, start = [[0]], 0
         for n in self.sta_num:
             path.append(choices[start:start + n])

@@ -49,7 +49,7 @@ def kernel_stores_unbiased(bn: nn.Layer, x: paddle.Tensor, normalise, replicas: 
             normalise(probe.astype(x.dtype), mean, variance)
             stored = float(variance.astype('float32').mean()) if p < 1 else 1.
         n = len(_PROBE) * replicas
-        biased = 1.25
+        biased = sum((v - sum(_PROBE) / len(_PROBE)) ** 2 for v in _PROBE) / len(_PROBE)   # replicas of one probe
         batch = (stored - p) / (1. - p) if p < 1 else biased
         _STORES_UNBIASED[key] = abs(batch - biased * n / (n - 1)) < abs(batch - biased)
     return _STORES_UNBIASED[key]

@@ -224,4 +224,4 @@ def test_no_layer_by_layer_draw_for_a_measure_that_is_not_a_sum_over_layers():
     sampler = PathSampler(STA_NUM, interacting, 1000, 1100, seed=0, max_tries=30)
     with pytest.raises(BudgetError, match='after 30 draws'):
         sampler.sample()
-    assert sampler._layer_costs() is None
+    assert sampler._layer_costs is None
