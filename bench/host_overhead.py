@@ -4,7 +4,7 @@ On a GPU the kernels run asynchronously and what limits a fast device is the Pyt
 per iteration. To see that work on a CPU, the hypernetwork is rebuilt with every tensor cut to ONE
 element (same layers, units, tensors and ops; no arithmetic to speak of) and each phase of the
 iteration is timed on it: EMA, optimizer, board bookkeeping and the device-to-host copies. Device-to-
-host copies are counted with the same probe on ``paddle.Tensor`` as the tests use.
+host copies are counted with :class:`pimm.utils.host_copies.HostCopyCounter`, as the tests count them.
 
 "before" is the previous implementation's per-iteration host work, reproduced op for op here (commit
 019db57): EMA over the two full state dicts (3 ops a tensor), per-parameter SGD with the walk over all
@@ -12,6 +12,13 @@ parameters and the release of off-path gradients, the board's slice copies to th
 of all stored slices for scoring, a host copy for each metric and the teacher index. "after" calls the
 library: ``FusedSGD`` and the lazy ``ModelEma`` on ``FusedUnits``, the device-resident board, the
 ``SupernetStep`` bookkeeping with one fetch per iteration.
+
+:func:`measure_amp_step` times the float16 step's loss-scaler work (unscale and check, optimizer step,
+scale update) on fused storage: "paddle" is what this port ran before (Paddle's ``GradScaler`` path: every
+parameter of the optimizer's groups unscaled and checked, the overflow flag read on the host by the
+optimizer, the step's gradients cleared after it); "device" is :class:`pimm.utils.amp.GradScaler` with
+:class:`pimm.optim.FusedSGD` (the path's flat gradients in one check, the skip decided on the device).
+A CPU Paddle disables a GradScaler, so both are built as on a GPU (tests/helpers/fake_gpu.py).
 """
 import statistics
 import time
@@ -22,42 +29,14 @@ import paddle
 import paddle.nn.functional as F
 
 from pimm.optim import create_optimizer
+from pimm.utils.host_copies import HostCopyCounter
 from pimm.utils.model_ema import ModelEma
 from Paddle_Cream.models.hypernet import HyperNet
 from Paddle_Cream.search import PrioritizedBoard
 
-__all__ = ['measure_host_overhead', 'SyncCounter', 'one_element_replica']
+__all__ = ['measure_host_overhead', 'measure_amp_step', 'one_element_replica']
 
 SLICE, POOL = 4, 10
-
-
-class SyncCounter:
-    """Counts calls that copy tensor values to the host (each one a device synchronisation on a GPU)."""
-    NAMES = ('numpy', '__float__', 'item', 'tolist', '__bool__', '__int__', '__index__')
-
-    def __init__(self) -> None:
-        self.count, self._inside, self._saved = 0, False, {}
-
-    def __enter__(self) -> 'SyncCounter':
-        for name in self.NAMES:
-            original = self._saved[name] = getattr(paddle.Tensor, name)
-            setattr(paddle.Tensor, name, self._wrap(original))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for name, original in self._saved.items():
-            setattr(paddle.Tensor, name, original)
-
-    def _wrap(self, original):
-        def method(tensor, *args, **kwargs):
-            if self._inside:
-                return original(tensor, *args, **kwargs)
-            self.count, self._inside = self.count + 1, True
-            try:
-                return original(tensor, *args, **kwargs)
-            finally:
-                self._inside = False
-        return method
 
 
 def one_element_replica(sta_num: List[int], num_classes: int) -> HyperNet:
@@ -193,10 +172,78 @@ def measure_host_overhead(sta_num: List[int], num_classes: int, batch: int, imag
                     total += time.perf_counter() - start
                 samples.append(total * 1e3 / iters)
             phases[phase] = statistics.median(samples[1:])
-        with SyncCounter() as counter:
+        with HostCopyCounter() as counter:
             side.prepare(paths[0])
             for fn in work.values():
                 fn(0)
         phases['device_to_host_copies'] = counter.count
         results[name] = phases
+    return results
+
+
+def _device_scaler():
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests', 'helpers'))
+    from fake_gpu import built_as_on_gpu
+    from pimm.utils.amp import GradScaler
+    return built_as_on_gpu, GradScaler
+
+
+def measure_amp_step(sta_num: List[int], num_classes: int, iters: int = 20,
+                     repeats: int = 5) -> Dict[str, Dict[str, float]]:
+    """``{'paddle': {'ms': .., 'device_to_host_copies': n}, 'device': {...}}``: the AMP part of one search step
+    (after the backward) on the 1-element replica, median ms over ``repeats`` rounds of ``iters``."""
+    built_as_on_gpu, GradScaler = _device_scaler()
+
+    class PaddlePath(GradScaler):
+        """As before: Paddle's unscale over every parameter and its step (the optimizer reads
+        ``found_inf`` on the host), the scale rule decided on the host."""
+        _unscale = paddle.amp.GradScaler._unscale
+        step = paddle.amp.GradScaler.step
+
+        def _update(self) -> None:
+            if self._cache_found_inf:
+                self._incr_count, self._decr_count = 0, self._decr_count + 1
+                if self._decr_count == self._decr_every_n_nan_or_inf:
+                    self._scale, self._decr_count = self._scale * self._decr_ratio, 0
+            else:
+                self._decr_count, self._incr_count = 0, self._incr_count + 1
+                if self._incr_count == self._incr_every_n_steps:
+                    self._scale, self._incr_count = self._scale * self._incr_ratio, 0
+
+    results = {}
+    for name, cls in (('paddle', PaddlePath), ('device', GradScaler)):
+        paddle.seed(0)
+        net = one_element_replica(sta_num, num_classes)
+        opt = create_optimizer(net, opt='sgd', lr=0.1, weight_decay=1e-4, momentum=0.9, filter_bias_and_bn=True,
+                               fused_units=net.units())
+        scaler = built_as_on_gpu(cls, init_loss_scaling=1024)
+        paths = _paths(net, 64, 1)
+
+        def prepare(i):
+            opt.fused.zero_grads(net.path_units(paths[i % 64]))
+            _fake_backward(net.path_parameters(paths[i % 64]))
+
+        def amp_step(i):
+            units = net.path_units(paths[i % 64])
+            with opt.restricted_to(units):
+                scaler.step(opt)
+                scaler.update()
+            if name == 'paddle':
+                opt.fused.zero_grads(units)
+
+        samples = []
+        for r in range(repeats + 1):   # the first round warms up
+            total = 0.
+            for i in range(iters):
+                prepare(r * iters + i)
+                start = time.perf_counter()
+                amp_step(r * iters + i)
+                total += time.perf_counter() - start
+            samples.append(total * 1e3 / iters)
+        prepare(0)
+        with HostCopyCounter() as counter:
+            amp_step(0)
+        results[name] = {'ms': statistics.median(samples[1:]), 'device_to_host_copies': counter.count}
     return results

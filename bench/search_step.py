@@ -102,7 +102,7 @@ def build(args):
 
 
 def host_tables(real_size: bool) -> None:
-    from host_overhead import measure_host_overhead
+    from host_overhead import measure_amp_step, measure_host_overhead
     cases = [('paper [4,4,4,4,4], 1000 classes, batch 128', [4, 4, 4, 4, 4], 1000, 128, 224),
              ('demo [1,1,2,1,1], 10 classes, batch 32', [1, 1, 2, 1, 1], 10, 32, 32)]
     for title, sta, classes, batch, image in cases:
@@ -122,6 +122,15 @@ def host_tables(real_size: bool) -> None:
             if one:
                 print(f"goal EMA + optimizer + board < 3 ms: {'met' if a3 < 3 else 'NOT met'}; at most one "
                       f"device-to-host copy: {'met' if r['after']['device_to_host_copies'] <= 1 else 'NOT met'}")
+        amp = measure_amp_step(sta, classes)
+        p, d = amp['paddle'], amp['device']
+        print(f'\n{title}: AMP (float16) step after the backward, host-side (1-element replica)\n')
+        print('| loss scaler | ms | device-to-host copies |\n|---|---:|---:|')
+        print(f"| Paddle's GradScaler path (previous) | {p['ms']:.2f} | {p['device_to_host_copies']} |")
+        print(f"| pimm GradScaler + FusedSGD (device-side skip) | {d['ms']:.2f} | {d['device_to_host_copies']} |")
+        copies = r['after']['device_to_host_copies'] + d['device_to_host_copies']
+        print(f"ratio {p['ms'] / d['ms']:.1f}x; device-to-host copies of an AMP iteration: {copies} "
+              f"(goal at most one: {'met' if copies <= 1 else 'NOT met'})")
 
 
 def main():

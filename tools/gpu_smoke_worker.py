@@ -4,8 +4,9 @@ for the multi-rank ones): what CPU tests can only check with stand-ins, checked 
 
     python tools/gpu_smoke_worker.py ITEM OUT.json
 
-ITEM: ``overflow`` (an AMP search step whose gradients overflow, then applied steps, the loss scale within a
-factor 2, the fused storage intact after GPU backwards), ``bn_variance`` (BatchNorm2d's running statistics
+ITEM: ``overflow`` (an AMP search step whose gradients overflow moves no weight or momentum, the steps after it
+are applied with at most one device-to-host copy each, the loss scale within a factor 2, the fused storage intact
+after GPU backwards), ``bn_variance`` (BatchNorm2d's running statistics
 after one step on a [4, C, 1, 1] batch against PyTorch's formula), ``sync_bn`` (2 ranks, different data:
 SyncBatchNorm's running statistics equal on both ranks and PyTorch's formula over both batches),
 ``teacher`` (2 ranks whose meta-layer scores differ train with rank 0's teachers and end with equal
@@ -57,30 +58,42 @@ def _search(scaler=None, pick='top1', board=None, matcher=None):
 
 
 def overflow() -> dict:
-    """One overflowed AMP step, then five that must be applied."""
+    """One overflowed AMP step (no weight or momentum may move), then five that must be applied, each with at most
+    one device-to-host copy (the skip decided on the device)."""
     from pimm.utils.amp import GradScaler
+    from pimm.utils.host_copies import HostCopyCounter
     scaler = GradScaler(init_loss_scaling=1024)
     if not scaler._enable:
         return dict(ok=False, detail='the GradScaler is disabled on this device (not a GPU)')
     step = _search(scaler=scaler)
-    fused = step.optimizer.fused
+    fused, velocity = step.optimizer.fused, step.optimizer._velocity
+
+    def trainable():   # each unit's weights (its gradient's size) and momentum; BN statistics follow every forward
+        return [None if g is None else (v.numpy()[:int(g.size)].copy(), m.numpy().copy())
+                for v, g, m in zip(fused.values, fused.grads, velocity)]
     batches = _batches(6, seed=1)
     x, y = batches[0]
+    before = trainable()
     step(x * float('inf'), y, epoch=0, iteration=0, lr=0.05)
     step.finish()
-    skipped = []
+    moved = [u for u, (a, b) in enumerate(zip(before, trainable()))
+             if a is not None and not (np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]))]
+    skipped, copies = [], []
     for i, (x, y) in enumerate(batches[1:], start=1):
-        before = [None if g is None else v.numpy()[:int(g.size)].copy() for v, g in zip(fused.values, fused.grads)]
-        step(x, y, epoch=0, iteration=i, lr=0.05)
-        path = step.finish().path
+        before = trainable()
+        with HostCopyCounter() as counter:   # the iteration and its settling (the metrics' one fetch)
+            step(x, y, epoch=0, iteration=i, lr=0.05)
+            path = step.finish().path
+        copies.append(counter.count)
         units = step.hypernet.path_units(path)
-        if all(before[u] is None or np.array_equal(before[u], fused.values[u].numpy()[:before[u].size])
-               for u in units):
+        if all(before[u] is None or np.array_equal(before[u][0], trainable()[u][0]) for u in units):
             skipped.append(i)
     fused.check()   # every tensor and gradient still a view of its unit's buffers after GPU backwards
     scale = float(scaler._scale.numpy().reshape(-1)[0])
-    ok = scaler.overflows == 1 and not skipped and scale >= 512
-    return dict(ok=ok, detail=f'overflows {scaler.overflows}, steps not applied {skipped}, loss scale {scale:g}')
+    ok = scaler.overflows == 1 and not moved and not skipped and scale >= 512 and max(copies) <= 1
+    return dict(ok=ok, detail=f'overflows {scaler.overflows}, units moved by the overflowed step {moved}, later '
+                              f'steps not applied {skipped}, loss scale {scale:g}, device-to-host copies per '
+                              f'iteration {copies}')
 
 
 def _pytorch_statistics(x: np.ndarray, momentum: float = 0.1):

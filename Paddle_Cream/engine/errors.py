@@ -4,7 +4,7 @@ import math
 import os
 from typing import Optional
 
-__all__ = ['UserError', 'os_error_line', 'require_file', 'check_finite_loss', 'require_inference']
+__all__ = ['UserError', 'os_error_line', 'require_file', 'check_finite_loss', 'require_inference', 'MIN_LOSS_SCALE']
 
 # errors of the user's files and disks, as opposed to a programming error that wants its traceback
 _USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOTDIR,
@@ -35,11 +35,19 @@ def require_file(path: str, key: str) -> None:
         raise UserError(f"{key} '{path}' not found")
 
 
-def check_finite_loss(loss: float, epoch: int, iteration: int, checkpoint: str) -> None:
-    """Stop a run whose training loss is NaN or infinite (a too-high LR, broken data): nothing after it
-    is saved, so ``checkpoint``, the last epoch's, stays the last good one."""
+MIN_LOSS_SCALE = 1.0   # under AMP, a non-finite loss stops the run once the loss scale is down to this floor
+
+
+def check_finite_loss(loss: float, epoch: int, iteration: int, checkpoint: str, scaler=None) -> bool:
+    """True for a finite training loss. A NaN or infinite one (a too-high LR, broken data) stops the run:
+    nothing after it is saved, so ``checkpoint``, the last epoch's, stays the last good one. Under AMP
+    (``scaler``, a :class:`pimm.utils.amp.GradScaler`) it is a float16 overflow whose step the scaler skipped:
+    False (leave it out of the means) while the scale is above its floor, :data:`MIN_LOSS_SCALE`, where
+    lowering it no longer helps."""
     if math.isfinite(loss):
-        return
+        return True
+    if scaler is not None and float(scaler._scale.numpy().reshape(-1)[0]) > MIN_LOSS_SCALE:
+        return False
     kept = f'the last good checkpoint is {checkpoint}' if os.path.isfile(checkpoint) else 'no checkpoint was written'
     raise UserError(f'epoch {epoch}, iteration {iteration}: the training loss is {loss}; stopped ({kept}): '
                     f'lower LR or check the data')

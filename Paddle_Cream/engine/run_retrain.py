@@ -1,6 +1,5 @@
 """``tools/main.py retrain``: train one child network from scratch, the official recipe (SPEC 6), or fine-tune
 it from ``NET.PRETRAINED`` weights."""
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -32,7 +31,6 @@ from .summary import read_summary, write_summary
 __all__ = ['run_retrain', 'train_one_epoch', 'SUMMARY']
 
 SUMMARY = 'summary.csv'
-MIN_LOSS_SCALE = 1.0   # under AMP, non-finite losses stop the run once the loss scale falls below this
 
 
 def _output_dir(cfg, resume: Optional[str], main: bool) -> str:
@@ -74,7 +72,7 @@ def train_one_epoch(model: nn.Layer, training: Training, loader, epoch: int, num
     """(mean training loss over all processes, updates done so far). A non-finite loss stops the run
     (``checkpoint``: the last good one, named in the message), decided on the loss summed over the ranks so
     every rank stops alike; under AMP a non-finite loss is an overflow the loss scaler skips, and stops the
-    run only once the scale has fallen below :data:`MIN_LOSS_SCALE`."""
+    run only once the scale is down to its floor (:func:`~Paddle_Cream.engine.errors.check_finite_loss`)."""
     model.train()
     sums = np.zeros(2)
     bar = tqdm(loader, desc=f'epoch {epoch}', disable=not show, dynamic_ncols=True)
@@ -83,9 +81,7 @@ def train_one_epoch(model: nn.Layer, training: Training, loader, epoch: int, num
         count = paddle.full([], len(targets), 'float64')
         batch = all_reduce_sum_(paddle.stack([loss.astype('float64') * count, count])).numpy()   # the one copy
         loss = float(batch[0] / batch[1])
-        if not math.isfinite(loss) and not _scaler_absorbs(training.scaler):
-            check_finite_loss(loss, epoch, batch_idx + 1, checkpoint)
-        if math.isfinite(loss):
+        if check_finite_loss(loss, epoch, batch_idx + 1, checkpoint, training.scaler):
             sums += batch
         num_updates += 1
         training.scheduler.step_update(num_updates, metric=sums[0] / sums[1])
@@ -94,11 +90,6 @@ def train_one_epoch(model: nn.Layer, training: Training, loader, epoch: int, num
             log(f'  epoch {epoch} [{batch_idx + 1}/{len(loader)}] loss {sums[0] / sums[1]:.4f} '
                 f'lr {training.optimizer.get_lr():.4g}')
     return float(sums[0] / max(sums[1], 1)), num_updates
-
-
-def _scaler_absorbs(scaler) -> bool:
-    """Whether an AMP loss scaler skipped the non-finite step (and lowered its scale) with room to go on."""
-    return scaler is not None and float(scaler._scale.numpy().reshape(-1)[0]) >= MIN_LOSS_SCALE
 
 
 def _validate(net: nn.Layer, loader, show: bool, desc: str) -> Dict[str, float]:

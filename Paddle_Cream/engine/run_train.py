@@ -62,17 +62,18 @@ def board_digest(board) -> str:
 
 def _train_epoch(step: SupernetStep, loader, epoch: int, iters_done: int, scheduler, log, show: bool,
                  checkpoint: str):
-    totals = np.zeros(3)
+    totals = np.zeros(4)   # loss and top-1 summed over the finite iterations, their count, all iterations
     bar = tqdm(loader, desc=f'epoch {epoch}', disable=not show, dynamic_ncols=True)
 
     def settled(out) -> None:  # an iteration's figures reach the host one iteration later
         if out is None:
             return
-        check_finite_loss(out.loss, epoch, int(totals[2]) + 1, checkpoint)
-        totals[:] += [out.loss, out.top1, 1]
+        totals[3] += 1
+        if check_finite_loss(out.loss, epoch, int(totals[3]), checkpoint, step.scaler):
+            totals[:3] += [out.loss, out.top1, 1]
         bar.set_postfix(loss=f'{out.loss:.3f}', top1=f'{out.top1:.1f}', board=len(step.board or []), refresh=False)
         if out.meta is not None:
-            log(f"  meta-matching update at iteration {iters_done + int(totals[2])}: "
+            log(f"  meta-matching update at iteration {iters_done + int(totals[3])}: "
                 f"val loss {out.meta['val_loss']:.4f}, |grad| {out.meta['meta_grad_norm']:.3g}")
     for batch_idx, (images, targets) in enumerate(bar):
         lr = step.optimizer.get_lr()
@@ -80,7 +81,7 @@ def _train_epoch(step: SupernetStep, loader, epoch: int, iters_done: int, schedu
         scheduler.step_update(iters_done + batch_idx + 1)
     settled(step.finish())
     n = max(totals[2], 1)
-    return {'loss': totals[0] / n, 'top1': totals[1] / n, 'lr': step.optimizer.get_lr()}, int(totals[2])
+    return {'loss': totals[0] / n, 'top1': totals[1] / n, 'lr': step.optimizer.get_lr()}, int(totals[3])
 
 
 def run_train(cfg) -> Dict:

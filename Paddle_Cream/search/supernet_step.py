@@ -7,6 +7,7 @@ teacher's scores) are fetched together at the start of the next iteration, which
 board admission the metrics decide. :meth:`SupernetStep.finish` settles the last one.
 """
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -68,7 +69,7 @@ class SupernetStep:
     all-reduced and the stored slice is rank 0's, broadcast. ``optimizer`` is a
     :class:`~pimm.optim.FusedSGD` over the hypernetwork's units (or any pimm optimizer, stepping
     parameters per tensor); ``ema`` a :class:`~pimm.utils.ModelEma` (lazy per unit on fused storage);
-    ``scaler`` a ``paddle.amp.GradScaler`` for float16 O1 training (board scoring and the meta update
+    ``scaler`` a :class:`pimm.utils.amp.GradScaler` for float16 O1 training (board scoring and the meta update
     stay float32). ``latency_fn`` (a path's predicted milliseconds, e.g. ``PathLatency.predict``) gives
     every path its latency, which a board with ``cost='latency'`` admits by.
     """
@@ -135,7 +136,10 @@ class SupernetStep:
         images, hits, loss_sum = (float(v) for v in metrics[:3])
         top1 = 100. * hits / max(images, 1.)
         admitted = False
-        if pending.candidate is not None and self.board.would_admit(top1, pending.flops, pending.latency):
+        # an iteration whose loss is not finite (an AMP overflow the scaler skipped) offers nothing: its soft labels
+        # may be NaN. The summed loss is the same on every rank, and so is the decision.
+        if pending.candidate is not None and math.isfinite(loss_sum) and \
+                self.board.would_admit(top1, pending.flops, pending.latency):
             admitted = self.board.admit(top1, pending.flops, pending.path, *self._candidate(pending),
                                         latency=pending.latency)
         return StepResult(loss=loss_sum / get_world_size(), top1=top1, path=pending.path, flops=pending.flops,
@@ -232,11 +236,9 @@ class SupernetStep:
         with only:
             if self.scaler is None:
                 self.optimizer.step()
-            else:  # unscales, skips a step whose scaled gradients overflowed (the same on every rank)
+            else:
+                # unscales and checks this path's gradients only (stale ones of other units cannot mark the step
+                # as an overflow), and skips an overflowed step: on fused storage on the device, without a copy to
+                # the host. The averaged gradients make the decision the same on every rank.
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
-        if self.scaler is not None and self.fused is not None:
-            # the scaler unscales and checks every parameter of the optimizer's groups: gradients an overflowed
-            # step left non-finite in these units would mark every later step as an overflow until the units
-            # are sampled again. Cleared after every step (no host sync to learn whether it overflowed).
-            self.fused.zero_grads(units)

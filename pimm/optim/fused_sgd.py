@@ -78,21 +78,35 @@ class FusedSGD(SGD):
         finally:
             self._restricted = previous
 
+    def _units(self, units: Optional[Sequence[int]]) -> Sequence[int]:
+        if units is not None:
+            return units
+        return range(len(self._slices)) if self._restricted is None else self._restricted
+
+    def step_gradients(self) -> List[paddle.Tensor]:
+        """The flat gradients :meth:`step` without ``units`` updates (one per unit): what a loss scaler unscales
+        and checks."""
+        return [self.fused.grads[u] for u in self._units(None) if self.fused.grads[u] is not None]
+
     @paddle.no_grad()
-    def step(self, units: Optional[Sequence[int]] = None) -> None:
+    def step(self, units: Optional[Sequence[int]] = None, skip: Optional[paddle.Tensor] = None) -> None:
         """Update ``units`` (when None: those of :meth:`restricted_to`, else every unit) from their fused
-        gradients."""
-        if self._skip_for_inf():
+        gradients. ``skip``: a boolean tensor of one element, decided on the device (an AMP overflow); when
+        True, weights and momentum stay bit for bit what they were, without a copy to the host. The gradients
+        must then be finite (:class:`pimm.utils.amp.GradScaler` zeroes an overflowed step's)."""
+        if skip is None and self._skip_for_inf():
             return
-        if units is None:
-            units = range(len(self._slices)) if self._restricted is None else self._restricted
+        units = self._units(units)
         groups = self._param_groups
+        keep = None if skip is None else paddle.logical_not(skip.reshape([1]))
         lr = {}
         params, grads, velocities, lrs, methods, coeffs = [], [], [], [], [], []
         for u in units:
             for g, values, grad, velocity in self._slices[u]:
                 if g not in lr:  # device scalars made by a fill kernel: no host-to-device copy
                     lr[g] = paddle.full([1], groups[g]['lr'], dtype=values.dtype)
+                    if keep is not None:   # a skipped step moves no weight: learning rate 0
+                        lr[g] = lr[g] * keep.astype(values.dtype)
                 params.append(values)
                 grads.append(grad)
                 velocities.append(velocity)
@@ -107,8 +121,14 @@ class FusedSGD(SGD):
         nesterov = {bool(groups[g]['nesterov']) for g in lr}
         if len(momentum) != 1 or len(nesterov) != 1:
             raise ValueError('FusedSGD needs the same momentum and nesterov in every group')
-        _C_ops.merged_momentum_(params, grads, velocities, lrs, None, momentum.pop(), nesterov.pop(), methods,
-                                coeffs, False, 1.0)
+        mu = momentum.pop()
+        # a skipped step's momentum buffers are put back (weight decay and momentum would still move them)
+        saved = []
+        if keep is not None and mu:
+            saved = [(v, v.clone()) for v in (self._velocity[u] for u in units) if v is not None]
+        _C_ops.merged_momentum_(params, grads, velocities, lrs, None, mu, nesterov.pop(), methods, coeffs, False, 1.0)
+        for velocity, before in saved:   # the C op: paddle.where_'s Python broadcasting costs 4x more on the host
+            _C_ops.where_(_C_ops.expand(keep, velocity.shape), velocity, before)
 
     def _mark_updated(self, unit: int) -> None:
         self._updated.add(unit)

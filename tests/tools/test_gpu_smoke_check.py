@@ -80,3 +80,21 @@ def test_the_mechanism_items_run_and_report_on_a_cpu(tmp_path):
     assert smoke._run_mechanism('bn_variance', 1, str(tmp_path)) is None
     assert smoke._run_mechanism('teacher', 2, str(tmp_path)) is None
     assert smoke._run_mechanism('overflow', 1, str(tmp_path)) == 'the GradScaler is disabled on this device (not a GPU)'
+
+
+def test_the_overflow_item_passes_with_the_scaler_built_as_on_a_gpu(monkeypatch):
+    """The overflow item's checks, on CPU kernels with the GradScaler built as on a GPU: the overflowed step moves
+    nothing, the next five are applied, each with at most one device-to-host copy (issue 23, defects 1 and 2)."""
+    import importlib.util
+
+    import pimm.utils.amp
+    from fake_gpu import built_as_on_gpu
+    real = pimm.utils.amp.GradScaler
+    monkeypatch.setattr(pimm.utils.amp, 'GradScaler', lambda **kwargs: built_as_on_gpu(real, **kwargs))
+    spec = importlib.util.spec_from_file_location('gpu_smoke_worker', os.path.join(REPO_ROOT, 'tools',
+                                                                                   'gpu_smoke_worker.py'))
+    worker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(worker)
+    result = worker.overflow()
+    assert result['ok'], result['detail']
+    assert 'copies per iteration [1, 1, 1, 1, 1]' in result['detail']

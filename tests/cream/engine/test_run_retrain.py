@@ -203,7 +203,7 @@ def test_a_retrain_step_after_an_overflow_is_applied(monkeypatch):
     import numpy as np
     import paddle
 
-    from fake_gpu import enabled_grad_scaler
+    from fake_gpu import built_as_on_gpu
     from Paddle_Cream.engine.run_retrain import _step
     from Paddle_Cream.models.child_net import ChildNet
     from pimm.loss import LabelSmoothingCrossEntropy
@@ -212,7 +212,7 @@ def test_a_retrain_step_after_an_overflow_is_applied(monkeypatch):
     paddle.seed(0)
     net = ChildNet([[0], [0], [0], [0, 0], [0], [0], [0]], num_classes=10, input_size=32)
     net.train()
-    scaler = enabled_grad_scaler(monkeypatch, GradScaler, init_loss_scaling=1024)
+    scaler = built_as_on_gpu(GradScaler, init_loss_scaling=1024)
     training = types.SimpleNamespace(mixup=None, loss_fn=LabelSmoothingCrossEntropy(0.1), scaler=scaler, ema=None,
                                      optimizer=create_optimizer(net, opt='sgd', lr=0.05, momentum=0.9))
     rng = np.random.RandomState(0)
@@ -231,7 +231,7 @@ def _tiny_training(monkeypatch, amp: bool):
     import numpy as np
     import paddle
 
-    from fake_gpu import enabled_grad_scaler
+    from fake_gpu import built_as_on_gpu
     from Paddle_Cream.config import load_config
     from Paddle_Cream.engine.retrain_setup import build_training
     from Paddle_Cream.models.child_net import ChildNet
@@ -241,7 +241,7 @@ def _tiny_training(monkeypatch, amp: bool):
     cfg = load_config('configs/demo/retrain.yaml', ['NET.EMA.USE', 'False'])
     training = build_training(cfg, net, 4)
     if amp:
-        training.scaler = enabled_grad_scaler(monkeypatch, GradScaler, init_loss_scaling=1024)
+        training.scaler = built_as_on_gpu(GradScaler, init_loss_scaling=1024)
     rng = np.random.RandomState(0)
     batches = [(paddle.to_tensor(rng.randn(4, 3, 32, 32).astype('float32')),
                 paddle.to_tensor(rng.randint(0, 10, 4).astype('int64'))) for _ in range(4)]
@@ -268,7 +268,7 @@ def test_a_non_finite_loss_on_another_rank_stops_this_one_too(monkeypatch):
 
 def test_under_amp_an_overflowing_loss_is_skipped_not_fatal(monkeypatch):
     """A non-finite loss under AMP is an overflow the scaler skips (the epoch goes on, its mean over the finite
-    steps); once the scale has collapsed below 1 the run stops."""
+    steps); once the scale is down to its floor of 1 the run stops."""
     import math
 
     import pytest
@@ -279,6 +279,6 @@ def test_under_amp_an_overflowing_loss_is_skipped_not_fatal(monkeypatch):
     batches[1] = (batches[1][0] * float('inf'), batches[1][1])
     loss, updates = run_retrain.train_one_epoch(net, training, batches, 0, 0, print, False, 0)
     assert math.isfinite(loss) and updates == 4 and training.scaler.overflows == 1
-    training.scaler._scale.set_value(training.scaler._scale * 0 + 0.5)
+    training.scaler._scale.set_value(training.scaler._scale * 0 + 2.)   # halved to the floor by the overflow
     with pytest.raises(UserError, match='iteration 2: the training loss is'):
         run_retrain.train_one_epoch(net, training, batches, 1, 4, print, False, 0)

@@ -128,3 +128,50 @@ def test_resume_from_another_config_is_refused(digits, uninterrupted, tmp_path):
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip() and 'it/s' not in line]
     assert len(lines) == 1 and 'sta_num' in lines[0], proc.stderr
+
+
+class _CannedStep:
+    """SupernetStep's interface to the epoch loop, returning iterations with the given losses (one late)."""
+
+    def __init__(self, losses, scaler):
+        from Paddle_Cream.search.supernet_step import StepResult
+        self.results = [StepResult(loss=v, top1=50., path=[[0]], flops=1., m=None, meta=None, admitted=False,
+                                   teacher=None) for v in losses]
+        self.scaler, self.board, self.pending = scaler, None, None
+        self.optimizer = type('Optimizer', (), {'get_lr': lambda self: 0.1})()
+
+    def __call__(self, images, targets, epoch, iteration, lr):
+        previous, self.pending = self.pending, self.results[iteration]
+        return previous
+
+    def finish(self):
+        previous, self.pending = self.pending, None
+        return previous
+
+
+@pytest.mark.parametrize('amp', [False, True], ids=['float32', 'amp'])
+def test_a_non_finite_search_loss_stops_the_run_unless_the_loss_scaler_skipped_it(amp):
+    """Under AMP a non-finite loss is an overflowed step the scaler skipped: the epoch goes on, its mean over the
+    finite iterations; without AMP, or once the scale is down to its floor of 1, the run stops."""
+    import paddle
+
+    from fake_gpu import built_as_on_gpu
+    from Paddle_Cream.engine import UserError
+    from Paddle_Cream.engine.run_train import _train_epoch
+    from pimm.utils.amp import GradScaler
+    scaler = built_as_on_gpu(GradScaler, init_loss_scaling=1024) if amp else None
+    scheduler = type('Scheduler', (), {'step_update': lambda self, n: None})()
+    batches = [(None, None)] * 4
+
+    def epoch():
+        return _train_epoch(_CannedStep([1., float('inf'), 2., 3.], scaler), batches, 0, 0, scheduler, print,
+                            False, '')
+    if not amp:
+        with pytest.raises(UserError, match='epoch 0, iteration 2: the training loss is inf'):
+            epoch()
+        return
+    metrics, iterations = epoch()
+    assert metrics['loss'] == 2. and iterations == 4
+    scaler._scale.set_value(paddle.to_tensor([1.]))
+    with pytest.raises(UserError, match='iteration 2: the training loss is inf'):
+        epoch()

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import paddle
 
-from fake_gpu import enabled_grad_scaler
+from fake_gpu import built_as_on_gpu
 from Paddle_Cream.config import load_config
 from Paddle_Cream.engine.run_train import _save_epoch
 from Paddle_Cream.engine.search_budget import SearchSpace
@@ -28,7 +28,7 @@ def test_amp_loss_scale_and_fused_state_survive_a_resume(monkeypatch, tmp_path):
     cfg = load_config('configs/demo/train.yaml', ['SAVE_PATH', str(tmp_path)])
     identity = dict(sta_num=STA, resolution=32, image_size=32, num_classes=10, method='cream')
     net, optimizer, ema, board, matcher = _parts(cfg, 0)
-    scaler = enabled_grad_scaler(monkeypatch, GradScaler, init_loss_scaling=1024.)
+    scaler = built_as_on_gpu(GradScaler, init_loss_scaling=1024.)
     scaler._scale = scaler._scale * 0.25  # as after two overflows
     board.admit(50., 10., [[0]] + [[1]] * 5 + [[0]], np.ones([4, 3, 32, 32], 'float32'),
                 np.full([4, 10], .1, 'float32'))
@@ -38,7 +38,7 @@ def test_amp_loss_scale_and_fused_state_survive_a_resume(monkeypatch, tmp_path):
     assert float(load_train_state(path)['amp_scaler']['scale'][0]) == 256.
     cfg = load_config('configs/demo/train.yaml', ['SAVE_PATH', str(tmp_path), 'RESUME_PATH', path])
     net2, optimizer2, ema2, board2, matcher2 = _parts(cfg, 1)
-    scaler2 = enabled_grad_scaler(monkeypatch, GradScaler, init_loss_scaling=1024.)
+    scaler2 = built_as_on_gpu(GradScaler, init_loss_scaling=1024.)
     start, _ = resume_if_asked(cfg, identity, net2, optimizer2, ema2, board2, matcher2, scaler2, lambda _: None)
     assert start == 4 and float(scaler2._scale.numpy()[0]) == 256.
     optimizer2.fused.check()   # loaded in place: the fused storage is intact

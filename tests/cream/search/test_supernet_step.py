@@ -7,11 +7,12 @@ import numpy as np
 import paddle
 import pytest
 
-from fake_gpu import enabled_grad_scaler
+from fake_gpu import built_as_on_gpu
 from latency import synthetic_table
 from pimm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from pimm.optim import create_optimizer
 from pimm.utils.amp import GradScaler
+from pimm.utils.host_copies import HostCopyCounter
 from pimm.utils.model_ema import ModelEma
 from Paddle_Cream.models.hypernet import HyperNet
 from Paddle_Cream.search import MetaMatcher, PathLatency, PathSampler, PrioritizedBoard
@@ -96,44 +97,24 @@ def test_units_no_path_took_are_not_touched():
         assert step.optimizer._velocity[u] is None or not step.optimizer._velocity[u].numpy().any()
 
 
-class _SyncCounter:
-    """Counts the calls that copy a tensor's values to the host (a device synchronisation on a GPU)."""
-    NAMES = ('numpy', '__float__', 'item', 'tolist', '__bool__', '__int__', '__index__')
-
-    def __init__(self, monkeypatch):
-        self.count, self._inside = 0, False
-        for name in self.NAMES:
-            original = getattr(paddle.Tensor, name)
-            monkeypatch.setattr(paddle.Tensor, name, self._counted(original))
-
-    def _counted(self, original):
-        def method(tensor, *args, **kwargs):
-            if self._inside:
-                return original(tensor, *args, **kwargs)
-            self.count += 1
-            self._inside = True
-            try:
-                return original(tensor, *args, **kwargs)
-            finally:
-                self._inside = False
-        return method
-
-
+@pytest.mark.parametrize('amp', [False, True], ids=['float32', 'amp'])
 @pytest.mark.parametrize('pick', ['meta', 'top1'])
-def test_one_device_to_host_copy_per_iteration(monkeypatch, pick):
+def test_one_device_to_host_copy_per_iteration(monkeypatch, pick, amp):
     """Metrics, board admission and (meta pick) the next teacher's scores: one copy per iteration, except
-    on meta-update iterations (the meta gradient's figures, then a fresh pick with the new meta layer)."""
+    on meta-update iterations (the meta gradient's figures, then a fresh pick with the new meta layer). With AMP
+    too (issue 23, defect 2: the scaler's overflow check was a second copy per iteration)."""
     net = _net()
-    step = _search(net, fused=True, pick=pick, ema=True)
+    scaler = built_as_on_gpu(GradScaler, init_loss_scaling=1024) if amp else None
+    step = _search(net, fused=True, pick=pick, ema=True, scaler=scaler)
     batches = _batches(9)
     _train(step, batches[:3], epoch=0)   # board closed
     _train(step, batches[:3], epoch=1)   # board filling
-    counter = _SyncCounter(monkeypatch)
     per_iteration = []
-    for i, (x, y) in enumerate(batches[3:8], start=3):
-        before = counter.count
-        step(x, y, epoch=1, iteration=i, lr=0.05)
-        per_iteration.append(counter.count - before)
+    with HostCopyCounter() as counter:
+        for i, (x, y) in enumerate(batches[3:8], start=3):
+            before = counter.count
+            step(x, y, epoch=1, iteration=i, lr=0.05)
+            per_iteration.append(counter.count - before)
     # the first call follows finish() (an epoch's end): nothing pending, a meta pick scores the board alone.
     # A meta-update iteration adds the meta gradient's figures and a pick with the updated meta layer.
     expected = [int(pick == 'meta')] + [3 if pick == 'meta' and (i + 1) % 3 == 0 else 1 for i in range(4, 8)]
@@ -144,7 +125,7 @@ def test_amp_wraps_the_forwards_and_not_the_board_or_meta_update(monkeypatch):
     """AMP True: paddle.amp O1 around the student and teacher forwards and the loss, a GradScaler around
     backward and step; board scoring and the meta update stay float32 (outside auto_cast). A CPU has no
     float16 kernels, so the scaler is built as on a GPU and auto_cast records instead of casting."""
-    scaler = enabled_grad_scaler(monkeypatch, GradScaler, init_loss_scaling=1024)
+    scaler = built_as_on_gpu(GradScaler, init_loss_scaling=1024)
     state = {'inside': False, 'levels': []}
 
     real_auto_cast = paddle.amp.auto_cast
@@ -208,7 +189,7 @@ def test_one_overflow_does_not_poison_the_steps_after_it(monkeypatch):
     """Issue 23, defect 1: an overflowed step leaves its path's gradients non-finite in the fused buffers, and
     the GradScaler checks every parameter of the optimizer's groups. The steps after it must be applied and
     the loss scale must stay within a factor 2 (before the fix: 10 of 10 later steps skipped, 1024 -> 1)."""
-    scaler = enabled_grad_scaler(monkeypatch, GradScaler, init_loss_scaling=1024)
+    scaler = built_as_on_gpu(GradScaler, init_loss_scaling=1024)
     step = _search(_net(), fused=True, scaler=scaler, pick='top1', ema=False)
     batches = _batches(11, seed=3)
     x, y = batches[0]
@@ -226,3 +207,21 @@ def test_one_overflow_does_not_poison_the_steps_after_it(monkeypatch):
         moved = [u for u, (a, b) in enumerate(zip(before, weights())) if a is not None and not np.array_equal(a, b)]
         assert set(step.hypernet.path_units(result.path)) & set(moved), f'step {i} was not applied'
     assert scaler.overflows == 1 and float(scaler._scale.numpy()[0]) >= 512
+
+
+def test_an_overflowed_iteration_offers_nothing_to_the_board():
+    """Under AMP a non-finite loss is an overflow the scaler skips; its soft labels may be NaN, so the board does
+    not take it (it would teach later paths NaN)."""
+    import math
+    scaler = built_as_on_gpu(GradScaler, init_loss_scaling=1024)
+    step = _search(_net(), fused=True, scaler=scaler, pick='top1', ema=False)
+    batches = _batches(3, seed=5)
+    _train(step, batches[:1], epoch=1)
+    size = len(step.board)
+    assert 0 < size < 3   # room left: any finite iteration would be taken
+    x, y = batches[1]
+    step(x * float('inf'), y, epoch=1, iteration=1, lr=0.05)
+    result = step.finish()
+    assert not math.isfinite(result.loss) and not result.admitted and len(step.board) == size
+    assert all(np.isfinite(e.soft_labels.numpy()).all() for e in step.board.entries)
+    assert scaler.overflows == 1

@@ -79,3 +79,33 @@ def test_refused_combinations(twins):
         create_optimizer(twins.paddle, 'rmsproptf', fused_units=_units(twins), **KWARGS)
     with pytest.raises(ValueError, match='in no unit'):
         create_optimizer(twins.paddle, 'sgd', fused_units=[[twins.paddle[3]]], **KWARGS)
+
+
+@pytest.mark.parametrize('opt', ['sgd', 'momentum'])
+def test_a_skipped_step_leaves_weights_and_momentum_bit_for_bit(twins, opt):
+    """``skip`` (an AMP overflow, decided on the device): with momentum and weight decay a step moves weights and
+    momentum buffers even with zero gradients; a skipped one moves neither. The training then goes on as timm's
+    without that step (issue 23, defect 2)."""
+    import paddle
+    torch_opt = timm.optim.create_optimizer_v2(twins.torch, opt, **KWARGS)
+    ours = create_optimizer(twins.paddle, opt, fused_units=_units(twins), **KWARGS)
+    for step in range(2):
+        ours.zero_grad()
+        twins.set_grads(step)
+        torch_opt.step()
+        ours.step(skip=paddle.to_tensor([False]))
+        torch_opt.zero_grad()
+    assert twins.max_diff() <= 1e-6
+    ours.zero_grad()
+    twins.set_grads(7)   # finite gradients: a skipped step must ignore them
+    torch_opt.zero_grad()
+    before = [(v.numpy().copy(), m.numpy().copy()) for v, m in zip(ours.fused.values, ours._velocity)]
+    ours.step(skip=paddle.to_tensor([True]))
+    for (values, velocity), v, m in zip(before, ours.fused.values, ours._velocity):
+        np.testing.assert_array_equal(v.numpy(), values)
+        np.testing.assert_array_equal(m.numpy(), velocity)
+    ours.zero_grad()
+    twins.set_grads(2)
+    torch_opt.step()
+    ours.step(skip=paddle.to_tensor([False]))
+    assert twins.max_diff() <= 1e-6
