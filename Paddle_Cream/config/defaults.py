@@ -16,6 +16,7 @@ from pimm.scheduler.scheduler_factory import SCHEDULERS
 
 from ..data.demo_dataset import DEMO_DATASETS
 from ..models.search_space import CHOICES, NUM_SEARCHED_STAGES, published_models
+from ..search.behaviour import FOLLOW_CHOICES, SWITCHES
 from ..search.sampler import HOW_TO_PROB
 from .declare import Bool, Choice, Float, Int, ListOf, Maybe, Text, fixed, name, path
 
@@ -183,6 +184,11 @@ SCHEMA: Dict[str, Any] = {
         'PICK_METHOD': fixed(Choice('meta', ('meta', 'top1')), 'train'),
         'META_STA_EPOCH': _count(20, 0),
         'HOW_TO_PROB': fixed(Choice('pre_prob', HOW_TO_PROB), 'train'),
+        # SUPERNET.FOLLOW and its switches: the corrected algorithm or the official code's (README, "Where this
+        # port deliberately differs"); each switch 'auto' follows FOLLOW
+        'FOLLOW': fixed(Choice('corrected', FOLLOW_CHOICES), 'train'),
+        **{key: fixed(Choice('auto', ('auto', corrected, official)), 'train')
+           for key, (corrected, official, _) in SWITCHES.items()},
         'PRE_PROB': fixed(ListOf([0.05, 0.2, 0.05, 0.5, 0.05, 0.15], _non_negative(0.0), len(CHOICES), len(CHOICES),
                            what=f'a list of {len(CHOICES)} numbers >= 0 (one per choice) with a positive sum',
                            rule=(lambda v: sum(v) > 0, 'a positive sum')), 'train'),

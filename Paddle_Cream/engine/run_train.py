@@ -25,7 +25,7 @@ from .output import create_output_dir, retrain_command, setup_logging, write_jso
 from .plots import plot_board, plot_curves
 from .search_budget import SearchSpace, make_sampler
 from .search_setup import (apply_resume_state, build_optimization, check_train_inputs, read_resume_state,
-                           train_loaders)
+                           search_behaviour, train_loaders)
 from .seeding import epoch_seed, seed_everything
 from .summary import write_summary
 from .train_state import CHECKPOINT_NAME, save_train_state
@@ -37,7 +37,7 @@ def _settings(cfg) -> SearchSettings:
     s = cfg.SUPERNET
     return SearchSettings(method=s.METHOD, pick_method=s.PICK_METHOD, meta_sta_epoch=s.META_STA_EPOCH,
                           update_iter=s.UPDATE_ITER, slice_size=s.SLICE, meta_lr=cfg.META_LR,
-                          sample_from_board=s.HOW_TO_PROB == 'teacher')
+                          sample_from_board=s.HOW_TO_PROB == 'teacher', behaviour=search_behaviour(cfg))
 
 
 def _validate_path(hypernet: HyperNet, path, loader, show: bool) -> Dict[str, float]:
@@ -77,7 +77,7 @@ def _train_epoch(step: SupernetStep, loader, epoch: int, iters_done: int, schedu
                 f"val loss {out.meta['val_loss']:.4f}, |grad| {out.meta['meta_grad_norm']:.3g}")
     for batch_idx, (images, targets) in enumerate(bar):
         lr = step.optimizer.get_lr()
-        settled(step(images, targets, epoch, iters_done + batch_idx, lr))
+        settled(step(images, targets, epoch, iters_done + batch_idx, lr, batch_idx=batch_idx))
         scheduler.step_update(iters_done + batch_idx + 1)
     settled(step.finish())
     n = max(totals[2], 1)
@@ -108,6 +108,8 @@ def run_train(cfg) -> Dict:
     early.append(f'hypernetwork: layers per searched stage {sta_num}, search resolution {resolution}px, training at '
                  f'{image_size}px, {count_params(hypernet) / 1e6:.2f}M params; {space.describe()}; {s.METHOD} on '
                  f'{world} process(es){", AMP float16" if cfg.AMP else ""}')
+    if s.METHOD == 'cream':
+        early.append(search_behaviour(cfg).describe())
     optimizer, scheduler, ema, scaler = build_optimization(cfg, hypernet, len(train_loader))
     fused = getattr(optimizer, 'fused', None)
     broadcast_tensors(fused.values if fused is not None else list(hypernet.state_dict().values()))  # rank 0's
@@ -202,7 +204,9 @@ def _finish(cfg, out_dir, hypernet, board, space: SearchSpace, val_loader, image
     result = dict(arch=best.path, flops=best.flops, top1=val['top1'], top5=val['top5'],
                   top1_running_bn=running['top1'], top5_running_bn=running['top5'], board_top1=best.top1,
                   resolution=space.resolution, **space.arch_entries(best.path),
-                  method=cfg.SUPERNET.METHOD, checkpoint=os.path.join(out_dir, 'checkpoint-last.pdparams'),
+                  method=cfg.SUPERNET.METHOD, behaviour=dict(FOLLOW=cfg.SUPERNET.FOLLOW,
+                                                             **search_behaviour(cfg).as_dict()),
+                  checkpoint=os.path.join(out_dir, 'checkpoint-last.pdparams'),
                   retrain_command=retrain_command(cfg, arch_file))
     if main:
         write_json_atomic(result, arch_file)

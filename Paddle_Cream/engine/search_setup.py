@@ -8,6 +8,8 @@ from pimm.utils.atomic import remove_stale_temp_files
 from pimm.utils.distributed import broadcast_object, is_main_process
 
 from ..models.hypernet import HyperNet
+from ..search.behaviour import SWITCHES, SearchBehaviour, resolve_behaviour
+from ..search.official_lr import SquaredLinearLRScheduler
 from .demo_data import prepare_demo_data
 from .distributed import gpu_count
 from .errors import UserError, require_file
@@ -19,7 +21,7 @@ from .search_budget import SearchSpace, budget_space
 from .train_state import CHECKPOINT_NAME, check_compatible, find_resume_checkpoint, load_train_state
 
 __all__ = ['check_train_inputs', 'check_data_folders', 'train_loaders', 'build_optimization', 'read_resume_state',
-           'apply_resume_state', 'resume_if_asked']
+           'apply_resume_state', 'resume_if_asked', 'search_behaviour']
 
 def check_training_keys(cfg) -> None:
     """Keys of the official configs that search and retrain share but this port cannot honour as given."""
@@ -103,6 +105,12 @@ def train_loaders(cfg, image_size: int, world: int):
 _FUSED_OPTIMIZERS = ('sgd', 'nesterov', 'momentum')
 
 
+def search_behaviour(cfg) -> SearchBehaviour:
+    """The algorithm SUPERNET.FOLLOW and its switch keys choose (Paddle_Cream.search.behaviour)."""
+    s = cfg.SUPERNET
+    return resolve_behaviour(s.FOLLOW, {key: getattr(s, key) for key in SWITCHES})
+
+
 def build_optimization(cfg, hypernet: HyperNet, updates_per_epoch: int):
     """SGD nesterov (no decay on biases/BN) on fused per-unit storage, LR decaying linearly to 0 per step,
     EMA (lazy per unit; on the CPU with NET.EMA.FORCE_CPU) and, with AMP, a GradScaler (SPEC 5)."""
@@ -112,7 +120,11 @@ def build_optimization(cfg, hypernet: HyperNet, updates_per_epoch: int):
     fused = hypernet.units() if cfg.OPT.lower() in _FUSED_OPTIMIZERS else None
     optimizer = create_optimizer(hypernet, opt=cfg.OPT, lr=cfg.LR, weight_decay=cfg.WEIGHT_DECAY,
                                  momentum=cfg.MOMENTUM, filter_bias_and_bn=True, fused_units=fused)
-    scheduler = LinearLRScheduler(optimizer, t_initial=cfg.EPOCHS * updates_per_epoch, t_in_epochs=False)
+    total = cfg.EPOCHS * updates_per_epoch
+    if search_behaviour(cfg).lr_rule == 'squared':   # the official code's rule (SUPERNET.LR_RULE)
+        scheduler = SquaredLinearLRScheduler(optimizer, t_initial=total, lr=cfg.LR, t_in_epochs=False)
+    else:
+        scheduler = LinearLRScheduler(optimizer, t_initial=total, t_in_epochs=False)
     ema = None
     if cfg.NET.EMA.USE:
         ema = ModelEma(hypernet, decay=cfg.NET.EMA.DECAY, device='cpu' if cfg.NET.EMA.FORCE_CPU else None,

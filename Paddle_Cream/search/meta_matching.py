@@ -151,38 +151,49 @@ class MetaMatcher(nn.Layer):
             return model(x, path)
 
     def score_slices(self, model: nn.Layer, path: Sequence[Sequence[int]], inputs: paddle.Tensor,
-                     soft_labels: paddle.Tensor) -> paddle.Tensor:
+                     soft_labels: paddle.Tensor, moving_statistics: bool = False) -> paddle.Tensor:
         """Meta scores ``[P]`` of P stored slices (``inputs`` ``[P * SLICE, ...]`` and their soft labels) for
         the student ``path``, from ONE forward, each scored as in its own forward (SPEC 5.4). On the
-        device, no host synchronisation, no gradient."""
+        device, no host synchronisation, no gradient. ``moving_statistics`` (the official code): one
+        forward per slice, in order, each moving BatchNorm's running statistics (same outputs)."""
         dtype = self.meta_layer.weight.dtype
+        inputs = inputs.astype(dtype)
         with paddle.no_grad():
-            probs = F.softmax(self.local_forward(model, inputs.astype(dtype), path), axis=-1)
-            return self._score(probs, soft_labels.astype(dtype))
+            if moving_statistics:
+                n = self.slice_size
+                logits = paddle.concat([model(inputs[i:i + n], path) for i in range(0, inputs.shape[0], n)])
+            else:
+                logits = self.local_forward(model, inputs, path)
+            return self._score(F.softmax(logits, axis=-1), soft_labels.astype(dtype))
 
-    def scores(self, model: nn.Layer, path: Sequence[Sequence[int]], board: PrioritizedBoard) -> paddle.Tensor:
+    def scores(self, model: nn.Layer, path: Sequence[Sequence[int]], board: PrioritizedBoard,
+               moving_statistics: bool = False) -> paddle.Tensor:
         """Meta scores ``[P]`` of all P board entries for the student ``path`` (:meth:`score_slices`)."""
         if board.is_empty:
             raise ValueError('cannot score an empty board')
-        return self.score_slices(model, path, *board.stacked())
+        return self.score_slices(model, path, *board.stacked(), moving_statistics=moving_statistics)
 
     def select_teacher(self, model: nn.Layer, path: Sequence[Sequence[int]], board: PrioritizedBoard,
-                       method: str = 'meta', agree: Optional[Callable[[paddle.Tensor], paddle.Tensor]] = None
-                       ) -> Tuple[BoardEntry, float]:
+                       method: str = 'meta', agree: Optional[Callable[[paddle.Tensor], paddle.Tensor]] = None,
+                       match_weight: str = 'teacher', moving_statistics: bool = False) -> Tuple[BoardEntry, float]:
         """``(teacher entry, m)``. ``'top1'``: the best entry, m = 0.5. ``'meta'``: the entry with
-        the highest score, m = sigmoid(-score) of THAT entry (the official code used the last
-        entry's score, a slip); ``agree`` maps the scores to those every process decides on (rank 0's).
-        No gradients; one host synchronisation for the scores."""
+        the highest score, m = sigmoid(-score) of THAT entry (``match_weight 'last_entry'``: of the board's
+        last entry, as the official code does); ``agree`` maps the scores to those every process decides on
+        (rank 0's); ``moving_statistics``: see :meth:`score_slices`. No gradients; one host synchronisation
+        for the scores."""
         if board.is_empty:
             raise ValueError('cannot select a teacher from an empty board')
         if method == 'top1':
             return board.best(), 0.5
         if method != 'meta':
             raise ValueError(f"method must be 'meta' or 'top1', got {method!r}")
-        scores = self.scores(model, path, board)
+        if match_weight not in ('teacher', 'last_entry'):
+            raise ValueError(f"match_weight must be 'teacher' or 'last_entry', got {match_weight!r}")
+        scores = self.scores(model, path, board, moving_statistics)
         scores = (scores if agree is None else agree(scores)).numpy()
         best = int(np.argmax(scores))
-        return board.entries[best], float(1. / (1. + np.exp(float(scores[best]))))
+        weighed = best if match_weight == 'teacher' else len(scores) - 1
+        return board.entries[best], float(1. / (1. + np.exp(float(scores[weighed]))))
 
     def matching_weight(self, student_logits: paddle.Tensor, teacher_probs: paddle.Tensor) -> paddle.Tensor:
         """Scalar m(phi) = sigmoid(-meta_layer(flatten(softmax(student_logits) - teacher_probs)))

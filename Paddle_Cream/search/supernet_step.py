@@ -8,7 +8,7 @@ board admission the metrics decide. :meth:`SupernetStep.finish` settles the last
 """
 import contextlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -17,6 +17,7 @@ import paddle.nn.functional as F
 
 from pimm.utils.distributed import all_reduce_sum_, average_gradients_, broadcast_tensors, get_world_size, rank0_only
 from ..models.hypernet import HyperNet
+from .behaviour import SearchBehaviour
 from .board import BoardEntry
 
 __all__ = ['SearchSettings', 'SupernetStep', 'StepResult']
@@ -32,6 +33,7 @@ class SearchSettings:
     slice_size: int = 4
     meta_lr: float = 1e-4
     sample_from_board: bool = False  # HOW_TO_PROB teacher: the path sampler reads the board
+    behaviour: SearchBehaviour = field(default_factory=SearchBehaviour)   # corrected or the official code's
 
 
 @dataclass
@@ -87,16 +89,27 @@ class SupernetStep:
         self.latency_fn = latency_fn
         self.fused = getattr(optimizer, 'fused', None)
         self._pending: Optional[_Pending] = None
+        self._stepped_units: set = set()   # OFF_PATH momentum: units stepped since this process started
+
+    def _meta_update_due(self, iteration: int, batch_idx: Optional[int]) -> bool:
+        if self.s.behaviour.meta_schedule == 'per_epoch':   # the official rule, counted within the epoch
+            index = iteration if batch_idx is None else batch_idx
+            return index > 0 and index % self.s.update_iter == 0
+        return (iteration + 1) % self.s.update_iter == 0
 
     def board_open(self, epoch: int) -> bool:
         """Whether paths are offered to the board (and taught by it) in ``epoch``."""
         return self.s.method == 'cream' and epoch > self.s.meta_sta_epoch and self.board is not None
 
     def __call__(self, x: paddle.Tensor, y: paddle.Tensor, epoch: int, iteration: int,
-                 lr: float) -> Optional[StepResult]:
-        """Train one iteration; returns the previous one, settled (None on an epoch's first call)."""
+                 lr: float, batch_idx: Optional[int] = None) -> Optional[StepResult]:
+        """Train one iteration (``iteration`` counted over the run, ``batch_idx`` within the epoch); returns
+        the previous one, settled (None on an epoch's first call)."""
         s, board_open = self.s, self.board_open(epoch)
+        # with PICK_BN running the board is scored after the admission (a candidate's forward would move the
+        # running statistics), so the scoring cannot share the settling copy
         pipelined = (board_open and s.pick_method == 'meta' and not s.sample_from_board
+                     and s.behaviour.pick_bn == 'per_slice'
                      and self._pending is not None and self._pending.candidate is not None)
         finished = None if pipelined else self.finish()
         path, flops = self.sampler.sample(self.board if s.method == 'cream' else None)
@@ -106,7 +119,7 @@ class SupernetStep:
         elif board_open and len(self.board):
             teacher, m = self._pick(path)
         meta = None
-        if teacher is not None and s.pick_method == 'meta' and (iteration + 1) % s.update_iter == 0:
+        if teacher is not None and s.pick_method == 'meta' and self._meta_update_due(iteration, batch_idx):
             meta = self.meta_update(x, y, path, lr, teacher)
             teacher, m = self._pick(path)  # the updated meta layer chooses this iteration's teacher
         latency = None if self.latency_fn is None else float(self.latency_fn(path))
@@ -123,8 +136,10 @@ class SupernetStep:
     # -- teacher choice and the board ---------------------------------------------------------------
 
     def _pick(self, path) -> Tuple[BoardEntry, float]:
+        b = self.s.behaviour
         return self.matcher.select_teacher(self.hypernet, path, self.board, self.s.pick_method,
-                                           agree=lambda scores: all_reduce_sum_(rank0_only(scores)))
+                                           agree=lambda scores: all_reduce_sum_(rank0_only(scores)),
+                                           match_weight=b.match_weight, moving_statistics=b.pick_bn == 'running')
 
     def _candidate(self, pending: _Pending) -> List[paddle.Tensor]:
         if not pending.shared:  # every rank stores rank 0's slice (a collective: all ranks get here)
@@ -166,7 +181,8 @@ class SupernetStep:
         entries = self.board.entries
         values = np.array([score_of.get(id(e), fetched[-1]) for e in entries])  # the new entry: the candidate
         best = int(np.argmax(values))
-        return result, entries[best], float(1. / (1. + np.exp(values[best])))
+        weighed = best if self.s.behaviour.match_weight == 'teacher' else len(values) - 1
+        return result, entries[best], float(1. / (1. + np.exp(values[weighed])))
 
     # -- the update ---------------------------------------------------------------------------------
 
@@ -189,13 +205,17 @@ class SupernetStep:
     def _train(self, x, y, path, flops, latency: Optional[float], teacher: Optional[BoardEntry], m: Optional[float],
                meta, board_open: bool) -> _Pending:
         units = self._units(path)
-        touched = self._units(path, None if teacher is None else teacher.path)  # BN statistics move too
+        moving = self.s.behaviour.off_path == 'momentum'
+        if moving:   # the official code: every unit stepped before is stepped again, with zero gradients
+            self._stepped_units.update(units)
+            units = sorted(self._stepped_units)
+        touched = sorted(set(units) | set(self._units(path, None if teacher is None else teacher.path)))
         if self.ema is not None:
             self.ema.catch_up(touched)
         if self.fused is not None:
             self.fused.zero_grads(units)
-        else:
-            self.optimizer.clear_grad(set_to_zero=False)
+        else:   # gradients of None are not stepped; zeros are (momentum and weight decay)
+            self.optimizer.clear_grad(set_to_zero=moving)
         amp = self.scaler is not None
         with paddle.amp.auto_cast(enable=amp, level='O1'):
             logits = self.hypernet(x, path)
@@ -207,7 +227,7 @@ class SupernetStep:
                 loss = (m * kd + (2. - m) * self.ce_loss(logits, y)) / 2.
             else:
                 loss = self.ce_loss(logits, y)
-        self._backward_and_step(loss, path, units)
+        self._backward_and_step(loss, path, units, self._units(path))
         if self.ema is not None:
             self.ema.update(self.hypernet, touched)
         with paddle.no_grad():
@@ -222,13 +242,13 @@ class SupernetStep:
                              F.softmax(source[:n].detach().astype('float32'), axis=-1)]
         return _Pending(metrics, path, flops, m, meta, None if teacher is None else teacher.path, candidate, latency)
 
-    def _backward_and_step(self, loss: paddle.Tensor, path, units: Sequence[int]) -> None:
+    def _backward_and_step(self, loss: paddle.Tensor, path, units: Sequence[int], path_units: Sequence[int]) -> None:
         if self.scaler is None:
             loss.backward()
         else:
             self.scaler.scale(loss).backward()
-        if self.fused is not None:
-            grads = [self.fused.grads[u] for u in units if self.fused.grads[u] is not None]
+        if self.fused is not None:   # the other stepped units' gradients are zero on every rank
+            grads = [self.fused.grads[u] for u in path_units if self.fused.grads[u] is not None]
         else:
             grads = [p.grad for p in self.hypernet.path_parameters(path) if p.grad is not None]
         average_gradients_(grads)   # one collective over the path's gradients only

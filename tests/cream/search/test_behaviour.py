@@ -1,0 +1,230 @@
+"""SUPERNET.FOLLOW corrected | official and its switches, each checked against the official code's rule written
+in PyTorch (a timm-built child network for the student path, torch.optim.SGD, LambdaLR):
+
+- MATCH_WEIGHT: m is the chosen teacher's score or the board's last entry's (both teacher-choice code paths);
+- PICK_BN: teacher selection leaves BatchNorm's running statistics alone, or moves them once per stored slice;
+- OFF_PATH: blocks of earlier paths stay put, or keep moving by momentum and weight decay on zero gradients;
+- META_SCHEDULE: the meta update on (iteration + 1) % UPDATE_ITER over the run, or the official per-epoch rule;
+- LR_RULE: linear decay, or LR * (LR - t / T).
+"""
+import copy
+
+import numpy as np
+import paddle
+import pytest
+import torch
+
+from pimm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from pimm.optim import create_optimizer
+from pimm.utils.fused_storage import assign_in_place
+from Paddle_Cream.config import load_config
+from Paddle_Cream.models.hypernet import HyperNet
+from Paddle_Cream.search import MetaMatcher, PrioritizedBoard
+from Paddle_Cream.search.behaviour import SWITCHES, SearchBehaviour, resolve_behaviour
+from Paddle_Cream.search.official_lr import SquaredLinearLRScheduler
+from Paddle_Cream.search.supernet_step import SearchSettings, SupernetStep
+from timm_reference import build_timm_cream, randomize
+from torch2paddle.convert import convert_state_dict
+
+STA, CLASSES, RES, BATCH, SLICE = [1, 1, 2, 1, 1], 10, 32, 8, 2
+PATH = [[0], [1], [4], [3, 0], [5], [2], [0]]
+OTHER = [[0], [2], [4], [1, 0], [5], [2], [0]]   # shares the stem, head and some blocks with PATH
+
+
+def test_follow_sets_every_switch_and_each_key_overrides_one():
+    assert resolve_behaviour('corrected') == SearchBehaviour()
+    official = resolve_behaviour('official')
+    assert official.as_dict() == {key: values[1] for key, values in SWITCHES.items()}
+    assert official.follows() == 'official' and SearchBehaviour().follows() == 'corrected'
+    mixed = resolve_behaviour('official', {'PICK_BN': 'per_slice', 'LR_RULE': 'auto'})
+    assert mixed.pick_bn == 'per_slice' and mixed.lr_rule == 'squared' and mixed.follows() == 'mixed'
+    assert 'search behaviour: mixed (MATCH_WEIGHT last_entry' in mixed.describe()
+    cfg = load_config('configs/demo/train.yaml', ['SUPERNET.FOLLOW', 'official', 'SUPERNET.OFF_PATH', 'untouched'])
+    assert cfg.SUPERNET.FOLLOW == 'official' and cfg.SUPERNET.OFF_PATH == 'untouched'
+    assert all(getattr(load_config('configs/demo/train.yaml').SUPERNET, key) == 'auto' for key in SWITCHES)
+
+
+class _Fixed:
+    """A sampler that returns the given paths in turn."""
+
+    def __init__(self, *paths):
+        self.paths, self.calls = paths, 0
+
+    def sample(self, board=None):
+        path = self.paths[min(self.calls, len(self.paths) - 1)]
+        self.calls += 1
+        return copy.deepcopy(path), 1.
+
+
+def _with_timm_path(seed=3):
+    """A hypernetwork whose PATH blocks carry a randomised timm child network's weights, and that network."""
+    ref = randomize(build_timm_cream(PATH, num_classes=CLASSES), seed=seed).train()
+    paddle.seed(0)
+    net = HyperNet(STA, CLASSES, resolution=RES)
+    expected = convert_state_dict({k: v.detach().numpy() for k, v in ref.state_dict().items()},
+                                  net.extract_child(PATH))
+    for key, tensor in net.child_state_dict(PATH).items():
+        assign_in_place(tensor, expected[key])
+    net.train()
+    return net, ref
+
+
+def _board(rng, entries=3, top1=100.):
+    board = PrioritizedBoard(entries)
+    for i in range(entries):
+        board.admit(top1 - i, 1., OTHER, rng.randn(SLICE, 3, RES, RES).astype('float32'),
+                    rng.dirichlet(np.ones(CLASSES), SLICE).astype('float32'))
+    return board
+
+
+def _torch_scores(ref, matcher, board):
+    """The official scoring: each entry's slice through the student alone, softmax minus the stored soft labels,
+    the meta layer (Paddle's Linear weight is [in, out], PyTorch's [out, in])."""
+    w = torch.from_numpy(matcher.meta_layer.weight.numpy().T.copy())
+    b = torch.from_numpy(matcher.meta_layer.bias.numpy().copy())
+    scores = []
+    with torch.no_grad():
+        for e in board.entries:
+            probs = torch.softmax(ref(torch.from_numpy(e.inputs.numpy())), dim=1)
+            diff = (probs - torch.from_numpy(e.soft_labels.numpy())).reshape(1, -1)
+            scores.append(float(torch.nn.functional.linear(diff, w, b)))
+    return np.array(scores)
+
+
+@pytest.mark.parametrize('match_weight', ['teacher', 'last_entry'])
+def test_the_matching_weight_is_the_chosen_teachers_or_the_last_entrys_score(match_weight):
+    """Two iterations of PICK_METHOD meta on a full board no path can enter (its entries at top-1 100): the
+    first chooses with a forward of its own, the second with the scores fetched with the first's metrics.
+    Learning rate 0 keeps the weights the PyTorch oracle scores with."""
+    net, ref = _with_timm_path()
+    rng = np.random.RandomState(0)
+    board = _board(rng)
+    paddle.seed(0)
+    matcher = MetaMatcher(CLASSES, SLICE)
+    optimizer = create_optimizer(net, opt='sgd', lr=0., momentum=0.9, fused_units=net.units())
+    settings = SearchSettings(method='cream', pick_method='meta', meta_sta_epoch=0, update_iter=10 ** 6,
+                              slice_size=SLICE, behaviour=resolve_behaviour('corrected', {'MATCH_WEIGHT': match_weight}))
+    step = SupernetStep(net, optimizer, _Fixed(PATH), settings, LabelSmoothingCrossEntropy(0.1),
+                        SoftTargetCrossEntropy(), board, matcher)
+    scores = _torch_scores(ref, matcher, board)
+    assert np.ptp(scores) > 1e-2 and np.argmax(scores) != len(scores) - 1   # the two rules give other m
+    weighed = int(np.argmax(scores)) if match_weight == 'teacher' else len(scores) - 1
+    expected_m = 1. / (1. + np.exp(scores[weighed]))
+    x = [paddle.to_tensor(rng.randn(BATCH, 3, RES, RES).astype('float32')) for _ in range(2)]
+    y = paddle.to_tensor(rng.randint(0, CLASSES, BATCH).astype('int64'))
+    results = [step(x[0], y, 1, 0, 0.), step(x[1], y, 1, 1, 0.), step.finish()]
+    for r in results[1:]:
+        assert not r.admitted and r.teacher == board.entries[int(np.argmax(scores))].path
+        assert r.m == pytest.approx(expected_m, rel=1e-5)
+
+
+@pytest.mark.parametrize('pick_bn', ['per_slice', 'running'])
+def test_teacher_selection_moves_running_statistics_only_when_asked(pick_bn):
+    """PICK_BN running: one train-mode forward per stored slice, in board order, each moving BatchNorm's running
+    statistics by PyTorch's rule (momentum 0.1, unbiased variance), as the official selection does."""
+    net, ref = _with_timm_path()
+    board = _board(np.random.RandomState(1))
+    matcher = MetaMatcher(CLASSES, SLICE)
+    before = {k: v.numpy().copy() for k, v in net.extract_child(PATH).state_dict().items()}
+    entry, _ = matcher.select_teacher(net, PATH, board, 'meta', moving_statistics=pick_bn == 'running')
+    with torch.no_grad():
+        for e in board.entries:
+            ref(torch.from_numpy(e.inputs.numpy()))
+    expected = convert_state_dict({k: v.detach().numpy() for k, v in ref.state_dict().items()}, net.extract_child(PATH))
+    got = net.extract_child(PATH).state_dict()
+    statistics = [k for k in got if k.endswith(('_mean', '_variance'))]
+    assert statistics
+    for k in statistics:
+        if pick_bn == 'running':
+            np.testing.assert_allclose(got[k].numpy(), expected[k], rtol=1e-4, atol=1e-6, err_msg=k)
+        else:
+            np.testing.assert_array_equal(got[k].numpy(), before[k], err_msg=k)
+
+
+@pytest.mark.parametrize('off_path', ['untouched', 'momentum'])
+def test_blocks_of_earlier_paths_stay_or_move_by_momentum_and_weight_decay(off_path):
+    """One step on PATH, two on OTHER: a block only PATH uses stays bit for bit (corrected), or takes two
+    torch.optim.SGD steps (Nesterov, its group's weight decay) on zero gradients from where the first step left
+    its weights and momentum (the official code zeroes gradients instead of dropping them)."""
+    paddle.seed(0)
+    net = HyperNet(STA, CLASSES, resolution=RES)
+    net.train()
+    optimizer = create_optimizer(net, opt='sgd', lr=0.05, weight_decay=1e-2, momentum=0.9, filter_bias_and_bn=True,
+                                 fused_units=net.units())
+    settings = SearchSettings(method='spos', behaviour=resolve_behaviour('corrected', {'OFF_PATH': off_path}))
+    step = SupernetStep(net, optimizer, _Fixed(PATH, OTHER, OTHER), settings, LabelSmoothingCrossEntropy(0.1),
+                        SoftTargetCrossEntropy())
+    rng = np.random.RandomState(2)
+    batches = [(paddle.to_tensor(rng.randn(BATCH, 3, RES, RES).astype('float32')),
+                paddle.to_tensor(rng.randint(0, CLASSES, BATCH).astype('int64'))) for _ in range(3)]
+    step(*batches[0], 0, 0, 0.05)
+    only_first = sorted(set(net.path_units(PATH)) - set(net.path_units(OTHER)))
+    assert only_first
+    after_first = {u: [(g, v.numpy().copy(), m.numpy().copy()) for g, v, _, m in optimizer._slices[u]]
+                   for u in only_first}
+    for i in (1, 2):
+        step(*batches[i], 0, i, 0.05)
+    step.finish()
+    for u, slices in after_first.items():
+        for (g, values, velocity), (_, now, _, _) in zip(slices, optimizer._slices[u]):
+            if off_path == 'untouched':
+                np.testing.assert_array_equal(now.numpy(), values)
+                continue
+            group = optimizer._param_groups[g]
+            p = torch.nn.Parameter(torch.from_numpy(values.copy()))
+            sgd = torch.optim.SGD([p], lr=group['lr'], momentum=0.9, nesterov=True,
+                                  weight_decay=group['weight_decay'])
+            sgd.state[p]['momentum_buffer'] = torch.from_numpy(velocity.copy())
+            for _ in range(2):
+                p.grad = torch.zeros_like(p)
+                sgd.step()
+            assert not np.array_equal(now.numpy(), values)
+            expected = p.detach().numpy()   # float32 rounding of a different operation order: 1e-6 of the scale
+            np.testing.assert_allclose(now.numpy(), expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize('schedule', ['global', 'per_epoch'])
+def test_the_meta_update_fires_where_the_rule_says_over_two_epochs(schedule):
+    """The official rule (MetaMatchingNetwork.isUpdate): batch_idx > 0 and batch_idx % UPDATE_ITER == 0 within each
+    epoch after META_STA_EPOCH, board not empty; the corrected one counts (iteration + 1) over the run."""
+    paddle.seed(0)
+    net = HyperNet(STA, CLASSES, resolution=RES)
+    net.train()
+    optimizer = create_optimizer(net, opt='sgd', lr=0.01, momentum=0.9, fused_units=net.units())
+    settings = SearchSettings(method='cream', pick_method='meta', meta_sta_epoch=0, update_iter=3, slice_size=SLICE,
+                              behaviour=resolve_behaviour('corrected', {'META_SCHEDULE': schedule}))
+    paddle.seed(1)
+    step = SupernetStep(net, optimizer, _Fixed(PATH, OTHER), settings, LabelSmoothingCrossEntropy(0.1),
+                        SoftTargetCrossEntropy(), PrioritizedBoard(3), MetaMatcher(CLASSES, SLICE))
+    rng = np.random.RandomState(3)
+    x = paddle.to_tensor(rng.randn(BATCH, 3, RES, RES).astype('float32'))
+    y = paddle.to_tensor(rng.randint(0, CLASSES, BATCH).astype('int64'))
+    per_epoch, fired = 7, []
+    for epoch in (1, 2):
+        results = [step(x, y, epoch, (epoch - 1) * per_epoch + b, 0.01, batch_idx=b) for b in range(per_epoch)]
+        results = [r for r in results + [step.finish()] if r is not None]
+        fired += [(epoch, b) for b, r in enumerate(results) if r.meta is not None]
+    if schedule == 'per_epoch':
+        expected = [(e, b) for e in (1, 2) for b in range(per_epoch) if b > 0 and b % 3 == 0]
+    else:
+        expected = [(1 + i // per_epoch, i % per_epoch) for i in range(2 * per_epoch) if (i + 1) % 3 == 0]
+    assert fired == expected
+
+
+@pytest.mark.parametrize('lr', [1.0, 0.5])
+def test_the_squared_rule_is_the_official_lambda(lr):
+    """LR_RULE squared against PyTorch's LambdaLR with the official lambda (LR - t / T until T, then 0), for the
+    main group and a second group at another base rate."""
+    total = 20
+    net = paddle.nn.Sequential(paddle.nn.Linear(2, 2), paddle.nn.BatchNorm1D(2))
+    optimizer = create_optimizer(net, opt='sgd', lr=lr, weight_decay=1e-4, momentum=0.9, filter_bias_and_bn=True)
+    ours = SquaredLinearLRScheduler(optimizer, t_initial=total, lr=lr, t_in_epochs=False)
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in range(2)]
+    torch_opt = torch.optim.SGD([{'params': [params[0]]}, {'params': [params[1]]}], lr=lr)
+    official = torch.optim.lr_scheduler.LambdaLR(torch_opt, lambda t: (lr - t / total) if t <= total else 0)
+    for t in range(total + 3):
+        ours.step_update(t)
+        got = [g['lr'] for g in optimizer._param_groups]
+        assert got == pytest.approx([g['lr'] for g in torch_opt.param_groups], abs=1e-12), t
+        torch_opt.step()
+        official.step()
