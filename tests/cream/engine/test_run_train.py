@@ -42,6 +42,23 @@ def test_search_writes_its_results(uninterrupted):
     assert len(read_rows(out, MODEL)) == EPOCHS
     assert 'meta-matching update' in proc.stdout
     assert 'chosen architecture' in proc.stdout
+    assert best['behaviour'] == {'FOLLOW': 'corrected', 'MATCH_WEIGHT': 'teacher', 'OFF_PATH': 'untouched',
+                                 'PICK_BN': 'per_slice', 'META_SCHEDULE': 'global', 'LR_RULE': 'linear'}
+    assert 'search behaviour: corrected (MATCH_WEIGHT teacher' in proc.stdout
+
+
+def test_a_search_that_follows_the_official_code_runs_and_says_so(digits, tmp_path):
+    """SUPERNET.FOLLOW official end to end (one switch set back by its own key): the log's first lines and
+    best_arch.json name every switch's value."""
+    proc = run_main(tiny_args(digits, tmp_path, 'SUPERNET.FOLLOW', 'official', 'SUPERNET.LR_RULE', 'linear',
+                              epochs=2))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(os.path.join(run_dir(tmp_path, MODEL), 'best_arch.json')) as f:
+        best = json.load(f)
+    assert best['behaviour'] == {'FOLLOW': 'official', 'MATCH_WEIGHT': 'last_entry', 'OFF_PATH': 'momentum',
+                                 'PICK_BN': 'running', 'META_SCHEDULE': 'per_epoch', 'LR_RULE': 'linear'}
+    assert 'search behaviour: mixed (MATCH_WEIGHT last_entry, OFF_PATH momentum' in proc.stdout
+    assert 'meta-matching update' in proc.stdout and 'chosen architecture' in proc.stdout
 
 
 def test_the_chosen_paths_top1_uses_its_own_bn_statistics(digits, uninterrupted):

@@ -102,8 +102,9 @@ def test_the_matching_weight_is_the_chosen_teachers_or_the_last_entrys_score(mat
     paddle.seed(0)
     matcher = MetaMatcher(CLASSES, SLICE)
     optimizer = create_optimizer(net, opt='sgd', lr=0., momentum=0.9, fused_units=net.units())
+    behaviour = resolve_behaviour('corrected', {'MATCH_WEIGHT': match_weight})
     settings = SearchSettings(method='cream', pick_method='meta', meta_sta_epoch=0, update_iter=10 ** 6,
-                              slice_size=SLICE, behaviour=resolve_behaviour('corrected', {'MATCH_WEIGHT': match_weight}))
+                              slice_size=SLICE, behaviour=behaviour)
     step = SupernetStep(net, optimizer, _Fixed(PATH), settings, LabelSmoothingCrossEntropy(0.1),
                         SoftTargetCrossEntropy(), board, matcher)
     scores = _torch_scores(ref, matcher, board)
