@@ -24,8 +24,8 @@ from .path_eval import PathEvaluator, bn_loader
 from .output import create_output_dir, retrain_command, setup_logging, write_json_atomic
 from .plots import plot_board, plot_curves
 from .search_budget import SearchSpace, make_sampler
-from .search_setup import (apply_resume_state, build_optimization, check_train_inputs, read_resume_state,
-                           search_behaviour, train_loaders)
+from .search_setup import (apply_resume_state, build_meta_optimizer, build_optimization, check_train_inputs,
+                           read_resume_state, search_behaviour, train_loaders)
 from .seeding import epoch_seed, seed_everything
 from .summary import write_summary
 from .train_state import CHECKPOINT_NAME, save_train_state
@@ -110,17 +110,19 @@ def run_train(cfg) -> Dict:
                  f'{world} process(es){", AMP float16" if cfg.AMP else ""}')
     if s.METHOD == 'cream':
         early.append(search_behaviour(cfg).describe())
-    optimizer, scheduler, ema, scaler = build_optimization(cfg, hypernet, len(train_loader))
-    fused = getattr(optimizer, 'fused', None)
-    broadcast_tensors(fused.values if fused is not None else list(hypernet.state_dict().values()))  # rank 0's
     board = PrioritizedBoard(s.POOL_SIZE, cfg.ACC_GAP, cost=space.cost) if s.METHOD == 'cream' else None
     matcher = MetaMatcher(cfg.DATASET.NUM_CLASSES, s.SLICE) if s.METHOD == 'cream' else None
+    meta_optimizer = build_meta_optimizer(cfg, matcher)
+    optimizer, scheduler, ema, scaler = build_optimization(cfg, hypernet, len(train_loader), meta_optimizer)
+    fused = getattr(optimizer, 'fused', None)
+    broadcast_tensors(fused.values if fused is not None else list(hypernet.state_dict().values()))  # rank 0's
     if matcher is not None:
         broadcast_tensors(matcher.parameters())
     step = SupernetStep(hypernet, optimizer, None, _settings(cfg), LabelSmoothingCrossEntropy(
         cfg.AUGMENTATION.SMOOTHING), SoftTargetCrossEntropy(), board, matcher, ema=ema, scaler=scaler,
-        latency_fn=space.latency_fn)
-    start_epoch, rows = apply_resume_state(resume, hypernet, optimizer, ema, board, matcher, scaler, early.append)
+        latency_fn=space.latency_fn, meta_optimizer=meta_optimizer)
+    start_epoch, rows = apply_resume_state(resume, hypernet, optimizer, ema, board, matcher, scaler, early.append,
+                                           meta_optimizer)
     # every input, the resumed checkpoint whole included, has been checked: the run folder is made now
     out_dir = create_output_dir(cfg.SAVE_PATH, cfg.MODEL, cfg.dump(), 'train', write=main)
     log = setup_logging(os.path.join(out_dir, 'train.log') if main else None, main).info
@@ -158,12 +160,13 @@ def run_train(cfg) -> Dict:
             # every rank says which board it holds (its launch log), so identical boards can be checked
             print(f'[rank {get_rank()}] epoch {epoch} board digest {board_digest(board)}', flush=True)
         if main:
-            _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matcher, scaler, identity, space)
+            _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matcher, scaler, identity, space,
+                        meta_optimizer)
     return _finish(cfg, out_dir, hypernet, board, space, val_loader, image_size, main, log)
 
 
 def _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matcher, scaler, identity,
-                space: SearchSpace) -> None:
+                space: SearchSpace, meta_optimizer=None) -> None:
     s = cfg.SUPERNET
     state = dict(epoch=epoch, version=2, state_dict=hypernet.state_dict(), optimizer=optimizer.state_dict(),
                  search=identity, rows=rows, config=cfg.dump())
@@ -174,6 +177,8 @@ def _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matc
     if board is not None:
         state['board'] = board.state_dict()
         state['meta_layer'] = matcher.state_dict()
+        if meta_optimizer is not None:
+            state['meta_optimizer'] = meta_optimizer.state_dict()
         write_json_atomic(board.summary(), os.path.join(out_dir, 'board.json'))
         plot_board(board.summary(), *space.cost_budget(), os.path.join(out_dir, 'board.png'),
                    title=f'prioritized board after epoch {epoch}', cost=space.cost,

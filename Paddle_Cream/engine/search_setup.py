@@ -21,7 +21,7 @@ from .search_budget import SearchSpace, budget_space
 from .train_state import CHECKPOINT_NAME, check_compatible, find_resume_checkpoint, load_train_state
 
 __all__ = ['check_train_inputs', 'check_data_folders', 'train_loaders', 'build_optimization', 'read_resume_state',
-           'apply_resume_state', 'resume_if_asked', 'search_behaviour']
+           'apply_resume_state', 'resume_if_asked', 'search_behaviour', 'build_meta_optimizer']
 
 def check_training_keys(cfg) -> None:
     """Keys of the official configs that search and retrain share but this port cannot honour as given."""
@@ -51,6 +51,13 @@ def check_train_inputs(cfg) -> SearchSpace:
             raise UserError(f'SUPERNET.{key} True: only the paper\'s search space is implemented; set it False')
     if not s.UPDATE_2ND:
         raise UserError('SUPERNET.UPDATE_2ND False: the meta-matching update is always second order; set it True')
+    try:
+        behaviour = search_behaviour(cfg)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if cfg.AMP and behaviour.m_gradient == 'trained':
+        raise UserError('SUPERNET.M_GRADIENT trained (FOLLOW official) with AMP True: one loss scaler cannot skip '
+                        'the meta layer\'s step with the supernet\'s yet; set AMP False or SUPERNET.M_GRADIENT none')
     space = budget_space(cfg)
     if cfg.DATASET.BATCH_SIZE < 2 * s.SLICE:
         raise UserError(f'DATASET.BATCH_SIZE {cfg.DATASET.BATCH_SIZE} must hold two slices of SUPERNET.SLICE '
@@ -111,9 +118,20 @@ def search_behaviour(cfg) -> SearchBehaviour:
     return resolve_behaviour(s.FOLLOW, {key: getattr(s, key) for key in SWITCHES})
 
 
-def build_optimization(cfg, hypernet: HyperNet, updates_per_epoch: int):
+def build_meta_optimizer(cfg, matcher):
+    """SUPERNET.META_OPTIMIZER main (the official code): the meta layer's own Nesterov SGD group at META_LR,
+    no weight decay, scheduled and stepped with the supernet's optimizer; None otherwise."""
+    from pimm.optim import create_optimizer
+    if matcher is None or search_behaviour(cfg).meta_optimizer != 'main':
+        return None
+    return create_optimizer(matcher, opt='sgd', lr=cfg.META_LR, weight_decay=0., momentum=cfg.MOMENTUM,
+                            filter_bias_and_bn=False)
+
+
+def build_optimization(cfg, hypernet: HyperNet, updates_per_epoch: int, meta_optimizer=None):
     """SGD nesterov (no decay on biases/BN) on fused per-unit storage, LR decaying linearly to 0 per step,
-    EMA (lazy per unit; on the CPU with NET.EMA.FORCE_CPU) and, with AMP, a GradScaler (SPEC 5)."""
+    EMA (lazy per unit; on the CPU with NET.EMA.FORCE_CPU) and, with AMP, a GradScaler (SPEC 5).
+    ``meta_optimizer`` (:func:`build_meta_optimizer`) is scheduled with the supernet's."""
     from pimm.optim import create_optimizer
     from pimm.scheduler import LinearLRScheduler
     from pimm.utils.model_ema import ModelEma
@@ -121,10 +139,11 @@ def build_optimization(cfg, hypernet: HyperNet, updates_per_epoch: int):
     optimizer = create_optimizer(hypernet, opt=cfg.OPT, lr=cfg.LR, weight_decay=cfg.WEIGHT_DECAY,
                                  momentum=cfg.MOMENTUM, filter_bias_and_bn=True, fused_units=fused)
     total = cfg.EPOCHS * updates_per_epoch
+    scheduled = optimizer if meta_optimizer is None else [optimizer, meta_optimizer]
     if search_behaviour(cfg).lr_rule == 'squared':   # the official code's rule (SUPERNET.LR_RULE)
-        scheduler = SquaredLinearLRScheduler(optimizer, t_initial=total, lr=cfg.LR, t_in_epochs=False)
+        scheduler = SquaredLinearLRScheduler(scheduled, t_initial=total, lr=cfg.LR, t_in_epochs=False)
     else:
-        scheduler = LinearLRScheduler(optimizer, t_initial=total, t_in_epochs=False)
+        scheduler = LinearLRScheduler(scheduled, t_initial=total, t_in_epochs=False)
     ema = None
     if cfg.NET.EMA.USE:
         ema = ModelEma(hypernet, decay=cfg.NET.EMA.DECAY, device='cpu' if cfg.NET.EMA.FORCE_CPU else None,
@@ -160,7 +179,7 @@ def read_resume_state(cfg, identity: Dict, hypernet: Optional[HyperNet] = None) 
     return state
 
 
-def _check_whole(state: Dict, optimizer, board, matcher, scaler) -> None:
+def _check_whole(state: Dict, optimizer, board, matcher, scaler, meta_optimizer=None) -> None:
     """Every entry of ``state`` fits what will load it (one UserError line each), before anything is loaded."""
     path, search = state['path'], state['search']
     check_counter(state['epoch'], 'epoch', path)
@@ -172,18 +191,22 @@ def _check_whole(state: Dict, optimizer, board, matcher, scaler) -> None:
         check_board_state(state['board'], search['sta_num'], matcher.slice_size, search['num_classes'],
                           search['image_size'], board.pool_size, path)
         check_meta_state(matcher, state.get('meta_layer'), path)
+    if meta_optimizer is not None and 'meta_optimizer' in state:
+        check_optimizer_state(meta_optimizer, state['meta_optimizer'], path)
 
 
 def apply_resume_state(state: Optional[Dict], hypernet, optimizer, ema, board, matcher, scaler,
-                       log) -> Tuple[int, List[Dict]]:
+                       log, meta_optimizer=None) -> Tuple[int, List[Dict]]:
     """(first epoch to run, summary rows so far) after loading ``state`` (:func:`read_resume_state`) into
     the weights, optimizer, EMA, board, meta layer and loss scaler, identically on every rank; every entry is
     checked first (UserError), so a run can apply it before it makes its folder."""
     if state is None:
         return 0, []
-    _check_whole(state, optimizer, board, matcher, scaler)
+    _check_whole(state, optimizer, board, matcher, scaler, meta_optimizer)
     load_weights(hypernet, state['state_dict'])
     optimizer.set_state_dict(state['optimizer'])
+    if meta_optimizer is not None and 'meta_optimizer' in state:
+        meta_optimizer.set_state_dict(state['meta_optimizer'])
     if ema is not None and 'state_dict_ema' in state:
         ema.set_state_dict(state['state_dict_ema'])
     if board is not None and 'board' in state:

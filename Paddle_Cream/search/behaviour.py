@@ -24,6 +24,11 @@ SWITCHES: Dict[str, Tuple[str, str, str]] = {
                       'the meta update fires at batch_idx % UPDATE_ITER == 0, batch_idx > 0, counted per epoch'),
     'LR_RULE': ('linear', 'squared',
                 'the learning rate is LR * (LR - t / T): LR squared at the start (the same as linear at LR 1)'),
+    'M_GRADIENT': ('none', 'trained',
+                   'the main loss trains the meta layer and the student through m'),
+    'META_OPTIMIZER': ('own', 'main',
+                       "the meta layer is in the main optimizer's Nesterov group at META_LR, scheduled and stepped "
+                       'with it every iteration'),
 }
 
 
@@ -35,6 +40,8 @@ class SearchBehaviour:
     pick_bn: str = 'per_slice'
     meta_schedule: str = 'global'
     lr_rule: str = 'linear'
+    m_gradient: str = 'none'
+    meta_optimizer: str = 'own'
 
     def as_dict(self) -> Dict[str, str]:
         """``{CONFIG_KEY: value}`` for logs and best_arch.json."""
@@ -66,5 +73,8 @@ def resolve_behaviour(follow: str, overrides: Optional[Dict[str, str]] = None) -
             raise ValueError(f"SUPERNET.{key} must be one of auto, {corrected}, {official}, got {given!r}")
         values[key.lower()] = (corrected, official)[column] if given == 'auto' else given
     behaviour = SearchBehaviour(**values)
+    if behaviour.m_gradient == 'trained' and behaviour.meta_optimizer != 'main':
+        raise ValueError('SUPERNET.M_GRADIENT trained needs SUPERNET.META_OPTIMIZER main: the gradient the main loss '
+                         'gives the meta layer is stepped by the main optimizer')
     assert set(asdict(behaviour)) == {k.lower() for k in SWITCHES}
     return behaviour

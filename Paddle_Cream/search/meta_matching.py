@@ -21,7 +21,7 @@ so the second-order term is a central finite difference of first derivatives (as
 full float32 (TF32 off) with the same dropout and drop-path masks as the loss it differentiates.
 """
 import contextlib
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import paddle
@@ -175,12 +175,14 @@ class MetaMatcher(nn.Layer):
 
     def select_teacher(self, model: nn.Layer, path: Sequence[Sequence[int]], board: PrioritizedBoard,
                        method: str = 'meta', agree: Optional[Callable[[paddle.Tensor], paddle.Tensor]] = None,
-                       match_weight: str = 'teacher', moving_statistics: bool = False) -> Tuple[BoardEntry, float]:
+                       match_weight: str = 'teacher', moving_statistics: bool = False,
+                       differentiable_m: bool = False) -> Tuple[BoardEntry, Union[float, paddle.Tensor]]:
         """``(teacher entry, m)``. ``'top1'``: the best entry, m = 0.5. ``'meta'``: the entry with
         the highest score, m = sigmoid(-score) of THAT entry (``match_weight 'last_entry'``: of the board's
         last entry, as the official code does); ``agree`` maps the scores to those every process decides on
-        (rank 0's); ``moving_statistics``: see :meth:`score_slices`. No gradients; one host synchronisation
-        for the scores."""
+        (rank 0's); ``moving_statistics``: see :meth:`score_slices`. ``differentiable_m`` (the official code):
+        m is a 0-d tensor through which a loss reaches the meta layer and the student (its entry's forward
+        kept; this process's own score), else a float with no gradient. One host synchronisation."""
         if board.is_empty:
             raise ValueError('cannot select a teacher from an empty board')
         if method == 'top1':
@@ -189,11 +191,28 @@ class MetaMatcher(nn.Layer):
             raise ValueError(f"method must be 'meta' or 'top1', got {method!r}")
         if match_weight not in ('teacher', 'last_entry'):
             raise ValueError(f"match_weight must be 'teacher' or 'last_entry', got {match_weight!r}")
-        scores = self.scores(model, path, board, moving_statistics)
-        scores = (scores if agree is None else agree(scores)).numpy()
-        best = int(np.argmax(scores))
-        weighed = best if match_weight == 'teacher' else len(scores) - 1
-        return board.entries[best], float(1. / (1. + np.exp(float(scores[weighed]))))
+        inputs, labels = board.stacked()
+        last = None
+        if differentiable_m and moving_statistics and match_weight == 'last_entry':
+            # the official selection: the last entry's forward (the one moving the statistics last) is the graph
+            n = self.slice_size
+            scores = self.score_slices(model, path, inputs[:-n], labels[:-n], True) if len(board) > 1 else None
+            last = self._score(F.softmax(model(inputs[-n:].astype(self.meta_layer.weight.dtype), path), axis=-1),
+                               labels[-n:].astype(self.meta_layer.weight.dtype))
+            scores = last.detach() if scores is None else paddle.concat([scores, last.detach()])
+        else:
+            scores = self.score_slices(model, path, inputs, labels, moving_statistics)
+        values = (scores if agree is None else agree(scores)).numpy()
+        best = int(np.argmax(values))
+        weighed = best if match_weight == 'teacher' else len(values) - 1
+        if not differentiable_m:
+            return board.entries[best], float(1. / (1. + np.exp(float(values[weighed]))))
+        if last is None:   # the weighed entry's score again, with its graph (each slice's own statistics)
+            entry = board.entries[weighed]
+            dtype = self.meta_layer.weight.dtype
+            last = self._score(F.softmax(self.local_forward(model, entry.inputs.astype(dtype), path), axis=-1),
+                               entry.soft_labels.astype(dtype))
+        return board.entries[best], F.sigmoid(-last).reshape([])
 
     def matching_weight(self, student_logits: paddle.Tensor, teacher_probs: paddle.Tensor) -> paddle.Tensor:
         """Scalar m(phi) = sigmoid(-meta_layer(flatten(softmax(student_logits) - teacher_probs)))
@@ -204,7 +223,8 @@ class MetaMatcher(nn.Layer):
 
     def _entry_tensors(self, entry: BoardEntry) -> Tuple[paddle.Tensor, paddle.Tensor]:
         dtype = self.meta_layer.weight.dtype
-        as_tensor = [v if isinstance(v, paddle.Tensor) else paddle.to_tensor(v) for v in (entry.inputs, entry.soft_labels)]
+        as_tensor = [v if isinstance(v, paddle.Tensor) else paddle.to_tensor(v)
+                     for v in (entry.inputs, entry.soft_labels)]
         return as_tensor[0].astype(dtype), as_tensor[1].astype(dtype)
 
     def _train_loss(self, logits: paddle.Tensor, teacher_probs: paddle.Tensor, entry_logits: paddle.Tensor,

@@ -9,7 +9,7 @@ board admission the metrics decide. :meth:`SupernetStep.finish` settles the last
 import contextlib
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import paddle
@@ -78,7 +78,7 @@ class SupernetStep:
 
     def __init__(self, hypernet: HyperNet, optimizer, sampler, settings: SearchSettings, ce_loss: Callable,
                  kd_loss: Callable, board=None, matcher=None, ema=None, scaler=None,
-                 latency_fn: Optional[Callable[[List[List[int]]], float]] = None):
+                 latency_fn: Optional[Callable[[List[List[int]]], float]] = None, meta_optimizer=None):
         if settings.method not in ('cream', 'spos'):
             raise ValueError(f"SUPERNET.METHOD must be 'cream' or 'spos', got '{settings.method}'")
         if settings.pick_method not in ('meta', 'top1'):
@@ -87,6 +87,9 @@ class SupernetStep:
         self.s, self.ce_loss, self.kd_loss = settings, ce_loss, kd_loss
         self.board, self.matcher, self.ema, self.scaler = board, matcher, ema, scaler
         self.latency_fn = latency_fn
+        if settings.behaviour.meta_optimizer == 'main' and settings.method == 'cream' and meta_optimizer is None:
+            raise ValueError('META_OPTIMIZER main needs the meta layer\'s optimizer (meta_optimizer)')
+        self.meta_optimizer = meta_optimizer if settings.behaviour.meta_optimizer == 'main' else None
         self.fused = getattr(optimizer, 'fused', None)
         self._pending: Optional[_Pending] = None
         self._stepped_units: set = set()   # OFF_PATH momentum: units stepped since this process started
@@ -109,7 +112,7 @@ class SupernetStep:
         # with PICK_BN running the board is scored after the admission (a candidate's forward would move the
         # running statistics), so the scoring cannot share the settling copy
         pipelined = (board_open and s.pick_method == 'meta' and not s.sample_from_board
-                     and s.behaviour.pick_bn == 'per_slice'
+                     and s.behaviour.pick_bn == 'per_slice' and s.behaviour.m_gradient == 'none'
                      and self._pending is not None and self._pending.candidate is not None)
         finished = None if pipelined else self.finish()
         path, flops = self.sampler.sample(self.board if s.method == 'cream' else None)
@@ -139,7 +142,8 @@ class SupernetStep:
         b = self.s.behaviour
         return self.matcher.select_teacher(self.hypernet, path, self.board, self.s.pick_method,
                                            agree=lambda scores: all_reduce_sum_(rank0_only(scores)),
-                                           match_weight=b.match_weight, moving_statistics=b.pick_bn == 'running')
+                                           match_weight=b.match_weight, moving_statistics=b.pick_bn == 'running',
+                                           differentiable_m=b.m_gradient == 'trained')
 
     def _candidate(self, pending: _Pending) -> List[paddle.Tensor]:
         if not pending.shared:  # every rank stores rank 0's slice (a collective: all ranks get here)
@@ -195,15 +199,19 @@ class SupernetStep:
         with paddle.no_grad():  # local batch statistics, running statistics untouched
             teacher_probs = F.softmax(self.matcher.local_forward(self.hypernet, x[:n], entry.path), axis=-1)
         info = self.matcher.meta_step(self.hypernet, path, entry, teacher_probs, x[:n], x[n:2 * n], y[n:2 * n],
-                                      student_lr=lr, meta_lr=self.s.meta_lr)
-        broadcast_tensors(self.matcher.parameters())   # one meta layer on every rank
+                                      student_lr=lr, meta_lr=self.s.meta_lr, optimizer=self.meta_optimizer)
+        shared = list(self.matcher.parameters())   # one meta layer on every rank (and its momentum: rank 0's)
+        if self.meta_optimizer is not None:
+            shared += [v for _, state in sorted(self.meta_optimizer.state.items()) for v in state.values()
+                       if isinstance(v, paddle.Tensor)]
+        broadcast_tensors(shared)
         return info
 
     def _units(self, *paths) -> List[int]:
         return sorted({u for p in paths if p is not None for u in self.hypernet.path_units(p)})
 
-    def _train(self, x, y, path, flops, latency: Optional[float], teacher: Optional[BoardEntry], m: Optional[float],
-               meta, board_open: bool) -> _Pending:
+    def _train(self, x, y, path, flops, latency: Optional[float], teacher: Optional[BoardEntry],
+               m: Union[None, float, paddle.Tensor], meta, board_open: bool) -> _Pending:
         units = self._units(path)
         moving = self.s.behaviour.off_path == 'momentum'
         if moving:   # the official code: every unit stepped before is stepped again, with zero gradients
@@ -216,6 +224,8 @@ class SupernetStep:
             self.fused.zero_grads(units)
         else:   # gradients of None are not stepped; zeros are (momentum and weight decay)
             self.optimizer.clear_grad(set_to_zero=moving)
+        if self.meta_optimizer is not None:   # as the official main optimizer: zeroed, stepped once it had one
+            self.meta_optimizer.clear_grad(set_to_zero=True)
         amp = self.scaler is not None
         with paddle.amp.auto_cast(enable=amp, level='O1'):
             logits = self.hypernet(x, path)
@@ -240,6 +250,8 @@ class SupernetStep:
                 source = teacher_logits if teacher_logits is not None else logits
                 candidate = [x[:n].detach().astype('float32').clone(),
                              F.softmax(source[:n].detach().astype('float32'), axis=-1)]
+        if isinstance(m, paddle.Tensor):   # M_GRADIENT trained: its value, for the log (that mode fetches anyway)
+            m = float(m.detach())
         return _Pending(metrics, path, flops, m, meta, None if teacher is None else teacher.path, candidate, latency)
 
     def _backward_and_step(self, loss: paddle.Tensor, path, units: Sequence[int], path_units: Sequence[int]) -> None:
@@ -251,6 +263,8 @@ class SupernetStep:
             grads = [self.fused.grads[u] for u in path_units if self.fused.grads[u] is not None]
         else:
             grads = [p.grad for p in self.hypernet.path_parameters(path) if p.grad is not None]
+        if self.meta_optimizer is not None:   # M_GRADIENT trained: the main loss reached the meta layer
+            grads += [p.grad for p in self.matcher.parameters() if p.grad is not None]
         average_gradients_(grads)   # one collective over the path's gradients only
         only = self.optimizer.restricted_to(units) if self.fused is not None else contextlib.nullcontext()
         with only:
@@ -262,3 +276,5 @@ class SupernetStep:
                 # the host. The averaged gradients make the decision the same on every rank.
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
+        if self.meta_optimizer is not None:
+            self.meta_optimizer.step()

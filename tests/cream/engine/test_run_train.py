@@ -43,7 +43,8 @@ def test_search_writes_its_results(uninterrupted):
     assert 'meta-matching update' in proc.stdout
     assert 'chosen architecture' in proc.stdout
     assert best['behaviour'] == {'FOLLOW': 'corrected', 'MATCH_WEIGHT': 'teacher', 'OFF_PATH': 'untouched',
-                                 'PICK_BN': 'per_slice', 'META_SCHEDULE': 'global', 'LR_RULE': 'linear'}
+                                 'PICK_BN': 'per_slice', 'META_SCHEDULE': 'global', 'LR_RULE': 'linear',
+                                 'M_GRADIENT': 'none', 'META_OPTIMIZER': 'own'}
     assert 'search behaviour: corrected (MATCH_WEIGHT teacher' in proc.stdout
 
 
@@ -56,9 +57,15 @@ def test_a_search_that_follows_the_official_code_runs_and_says_so(digits, tmp_pa
     with open(os.path.join(run_dir(tmp_path, MODEL), 'best_arch.json')) as f:
         best = json.load(f)
     assert best['behaviour'] == {'FOLLOW': 'official', 'MATCH_WEIGHT': 'last_entry', 'OFF_PATH': 'momentum',
-                                 'PICK_BN': 'running', 'META_SCHEDULE': 'per_epoch', 'LR_RULE': 'linear'}
+                                 'PICK_BN': 'running', 'META_SCHEDULE': 'per_epoch', 'LR_RULE': 'linear',
+                                 'M_GRADIENT': 'trained', 'META_OPTIMIZER': 'main'}
     assert 'search behaviour: mixed (MATCH_WEIGHT last_entry, OFF_PATH momentum' in proc.stdout
     assert 'meta-matching update' in proc.stdout and 'chosen architecture' in proc.stdout
+    checkpoint = os.path.join(run_dir(tmp_path, MODEL), 'checkpoint-last.pdparams')   # with the meta optimizer's
+    resumed = run_main(tiny_args(digits, tmp_path, 'SUPERNET.FOLLOW', 'official', 'SUPERNET.LR_RULE', 'linear',
+                                 'RESUME_PATH', checkpoint, epochs=3))
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert 'resumed from' in resumed.stdout and 'epoch 2:' in resumed.stdout
 
 
 def test_the_chosen_paths_top1_uses_its_own_bn_statistics(digits, uninterrupted):

@@ -229,3 +229,65 @@ def test_the_squared_rule_is_the_official_lambda(lr):
         assert got == pytest.approx([g['lr'] for g in torch_opt.param_groups], abs=1e-12), t
         torch_opt.step()
         official.step()
+
+
+def test_an_official_step_trains_the_meta_layer_and_the_student_through_m():
+    """M_GRADIENT trained with META_OPTIMIZER main (and the official selection: MATCH_WEIGHT last_entry, PICK_BN
+    running), one step against the official iteration written in PyTorch on a timm child network: the
+    selection's forwards, m = sigmoid(-score of the last entry) WITH its graph, the student and (no-grad) teacher
+    forwards, loss = (m KD + (2 - m) CE) / 2, one backward, SGD Nesterov over the supernet's groups and the meta
+    layer's (META_LR, no decay). Every path weight, BatchNorm statistic and the meta layer are compared."""
+    from timm.loss import LabelSmoothingCrossEntropy as TimmLabelSmoothing
+    from timm.optim import create_optimizer_v2
+    net, ref = _with_timm_path(seed=4)
+    rng = np.random.RandomState(6)
+    board = PrioritizedBoard(3)
+    for i in range(3):   # entries on the student's own path: the teacher forward is the reference's too
+        board.admit(100. - i, 1., PATH, rng.randn(SLICE, 3, RES, RES).astype('float32'),
+                    rng.dirichlet(np.ones(CLASSES), SLICE).astype('float32'))
+    paddle.seed(2)
+    matcher = MetaMatcher(CLASSES, SLICE)
+    lr, meta_lr, wd = 0.05, 0.02, 1e-3
+    optimizer = create_optimizer(net, opt='sgd', lr=lr, weight_decay=wd, momentum=0.9, filter_bias_and_bn=True,
+                                 fused_units=net.units())
+    meta_optimizer = create_optimizer(matcher, opt='sgd', lr=meta_lr, weight_decay=0., momentum=0.9,
+                                      filter_bias_and_bn=False)
+    behaviour = resolve_behaviour('official', {'OFF_PATH': 'untouched', 'META_SCHEDULE': 'auto'})
+    settings = SearchSettings(method='cream', pick_method='meta', meta_sta_epoch=0, update_iter=10 ** 6,
+                              slice_size=SLICE, behaviour=behaviour)
+    step = SupernetStep(net, optimizer, _Fixed(PATH), settings, LabelSmoothingCrossEntropy(0.1),
+                        SoftTargetCrossEntropy(), board, matcher, meta_optimizer=meta_optimizer)
+    x, y = rng.randn(BATCH, 3, RES, RES).astype('float32'), rng.randint(0, CLASSES, BATCH).astype('int64')
+    # the official iteration in PyTorch
+    meta = torch.nn.Linear(CLASSES * SLICE, 1)
+    with torch.no_grad():
+        meta.weight.copy_(torch.from_numpy(matcher.meta_layer.weight.numpy().T.copy()))
+        meta.bias.copy_(torch.from_numpy(matcher.meta_layer.bias.numpy().copy()))
+    groups = create_optimizer_v2(ref, opt='sgd', lr=lr, weight_decay=wd, momentum=0.9,
+                                 filter_bias_and_bn=True).param_groups
+    torch_opt = torch.optim.SGD(groups + [{'params': list(meta.parameters()), 'lr': meta_lr, 'weight_decay': 0.}],
+                                lr=lr, momentum=0.9, nesterov=True)
+    for e in board.entries:
+        score = meta((torch.softmax(ref(torch.from_numpy(e.inputs.numpy())), 1)
+                      - torch.from_numpy(e.soft_labels.numpy())).reshape(1, -1))
+    m = torch.sigmoid(-score).reshape([])
+    logits = ref(torch.from_numpy(x))
+    with torch.no_grad():
+        soft = torch.softmax(ref(torch.from_numpy(x)), 1)
+    kd = torch.mean(torch.sum(-soft * torch.log_softmax(logits, 1), 1))
+    loss = (m * kd + (2 - m) * TimmLabelSmoothing(0.1)(logits, torch.from_numpy(y))) / 2
+    torch_opt.zero_grad()
+    loss.backward()
+    torch_opt.step()
+    # ours
+    meta_before = matcher.meta_layer.weight.numpy().copy()
+    step(paddle.to_tensor(x), paddle.to_tensor(y), 1, 0, lr)
+    result = step.finish()
+    assert result.m == pytest.approx(float(m), rel=1e-5) and result.loss == pytest.approx(float(loss), rel=1e-5)
+    expected = convert_state_dict({k: v.detach().numpy() for k, v in ref.state_dict().items()}, net.extract_child(PATH))
+    for k, v in net.extract_child(PATH).state_dict().items():
+        np.testing.assert_allclose(v.numpy(), expected[k], rtol=1e-4, atol=1e-4 * np.abs(expected[k]).max(), err_msg=k)
+    moved = meta.weight.detach().numpy().T
+    assert np.abs(moved - meta_before).max() > 1e-6   # the main loss reached the meta layer
+    np.testing.assert_allclose(matcher.meta_layer.weight.numpy(), moved, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(matcher.meta_layer.bias.numpy(), meta.bias.detach().numpy(), rtol=1e-5, atol=1e-7)
