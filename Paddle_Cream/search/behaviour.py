@@ -26,6 +26,13 @@ SWITCHES: Dict[str, Tuple[str, str, str]] = {
                 'the learning rate is LR * (LR - t / T): LR squared at the start (the same as linear at LR 1)'),
     'M_GRADIENT': ('none', 'trained',
                    'the main loss trains the meta layer and the student through m'),
+    'META_STEP': ('simulated', 'official',
+                  "the meta update simulates plain SGD at the meta layer's learning rate, then the student takes a "
+                  'real clipped step with the main optimizer, kept'),
+    'META_CHAIN': ('path', 'stem', 'the meta gradient runs through the first parameter (the stem convolution) only'),
+    'META_CLIP': ('differentiated', 'ignored', "the simulated step is not clipped and the clip's Jacobian is left out"),
+    'META_VAL_LOSS': ('ce', 'train', 'the meta update validates with the training loss (label smoothing)'),
+    'META_BN': ('per_slice', 'running', "the meta update's forwards run in train mode and move the running statistics"),
     'META_OPTIMIZER': ('own', 'main',
                        "the meta layer is in the main optimizer's Nesterov group at META_LR, scheduled and stepped "
                        'with it every iteration'),
@@ -41,6 +48,11 @@ class SearchBehaviour:
     meta_schedule: str = 'global'
     lr_rule: str = 'linear'
     m_gradient: str = 'none'
+    meta_step: str = 'simulated'
+    meta_chain: str = 'path'
+    meta_clip: str = 'differentiated'
+    meta_val_loss: str = 'ce'
+    meta_bn: str = 'per_slice'
     meta_optimizer: str = 'own'
 
     def as_dict(self) -> Dict[str, str]:

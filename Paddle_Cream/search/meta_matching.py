@@ -21,6 +21,7 @@ so the second-order term is a central finite difference of first derivatives (as
 full float32 (TF32 off) with the same dropout and drop-path masks as the loss it differentiates.
 """
 import contextlib
+from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -34,7 +35,7 @@ from pimm.utils.precision import ReplayableDraws, tf32_disabled
 
 from .board import BoardEntry, PrioritizedBoard
 
-__all__ = ['MetaMatcher', 'per_slice_batch_stats', 'batch_norm_layers', 'finite_difference_step']
+__all__ = ['MetaMatcher', 'MetaRule', 'per_slice_batch_stats', 'batch_norm_layers', 'finite_difference_step']
 
 Tensors = List[paddle.Tensor]
 _FORMATS = {2: 'NC', 3: 'NCL', 4: 'NCHW', 5: 'NCDHW'}
@@ -121,6 +122,20 @@ def _grads(loss: paddle.Tensor, params: Tensors) -> Tensors:
 def _assign(params: Tensors, values: Tensors) -> None:
     for p, v in zip(params, values):
         assign_in_place(p, v)  # in place: the parameters may be views of fused storage
+
+
+@dataclass
+class MetaRule:
+    """How the meta update runs where the official code differs (SUPERNET.META_* keys); the defaults are the
+    corrected update. ``real_step``: given the L_train gradients, take the student's real (clipped) optimizer step
+    and keep it (the official); its learning rate is then ``student_lr`` for the chain rule only (the official
+    passes the meta layer's). ``weighed``: the board entry whose score is m (the official: the last)."""
+    chain: str = 'path'                  # 'path' | 'stem'
+    clip: str = 'differentiated'         # 'differentiated' | 'ignored'
+    val_loss: Callable = F.cross_entropy
+    moving_statistics: bool = False
+    real_step: Optional[Callable[[Tensors], None]] = None
+    weighed: Optional[BoardEntry] = None
 
 
 class MetaMatcher(nn.Layer):
@@ -245,7 +260,8 @@ class MetaMatcher(nn.Layer):
     def meta_gradient(self, model: nn.Layer, path: Sequence[Sequence[int]], teacher: BoardEntry,
                       teacher_probs: paddle.Tensor, x_train: paddle.Tensor, x_val: paddle.Tensor,
                       y_val: paddle.Tensor, student_lr: float, grad_clip: float = 1.0,
-                      eps_scale: float = 1e-3) -> Tuple[Tensors, Dict[str, paddle.Tensor]]:
+                      eps_scale: float = 1e-3, rule: Optional['MetaRule'] = None
+                      ) -> Tuple[Tensors, Dict[str, paddle.Tensor]]:
         """dJ/dphi for J(phi) = CE_val(theta - xi * clip(grad_theta L_train(theta, phi))), xi = student_lr,
         over all path parameters theta, with only first derivatives. L_train = m * KD(student(x_train),
         teacher_probs), m = sigmoid(-meta(softmax(student(teacher.inputs)) - teacher.soft_labels)) the
@@ -259,29 +275,48 @@ class MetaMatcher(nn.Layer):
           in float32; the floor keeps each weight's perturbation hundreds of float32 rounding steps wide
           on large paths. Both sides run with L_train's own dropout/drop-path masks, TF32 off.
 
-        Everything stays on the device (the clip is a device min); theta is restored exactly and BN
-        running statistics are never touched (every forward uses each slice's own statistics, locally).
+        ``rule`` (:class:`MetaRule`) switches each part to the official code's. By default everything stays on
+        the device (the clip is a device min); theta is restored exactly and BN running statistics are never
+        touched (every forward uses each slice's own statistics, locally).
         Returns ``(grads per meta-layer parameter, {'val_loss', 'm', 'student_grad_norm'} as device scalars)``.
         """
+        rule = rule or MetaRule()
         params = model.path_parameters(path)
         theta = [p.detach().clone() for p in params]
-        entry_x, entry_labels = self._entry_tensors(teacher)
+        entry_x, entry_labels = self._entry_tensors(rule.weighed or teacher)
         draws = ReplayableDraws()   # the masks of L_train's forwards, replayed for theta +- eps u
+        theta_after = theta          # what the weights are left at: theta, or the official real step's result
+
+        def student(x):   # the official forwards run in train mode and move the running statistics
+            return model(x, path) if rule.moving_statistics else self.local_forward(model, x, path)
         with tf32_disabled():
             try:
-                loss, m = self._train_loss(self.local_forward(model, x_train, path), teacher_probs,
-                                           self.local_forward(model, entry_x, path), entry_labels)
+                logits = student(x_train)
+                if callable(teacher_probs):   # the official order: the teacher's forward after the student's
+                    teacher_probs = teacher_probs()
+                loss, m = self._train_loss(logits, teacher_probs, self.local_forward(model, entry_x, path),
+                                           entry_labels)
                 g = _grads(loss, params)
                 g_norm = _sum_squares(g).sqrt()
                 c = paddle.minimum(paddle.ones_like(g_norm), grad_clip / paddle.maximum(g_norm, paddle.full_like(
                     g_norm, 1e-30)))
-                with paddle.no_grad():
-                    _assign(params, [t - student_lr * c * gi for t, gi in zip(theta, g)])
-                val_loss = F.cross_entropy(self.local_forward(model, x_val, path), y_val)
+                if rule.real_step is not None:   # the official: the student really takes its clipped step
+                    rule.real_step(g)
+                    theta_after = [p.detach().clone() for p in params]
+                else:
+                    with paddle.no_grad():
+                        _assign(params, [t - student_lr * (c if rule.clip == 'differentiated' else 1.) * gi
+                                         for t, gi in zip(theta, g)])
+                val_loss = rule.val_loss(student(x_val), y_val)
                 v = _grads(val_loss, params)
-                clipped = (c < 1.).astype(g_norm.dtype)  # Jacobian of G -> G tau / |G| is c (I - G G^T / |G|^2)
-                proj = clipped * _dot(v, g) / paddle.maximum(g_norm * g_norm, paddle.full_like(g_norm, 1e-30))
-                u = [c * (vi - proj * gi) for vi, gi in zip(v, g)]
+                if rule.real_step is None and rule.clip == 'differentiated':
+                    clipped = (c < 1.).astype(g_norm.dtype)  # Jacobian of G -> G tau / |G|: c (I - G G^T / |G|^2)
+                    proj = clipped * _dot(v, g) / paddle.maximum(g_norm * g_norm, paddle.full_like(g_norm, 1e-30))
+                    u = [c * (vi - proj * gi) for vi, gi in zip(v, g)]
+                else:
+                    u = v
+                if rule.chain == 'stem':   # the official chain rule runs through the first parameter only
+                    u = [u[0]] + [paddle.zeros_like(ui) for ui in u[1:]]
                 u_norm = _sum_squares(u).sqrt()
                 eps = finite_difference_step(_sum_squares(theta).sqrt(), u_norm, eps_scale)
                 with paddle.no_grad():
@@ -297,19 +332,21 @@ class MetaMatcher(nn.Layer):
             finally:
                 draws.done()
                 with paddle.no_grad():
-                    _assign(params, theta)
+                    _assign(params, theta_after)
         return grad_phi, {'val_loss': val_loss.detach(), 'm': m.detach(), 'student_grad_norm': g_norm}
 
     def meta_step(self, model: nn.Layer, path: Sequence[Sequence[int]], teacher: BoardEntry,
                   teacher_probs: paddle.Tensor, x_train: paddle.Tensor, x_val: paddle.Tensor, y_val: paddle.Tensor,
                   student_lr: float, meta_lr: float, grad_clip: float = 1.0, eps_scale: float = 1e-3,
-                  optimizer: Optional[paddle.optimizer.Optimizer] = None) -> Dict[str, float]:
+                  optimizer: Optional[paddle.optimizer.Optimizer] = None,
+                  rule: Optional[MetaRule] = None) -> Dict[str, float]:
         """One meta-layer update from :meth:`meta_gradient`: the gradient is clipped to norm
         ``grad_clip``, then plain SGD at ``meta_lr`` (or ``optimizer``, which must hold only the
-        meta layer's parameters). The model's weights and BN stats are left untouched.
+        meta layer's parameters). The model's weights and BN stats are left untouched (unless ``rule`` says
+        otherwise, as the official update does).
         Returns ``{'meta_grad_norm' (before clipping), 'val_loss', 'm'}`` (one host synchronisation)."""
         grad_phi, info = self.meta_gradient(model, path, teacher, teacher_probs, x_train, x_val, y_val, student_lr,
-                                            grad_clip=grad_clip, eps_scale=eps_scale)
+                                            grad_clip=grad_clip, eps_scale=eps_scale, rule=rule)
         norm = _sum_squares(grad_phi).sqrt()
         scale = paddle.minimum(paddle.ones_like(norm), grad_clip / paddle.maximum(norm, paddle.full_like(norm, 1e-30)))
         grad_phi = [scale * g for g in grad_phi]

@@ -19,6 +19,7 @@ from pimm.utils.distributed import all_reduce_sum_, average_gradients_, broadcas
 from ..models.hypernet import HyperNet
 from .behaviour import SearchBehaviour
 from .board import BoardEntry
+from .meta_matching import MetaRule
 
 __all__ = ['SearchSettings', 'SupernetStep', 'StepResult']
 
@@ -193,19 +194,63 @@ class SupernetStep:
     def meta_update(self, x: paddle.Tensor, y: paddle.Tensor, path, lr: float,
                     entry: BoardEntry) -> Optional[Dict]:
         """The meta-matching network's step on this batch's first two slices, against ``entry``."""
-        n = self.s.slice_size
+        n, b = self.s.slice_size, self.s.behaviour
         if x.shape[0] < 2 * n:
             return None
-        with paddle.no_grad():  # local batch statistics, running statistics untouched
-            teacher_probs = F.softmax(self.matcher.local_forward(self.hypernet, x[:n], entry.path), axis=-1)
+        if b.meta_bn == 'running':   # the official forward: train mode, after the student's (rule below)
+            def teacher_probs():
+                with paddle.no_grad():
+                    return F.softmax(self.hypernet(x[:n], entry.path), axis=-1)
+        else:
+            with paddle.no_grad():  # local batch statistics, running statistics untouched
+                teacher_probs = F.softmax(self.matcher.local_forward(self.hypernet, x[:n], entry.path), axis=-1)
+        rule = MetaRule(chain=b.meta_chain, clip=b.meta_clip, moving_statistics=b.meta_bn == 'running',
+                        val_loss=self.ce_loss if b.meta_val_loss == 'train' else F.cross_entropy,
+                        weighed=self.board.entries[-1] if b.match_weight == 'last_entry' else None)
+        xi = lr
+        if b.meta_step == 'official':   # plain SGD simulated at the meta layer's rate, then a real student step
+            rule.real_step = lambda g: self._real_student_step(path, g)
+            xi = self.meta_optimizer._param_groups[0]['lr'] if self.meta_optimizer is not None else self.s.meta_lr
         info = self.matcher.meta_step(self.hypernet, path, entry, teacher_probs, x[:n], x[n:2 * n], y[n:2 * n],
-                                      student_lr=lr, meta_lr=self.s.meta_lr, optimizer=self.meta_optimizer)
+                                      student_lr=xi, meta_lr=self.s.meta_lr, optimizer=self.meta_optimizer, rule=rule)
+        if self.meta_optimizer is not None and b.off_path == 'momentum':
+            self._step_zero_gradients(sorted(self._stepped_units - set(self._units(path))))
         shared = list(self.matcher.parameters())   # one meta layer on every rank (and its momentum: rank 0's)
         if self.meta_optimizer is not None:
             shared += [v for _, state in sorted(self.meta_optimizer.state.items()) for v in state.values()
                        if isinstance(v, paddle.Tensor)]
         broadcast_tensors(shared)
         return info
+
+    def _step_zero_gradients(self, units: Sequence[int]) -> None:
+        """The official code's optimizer steps touch every unit that had a gradient once (OFF_PATH momentum)."""
+        if units and self.fused is not None:
+            self.fused.zero_grads(units)
+            self.optimizer.step(units)
+
+    def _real_student_step(self, path, grads: List[paddle.Tensor]) -> None:
+        """META_STEP official: the student's step on the meta update's L_train gradients, clipped to norm 1
+        (``clip_grad_norm_``), through the main optimizer (and every unit it steps), averaged over the ranks."""
+        average_gradients_(grads)
+        norm = paddle.add_n([(g * g).sum() for g in grads]).sqrt()
+        coef = paddle.minimum(paddle.ones_like(norm), 1. / (norm + 1e-6))
+        params = self.hypernet.path_parameters(path)
+        units = self._units(path)
+        if self.s.behaviour.off_path == 'momentum':
+            units = sorted(set(units) | self._stepped_units)
+        if self.fused is not None:
+            self.fused.zero_grads(units)
+        else:
+            self.optimizer.clear_grad(set_to_zero=self.s.behaviour.off_path == 'momentum')
+        paddle.add_n([(p * (coef * g).detach()).sum() for p, g in zip(params, grads)]).backward()
+        only = self.optimizer.restricted_to(units) if self.fused is not None else contextlib.nullcontext()
+        with only:
+            self.optimizer.step()
+        if self.fused is not None:
+            self.fused.zero_grads(units)
+        if self.meta_optimizer is not None and any(p.grad is not None for p in self.matcher.parameters()):
+            self.meta_optimizer.clear_grad(set_to_zero=True)
+            self.meta_optimizer.step()
 
     def _units(self, *paths) -> List[int]:
         return sorted({u for p in paths if p is not None for u in self.hypernet.path_units(p)})
