@@ -1,0 +1,133 @@
+#!/usr/bin/env python
+"""The demo search under ``SUPERNET.FOLLOW corrected`` and ``official``, side by side, each choice retrained and
+tested.
+
+One command runs, through ``tools/main.py`` exactly as a user would, for each behaviour: ``train`` (the demo
+recipe plus ``SUPERNET.FOLLOW``), ``retrain`` of its ``best_arch.json`` (``--retrain-epochs``) and ``test`` of
+the retrained network on the val split. It prints a table (behaviour, chosen path, MFLOPs, the board's top-1,
+the inherited top-1, the retrained network's test top-1, the last epoch's train loss) and writes
+``follow_demo.json``, ``follow_demo.md`` and ``follow_demo.png`` (the train loss per epoch of both searches,
+both final boards: top-1 against MFLOPs, each choice marked) in ``--out``. The README's comparison:
+
+    python bench/follow_demo.py --out ./output/follow_demo
+"""
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from typing import Dict, List, Optional
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault('GLOG_minloglevel', '2')
+
+from _runs import run_mode  # noqa: E402
+
+BEHAVIOURS = ('corrected', 'official')
+
+
+def _read_json(file: str, what: str):
+    if not os.path.isfile(file):
+        sys.exit(f'error: {what} wrote no {file}; its log says why')
+    with open(file) as f:
+        return json.load(f)
+
+
+def _losses(folder: str) -> List[float]:
+    with open(os.path.join(folder, 'summary.csv')) as f:
+        return [float(row['train_loss']) for row in csv.DictReader(f)]
+
+
+def plot(rows: List[Dict], file: str) -> None:
+    """Train loss per epoch and the final boards (top-1 against MFLOPs, each entry a point, the choice ringed)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, (curves, boards) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for row, colour in zip(rows, ('tab:blue', 'tab:red')):
+        label = f"FOLLOW {row['behaviour']}"
+        curves.plot(range(len(row['train_loss'])), row['train_loss'], marker='o', color=colour, label=label)
+        board = row['board']
+        boards.scatter([e['flops'] for e in board], [e['top1'] for e in board], color=colour, alpha=0.6,
+                       label=f'{label}: {len(board)} board entries')
+        boards.scatter([row['flops']], [row['board_top1']], s=160, facecolors='none', edgecolors=colour,
+                       linewidths=2, label=f"{label}: chosen {row['arch']}")
+    curves.set(xlabel='epoch', ylabel='train loss (mean over the epoch)', title='supernet training')
+    boards.set(xlabel='MFLOPs of the path', ylabel='top-1 on its training batch (%)', title='final boards')
+    curves.legend(fontsize=8)
+    boards.legend(fontsize=7, loc='lower right')
+    fig.tight_layout()
+    fig.savefig(file, dpi=110)
+    plt.close(fig)
+
+
+def table(rows: List[Dict]) -> str:
+    lines = ['| SUPERNET.FOLLOW | chosen path | MFLOPs | board top-1 | inherited top-1 | retrained test top-1 | '
+             'last train loss |', '|---|---|---:|---:|---:|---:|---:|']
+    for r in rows:
+        lines.append(f"| {r['behaviour']} | `{r['arch']}` | {r['flops']:.1f} | {r['board_top1']:.2f} | "
+                     f"{r['inherited_top1']:.2f} | {r['test_top1']:.2f} | {r['train_loss'][-1]:.3f} |")
+    return '\n'.join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--out', required=True, help='a new or empty folder for the runs and the results')
+    p.add_argument('--retrain-epochs', type=int, default=1)
+    p.add_argument('--train-config', default='configs/demo/train.yaml')
+    p.add_argument('--retrain-config', default='configs/demo/retrain.yaml')
+    p.add_argument('--test-config', default='configs/demo/test.yaml')
+    p.add_argument('--data-dir', default='./data/digits')
+    p.add_argument('--set', nargs='*', default=[], help='KEY VALUE overrides for train and retrain')
+    a = p.parse_args(argv)
+    if len(a.set) % 2 or a.retrain_epochs < 1:
+        p.error('--set takes KEY VALUE pairs, --retrain-epochs >= 1')
+    out = os.path.abspath(a.out)
+    runs = os.path.join(out, 'runs')
+    if os.path.isdir(runs) and os.listdir(runs):
+        sys.exit(f'error: {runs} is not empty: give another --out')
+    os.makedirs(runs, exist_ok=True)
+    common = [*a.set, 'DATA_DIR', a.data_dir]
+    start = time.time()
+
+    def log(msg):
+        print(msg, flush=True)
+
+    rows = []
+    for behaviour in BEHAVIOURS:
+        began = time.time()
+        search = run_mode('train', a.train_config, f'{behaviour}_search', runs,
+                          [*common, 'SUPERNET.FOLLOW', behaviour], log)
+        seconds = time.time() - began
+        arch_file = os.path.join(search, 'best_arch.json')
+        best = _read_json(arch_file, f'the {behaviour} search')
+        retrain = run_mode('retrain', a.retrain_config, f'{behaviour}_retrain', runs,
+                           [*common, 'NET.ARCH_FILE', arch_file, 'EPOCHS', a.retrain_epochs], log)
+        tested = run_mode('test', a.test_config, f'{behaviour}_test', runs,
+                          ['DATA_DIR', a.data_dir, 'NET.ARCH_FILE', arch_file,
+                           'RESUME_PATH', os.path.join(retrain, 'model_best.pdparams')], log)
+        results = _read_json(os.path.join(tested, 'results.json'), 'test')
+        rows.append(dict(behaviour=behaviour, arch=best['arch'], flops=best['flops'], board_top1=best['board_top1'],
+                         inherited_top1=best['top1'], test_top1=results['top1'], train_loss=_losses(search),
+                         board=_read_json(os.path.join(search, 'board.json'), 'the search'),
+                         switches=best['behaviour'], search_seconds=seconds))
+        log(f"  {behaviour}: chose {best['arch']} ({best['flops']:.1f} MFLOPs), retrained test top-1 "
+            f"{results['top1']:.2f}")
+
+    from Paddle_Cream.engine.output import write_json_atomic
+    write_json_atomic(dict(rows=rows, retrain_epochs=a.retrain_epochs, overrides=common,
+                           seconds=time.time() - start), os.path.join(out, 'follow_demo.json'))
+    text = table(rows)
+    with open(os.path.join(out, 'follow_demo.md'), 'w') as f:
+        f.write(text + '\n')
+    plot(rows, os.path.join(out, 'follow_demo.png'))
+    log(text)
+    log(f'files in {out}: follow_demo.json, follow_demo.md, follow_demo.png, runs/ ({time.time() - start:.0f}s)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
