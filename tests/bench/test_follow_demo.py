@@ -22,3 +22,13 @@ def test_tiny_run_compares_the_corrected_and_the_official_search(digits, tmp_pat
     lines = [line for line in (out / 'follow_demo.md').read_text().splitlines() if line.startswith('| ')]
     assert len(lines) == 1 + 2 and lines[1].startswith('| corrected | `')
     assert (out / 'follow_demo.png').stat().st_size > 0
+    # bench/follow_meta_gradient.py on the corrected search's own state: each official switch alone against it
+    import glob
+    run = glob.glob(str(out / 'runs' / '*-corrected_search'))[0]
+    assert load_bench('follow_meta_gradient').main(['--run', run, '--out', str(tmp_path / 'mg'),
+                                                    '--data-dir', str(digits)]) == 0
+    with open(tmp_path / 'mg' / 'meta_gradient.json') as f:
+        rows = {r['case']: r for r in json.load(f)['rows']}
+    assert len(rows) == 8 and rows['corrected']['relative_difference'] == 0 and rows['corrected']['norm'] > 0
+    # the chain rule through the stem alone is a different gradient; the BatchNorm switch changes no output
+    assert rows['META_CHAIN stem']['relative_difference'] > 0.1 and rows['META_BN running']['cosine'] > 0.999
