@@ -3,13 +3,17 @@
 tested.
 
 One command runs, through ``tools/main.py`` exactly as a user would, for each behaviour: ``train`` (the demo
-recipe plus ``SUPERNET.FOLLOW``), ``retrain`` of its ``best_arch.json`` (``--retrain-epochs``) and ``test`` of
+recipe plus ``SUPERNET.FOLLOW``; ``--official-set`` for the official one only), ``retrain`` of its ``best_arch.json``
+(``--retrain-epochs``, default the retrain config's) and ``test`` of
 the retrained network on the val split. It prints a table (behaviour, chosen path, MFLOPs, the board's top-1,
 the inherited top-1, the retrained network's test top-1, the last epoch's train loss) and writes
 ``follow_demo.json``, ``follow_demo.md`` and ``follow_demo.png`` (the train loss per epoch of both searches,
 both final boards: top-1 against MFLOPs, each choice marked) in ``--out``. The README's comparison:
 
-    python bench/follow_demo.py --out ./output/follow_demo
+    python bench/follow_demo.py --out ./output/follow_demo --official-set SUPERNET.LR_RULE linear
+
+(At the demo's LR 0.05 the official LR rule, LR * (LR - t / T), turns negative after 5% of the run and the search
+diverges; at the paper's LR 1.0 both rules are the same schedule, hence the override.)
 """
 import argparse
 import csv
@@ -76,15 +80,17 @@ def table(rows: List[Dict]) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--out', required=True, help='a new or empty folder for the runs and the results')
-    p.add_argument('--retrain-epochs', type=int, default=1)
+    p.add_argument('--retrain-epochs', type=int, default=0, help="retrain epochs (default: the retrain config's)")
     p.add_argument('--train-config', default='configs/demo/train.yaml')
     p.add_argument('--retrain-config', default='configs/demo/retrain.yaml')
     p.add_argument('--test-config', default='configs/demo/test.yaml')
     p.add_argument('--data-dir', default='./data/digits')
     p.add_argument('--set', nargs='*', default=[], help='KEY VALUE overrides for train and retrain')
+    p.add_argument('--official-set', nargs='*', default=[],
+                   help='KEY VALUE overrides for the official search only (e.g. SUPERNET.LR_RULE linear)')
     a = p.parse_args(argv)
-    if len(a.set) % 2 or a.retrain_epochs < 1:
-        p.error('--set takes KEY VALUE pairs, --retrain-epochs >= 1')
+    if len(a.set) % 2 or len(a.official_set) % 2 or a.retrain_epochs < 0:
+        p.error('--set and --official-set take KEY VALUE pairs, --retrain-epochs >= 0')
     out = os.path.abspath(a.out)
     runs = os.path.join(out, 'runs')
     if os.path.isdir(runs) and os.listdir(runs):
@@ -99,13 +105,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows = []
     for behaviour in BEHAVIOURS:
         began = time.time()
+        extra = a.official_set if behaviour == 'official' else []
         search = run_mode('train', a.train_config, f'{behaviour}_search', runs,
-                          [*common, 'SUPERNET.FOLLOW', behaviour], log)
+                          [*common, 'SUPERNET.FOLLOW', behaviour, *extra], log)
         seconds = time.time() - began
         arch_file = os.path.join(search, 'best_arch.json')
         best = _read_json(arch_file, f'the {behaviour} search')
+        epochs = ['EPOCHS', a.retrain_epochs] if a.retrain_epochs else []
         retrain = run_mode('retrain', a.retrain_config, f'{behaviour}_retrain', runs,
-                           [*common, 'NET.ARCH_FILE', arch_file, 'EPOCHS', a.retrain_epochs], log)
+                           [*common, 'NET.ARCH_FILE', arch_file, *epochs], log)
         tested = run_mode('test', a.test_config, f'{behaviour}_test', runs,
                           ['DATA_DIR', a.data_dir, 'NET.ARCH_FILE', arch_file,
                            'RESUME_PATH', os.path.join(retrain, 'model_best.pdparams')], log)
@@ -118,8 +126,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             f"{results['top1']:.2f}")
 
     from Paddle_Cream.engine.output import write_json_atomic
-    write_json_atomic(dict(rows=rows, retrain_epochs=a.retrain_epochs, overrides=common,
-                           seconds=time.time() - start), os.path.join(out, 'follow_demo.json'))
+    write_json_atomic(dict(rows=rows, retrain_epochs=a.retrain_epochs or 'the retrain config', overrides=common,
+                           official_overrides=a.official_set, seconds=time.time() - start),
+                      os.path.join(out, 'follow_demo.json'))
     text = table(rows)
     with open(os.path.join(out, 'follow_demo.md'), 'w') as f:
         f.write(text + '\n')

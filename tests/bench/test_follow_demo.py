@@ -10,12 +10,14 @@ TINY = ['EPOCHS', 2, 'DATASET.BATCH_SIZE', 16, 'SUPERNET.FLOPS_MINIMUM', 0, 'SUP
 
 def test_tiny_run_compares_the_corrected_and_the_official_search(digits, tmp_path):
     out = tmp_path / 'follow'
-    rc = load_bench('follow_demo').main(['--out', str(out), '--data-dir', str(digits), '--set', *map(str, TINY)])
+    rc = load_bench('follow_demo').main(['--out', str(out), '--data-dir', str(digits), '--retrain-epochs', '1',
+                                         '--set', *map(str, TINY), '--official-set', 'SUPERNET.LR_RULE', 'linear'])
     assert rc == 0
     with open(out / 'follow_demo.json') as f:
         rows = json.load(f)['rows']
     assert [r['behaviour'] for r in rows] == ['corrected', 'official']
     assert rows[0]['switches']['MATCH_WEIGHT'] == 'teacher' and rows[1]['switches']['MATCH_WEIGHT'] == 'last_entry'
+    assert rows[0]['switches']['LR_RULE'] == rows[1]['switches']['LR_RULE'] == 'linear'   # --official-set
     for r in rows:
         assert len(r['train_loss']) == 2 and 0 <= r['test_top1'] <= 100 and r['board']
         assert r['arch'] == r['board'][0]['arch']   # the choice is the board's best

@@ -42,11 +42,8 @@ def test_search_writes_its_results(uninterrupted):
     assert len(read_rows(out, MODEL)) == EPOCHS
     assert 'meta-matching update' in proc.stdout
     assert 'chosen architecture' in proc.stdout
-    assert best['behaviour'] == {'FOLLOW': 'corrected', 'MATCH_WEIGHT': 'teacher', 'OFF_PATH': 'untouched',
-                                 'PICK_BN': 'per_slice', 'META_SCHEDULE': 'global', 'LR_RULE': 'linear',
-                                 'M_GRADIENT': 'none', 'META_STEP': 'simulated', 'META_CHAIN': 'path',
-                                 'META_CLIP': 'differentiated', 'META_VAL_LOSS': 'ce', 'META_BN': 'per_slice',
-                                 'META_OPTIMIZER': 'own'}
+    from Paddle_Cream.search.behaviour import SWITCHES   # every switch's corrected value (column 0)
+    assert best['behaviour'] == {'FOLLOW': 'corrected', **{key: values[0] for key, values in SWITCHES.items()}}
     assert 'search behaviour: corrected (MATCH_WEIGHT teacher' in proc.stdout
 
 
@@ -58,11 +55,9 @@ def test_a_search_that_follows_the_official_code_runs_and_says_so(digits, tmp_pa
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(os.path.join(run_dir(tmp_path, MODEL), 'best_arch.json')) as f:
         best = json.load(f)
-    assert best['behaviour'] == {'FOLLOW': 'official', 'MATCH_WEIGHT': 'last_entry', 'OFF_PATH': 'momentum',
-                                 'PICK_BN': 'running', 'META_SCHEDULE': 'per_epoch', 'LR_RULE': 'linear',
-                                 'M_GRADIENT': 'trained', 'META_STEP': 'official', 'META_CHAIN': 'stem',
-                                 'META_CLIP': 'ignored', 'META_VAL_LOSS': 'train', 'META_BN': 'running',
-                                 'META_OPTIMIZER': 'main'}
+    from Paddle_Cream.search.behaviour import SWITCHES   # every switch's official value, LR_RULE set back
+    assert best['behaviour'] == {'FOLLOW': 'official', **{key: values[1] for key, values in SWITCHES.items()},
+                                 'LR_RULE': 'linear'}
     assert 'search behaviour: mixed (MATCH_WEIGHT last_entry, OFF_PATH momentum' in proc.stdout
     assert 'meta-matching update' in proc.stdout and 'chosen architecture' in proc.stdout
     checkpoint = os.path.join(run_dir(tmp_path, MODEL), 'checkpoint-last.pdparams')   # with the meta optimizer's

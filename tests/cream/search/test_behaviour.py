@@ -69,6 +69,47 @@ def _with_timm_path(seed=3):
     return net, ref
 
 
+def _official_case(seed: int, board_seed: int, meta_seed: int, slice_size: int, lr: float, meta_lr: float,
+                   behaviour: SearchBehaviour, weight_decay: float = 1e-3, double_backward: bool = False):
+    """A hypernetwork carrying a timm child network's PATH weights, a board of 3 entries on PATH itself (so the
+    teacher's forward is the reference's too), a meta layer and a SupernetStep with ``behaviour``, its meta layer in
+    its own Nesterov optimizer when the behaviour says so; ``double_backward``: the reference's hardsigmoid gates
+    written with relu6, which torch can differentiate twice."""
+    net, ref = _with_timm_path(seed=seed)
+    if double_backward:
+        for module in ref.modules():
+            if hasattr(module, 'gate') and isinstance(module.gate, torch.nn.Hardsigmoid):
+                module.gate = _Relu6HardSigmoid()
+    rng = np.random.RandomState(board_seed)
+    board = PrioritizedBoard(3)
+    for i in range(3):
+        board.admit(100. - i, 1., PATH, rng.randn(slice_size, 3, RES, RES).astype('float32'),
+                    rng.dirichlet(np.ones(CLASSES), slice_size).astype('float32'))
+    paddle.seed(meta_seed)
+    matcher = MetaMatcher(CLASSES, slice_size)
+    optimizer = create_optimizer(net, opt='sgd', lr=lr, weight_decay=weight_decay, momentum=0.9,
+                                 filter_bias_and_bn=True, fused_units=net.units())
+    meta_optimizer = None
+    if behaviour.meta_optimizer == 'main':
+        meta_optimizer = create_optimizer(matcher, opt='sgd', lr=meta_lr, weight_decay=0., momentum=0.9,
+                                          filter_bias_and_bn=False)
+    settings = SearchSettings(method='cream', pick_method='meta', meta_sta_epoch=0, update_iter=10 ** 6,
+                              slice_size=slice_size, meta_lr=meta_lr, behaviour=behaviour)
+    step = SupernetStep(net, optimizer, _Fixed(PATH), settings, LabelSmoothingCrossEntropy(0.1),
+                        SoftTargetCrossEntropy(), board, matcher, meta_optimizer=meta_optimizer)
+    x = rng.randn(BATCH, 3, RES, RES).astype('float32')
+    y = rng.randint(0, CLASSES, BATCH).astype('int64')
+    return net, ref, board, matcher, step, x, y
+
+
+def _torch_meta_layer(matcher):
+    meta = torch.nn.Linear(matcher.meta_layer.weight.shape[0], 1)
+    with torch.no_grad():
+        meta.weight.copy_(torch.from_numpy(matcher.meta_layer.weight.numpy().T.copy()))
+        meta.bias.copy_(torch.from_numpy(matcher.meta_layer.bias.numpy().copy()))
+    return meta
+
+
 def _board(rng, entries=3, top1=100.):
     board = PrioritizedBoard(entries)
     for i in range(entries):
@@ -239,30 +280,11 @@ def test_an_official_step_trains_the_meta_layer_and_the_student_through_m():
     layer's (META_LR, no decay). Every path weight, BatchNorm statistic and the meta layer are compared."""
     from timm.loss import LabelSmoothingCrossEntropy as TimmLabelSmoothing
     from timm.optim import create_optimizer_v2
-    net, ref = _with_timm_path(seed=4)
-    rng = np.random.RandomState(6)
-    board = PrioritizedBoard(3)
-    for i in range(3):   # entries on the student's own path: the teacher forward is the reference's too
-        board.admit(100. - i, 1., PATH, rng.randn(SLICE, 3, RES, RES).astype('float32'),
-                    rng.dirichlet(np.ones(CLASSES), SLICE).astype('float32'))
-    paddle.seed(2)
-    matcher = MetaMatcher(CLASSES, SLICE)
     lr, meta_lr, wd = 0.05, 0.02, 1e-3
-    optimizer = create_optimizer(net, opt='sgd', lr=lr, weight_decay=wd, momentum=0.9, filter_bias_and_bn=True,
-                                 fused_units=net.units())
-    meta_optimizer = create_optimizer(matcher, opt='sgd', lr=meta_lr, weight_decay=0., momentum=0.9,
-                                      filter_bias_and_bn=False)
     behaviour = resolve_behaviour('official', {'OFF_PATH': 'untouched', 'META_SCHEDULE': 'auto'})
-    settings = SearchSettings(method='cream', pick_method='meta', meta_sta_epoch=0, update_iter=10 ** 6,
-                              slice_size=SLICE, behaviour=behaviour)
-    step = SupernetStep(net, optimizer, _Fixed(PATH), settings, LabelSmoothingCrossEntropy(0.1),
-                        SoftTargetCrossEntropy(), board, matcher, meta_optimizer=meta_optimizer)
-    x, y = rng.randn(BATCH, 3, RES, RES).astype('float32'), rng.randint(0, CLASSES, BATCH).astype('int64')
+    net, ref, board, matcher, step, x, y = _official_case(4, 6, 2, SLICE, lr, meta_lr, behaviour, wd)
     # the official iteration in PyTorch
-    meta = torch.nn.Linear(CLASSES * SLICE, 1)
-    with torch.no_grad():
-        meta.weight.copy_(torch.from_numpy(matcher.meta_layer.weight.numpy().T.copy()))
-        meta.bias.copy_(torch.from_numpy(matcher.meta_layer.bias.numpy().copy()))
+    meta = _torch_meta_layer(matcher)
     groups = create_optimizer_v2(ref, opt='sgd', lr=lr, weight_decay=wd, momentum=0.9,
                                  filter_bias_and_bn=True).param_groups
     torch_opt = torch.optim.SGD(groups + [{'params': list(meta.parameters()), 'lr': meta_lr, 'weight_decay': 0.}],
@@ -310,33 +332,12 @@ def test_the_official_meta_update_equals_the_official_code_with_exact_double_bac
     from timm.loss import LabelSmoothingCrossEntropy as TimmLabelSmoothing
     from timm.optim import create_optimizer_v2
     SL = 4
-    net, ref = _with_timm_path(seed=5)
-    for module in ref.modules():   # torch has no double backward for hardsigmoid: the same function via relu6
-        if hasattr(module, 'gate') and isinstance(module.gate, torch.nn.Hardsigmoid):
-            module.gate = _Relu6HardSigmoid()
-    rng = np.random.RandomState(7)
-    board = PrioritizedBoard(3)
-    for i in range(3):
-        board.admit(100. - i, 1., PATH, rng.randn(SL, 3, RES, RES).astype('float32'),
-                    rng.dirichlet(np.ones(CLASSES), SL).astype('float32'))
-    paddle.seed(3)
-    matcher = MetaMatcher(CLASSES, SL)
     lr, meta_lr, wd = 0.05, 0.5, 1e-3
-    optimizer = create_optimizer(net, opt='sgd', lr=lr, weight_decay=wd, momentum=0.9, filter_bias_and_bn=True,
-                                 fused_units=net.units())
-    meta_optimizer = create_optimizer(matcher, opt='sgd', lr=meta_lr, weight_decay=0., momentum=0.9,
-                                      filter_bias_and_bn=False)
-    settings = SearchSettings(method='cream', pick_method='meta', meta_sta_epoch=0, update_iter=10 ** 6,
-                              slice_size=SL, behaviour=resolve_behaviour('official'))
-    step = SupernetStep(net, optimizer, _Fixed(PATH), settings, LabelSmoothingCrossEntropy(0.1),
-                        SoftTargetCrossEntropy(), board, matcher, meta_optimizer=meta_optimizer)
-    x, y = rng.randn(BATCH, 3, RES, RES).astype('float32'), rng.randint(0, CLASSES, BATCH).astype('int64')
+    net, ref, board, matcher, step, x, y = _official_case(5, 7, 3, SL, lr, meta_lr, resolve_behaviour('official'),
+                                                          wd, double_backward=True)
     meta_before = matcher.meta_layer.weight.numpy().copy()
     # the official update in PyTorch
-    meta = torch.nn.Linear(CLASSES * SL, 1)
-    with torch.no_grad():
-        meta.weight.copy_(torch.from_numpy(meta_before.T.copy()))
-        meta.bias.copy_(torch.from_numpy(matcher.meta_layer.bias.numpy().copy()))
+    meta = _torch_meta_layer(matcher)
     for e in board.entries:   # select_teacher: a train-mode forward per entry; m from the last with its graph
         score = meta((torch.softmax(ref(torch.from_numpy(e.inputs.numpy())), 1)
                       - torch.from_numpy(e.soft_labels.numpy())).reshape(1, -1))
@@ -389,31 +390,13 @@ def test_the_corrected_meta_update_equals_its_formula_with_exact_double_backward
     the gradient clipped to 1, to 5% of its size; the student's weights and statistics left as they were."""
     from torch.func import functional_call
     SL = 4
-    net, ref = _with_timm_path(seed=8)
-    for module in ref.modules():
-        if hasattr(module, 'gate') and isinstance(module.gate, torch.nn.Hardsigmoid):
-            module.gate = _Relu6HardSigmoid()
-    rng = np.random.RandomState(9)
-    board = PrioritizedBoard(3)
-    for i in range(3):
-        board.admit(100. - i, 1., PATH, rng.randn(SL, 3, RES, RES).astype('float32'),
-                    rng.dirichlet(np.ones(CLASSES), SL).astype('float32'))
-    paddle.seed(4)
-    matcher = MetaMatcher(CLASSES, SL)
     lr, meta_lr = 0.5, 0.05
-    optimizer = create_optimizer(net, opt='sgd', lr=lr, momentum=0.9, fused_units=net.units())
-    settings = SearchSettings(method='cream', pick_method='meta', meta_sta_epoch=0, update_iter=10 ** 6,
-                              slice_size=SL, meta_lr=meta_lr)
-    step = SupernetStep(net, optimizer, _Fixed(PATH), settings, LabelSmoothingCrossEntropy(0.1),
-                        SoftTargetCrossEntropy(), board, matcher)
-    x, y = rng.randn(BATCH, 3, RES, RES).astype('float32'), rng.randint(0, CLASSES, BATCH).astype('int64')
+    net, ref, board, matcher, step, x, y = _official_case(8, 9, 4, SL, lr, meta_lr, SearchBehaviour(), 0.,
+                                                          double_backward=True)
     entry, _ = step._pick(PATH)
     before = {k: v.numpy().copy() for k, v in net.state_dict().items()}
     meta_before = matcher.meta_layer.weight.numpy().copy()
-    meta = torch.nn.Linear(CLASSES * SL, 1)
-    with torch.no_grad():
-        meta.weight.copy_(torch.from_numpy(meta_before.T.copy()))
-        meta.bias.copy_(torch.from_numpy(matcher.meta_layer.bias.numpy().copy()))
+    meta = _torch_meta_layer(matcher)
     e = entry   # the chosen teacher: its score is m
     score = meta((torch.softmax(ref(torch.from_numpy(e.inputs.numpy())), 1)
                   - torch.from_numpy(e.soft_labels.numpy())).reshape(1, -1))
