@@ -46,23 +46,32 @@ def _losses(folder: str) -> List[float]:
 
 
 def plot(rows: List[Dict], file: str) -> None:
-    """Train loss per epoch and the final boards (top-1 against MFLOPs, each entry a point, the choice ringed)."""
+    """Train loss per epoch and the final boards (top-1 against MFLOPs; entries at the same point drawn as one
+    marker whose area and label give their number; the choice ringed)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, (curves, boards) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for row, colour in zip(rows, ('tab:blue', 'tab:red')):
+    from collections import Counter
+    fig, (curves, boards) = plt.subplots(1, 2, figsize=(11, 4.8))
+    for row, colour, shift in zip(rows, ('tab:blue', 'tab:red'), (-0.15, 0.15)):
         label = f"FOLLOW {row['behaviour']}"
         curves.plot(range(len(row['train_loss'])), row['train_loss'], marker='o', color=colour, label=label)
-        board = row['board']
-        boards.scatter([e['flops'] for e in board], [e['top1'] for e in board], color=colour, alpha=0.6,
-                       label=f'{label}: {len(board)} board entries')
-        boards.scatter([row['flops']], [row['board_top1']], s=160, facecolors='none', edgecolors=colour,
+        points = Counter((e['flops'], e['top1']) for e in row['board'])
+        xs = [f + shift for f, _ in points]   # the two boards side by side where they share a point
+        boards.scatter(xs, [t for _, t in points], s=[40 * n for n in points.values()], color=colour, alpha=0.6,
+                       label=f"{label}: {len(row['board'])} board entries")
+        for x, ((_, top1), n) in zip(xs, points.items()):
+            if n > 1:
+                boards.annotate(f'x{n}', (x, top1), textcoords='offset points', xytext=(6, -10), fontsize=7,
+                                color=colour)
+        boards.scatter([row['flops'] + shift], [row['board_top1']], s=220, facecolors='none', edgecolors=colour,
                        linewidths=2, label=f"{label}: chosen {row['arch']}")
     curves.set(xlabel='epoch', ylabel='train loss (mean over the epoch)', title='supernet training')
     boards.set(xlabel='MFLOPs of the path', ylabel='top-1 on its training batch (%)', title='final boards')
+    low = min(e['top1'] for row in rows for e in row['board'])
+    boards.set_ylim(max(0., low - 5.), 101.)
     curves.legend(fontsize=8)
-    boards.legend(fontsize=7, loc='lower right')
+    boards.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.14), ncol=1)
     fig.tight_layout()
     fig.savefig(file, dpi=110)
     plt.close(fig)
