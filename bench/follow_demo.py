@@ -8,7 +8,7 @@ recipe plus ``SUPERNET.FOLLOW``; ``--official-set`` for the official one only), 
 the retrained network on the val split. It prints a table (behaviour, chosen path, MFLOPs, the board's top-1,
 the inherited top-1, the retrained network's test top-1, the last epoch's train loss) and writes
 ``follow_demo.json``, ``follow_demo.md`` and ``follow_demo.png`` (the train loss per epoch of both searches,
-both final boards: top-1 against MFLOPs, each choice marked) in ``--out``. The README's comparison:
+both final boards: top-1 against MFLOPs, each choice marked) in ``--out``. The comparison in docs/search.md:
 
     python bench/follow_demo.py --out ./output/follow_demo --official-set SUPERNET.LR_RULE linear
 

@@ -7,7 +7,7 @@ From a search run folder (its ``checkpoint-last.pdparams``: supernet weights, bo
 ``FOLLOW official``; each from a fresh copy of the checkpoint. Printed and written to ``meta_gradient.json`` /
 ``.md`` in ``--out``: the gradient's norm, its relative difference from the corrected one
 (``|g - g_corrected| / |g_corrected|``) and their cosine. The student path is the board's best entry's, the
-teacher the one the meta layer picks for it. The README's table:
+teacher the one the meta layer picks for it. The table in docs/search.md:
 
     python bench/follow_meta_gradient.py --run ./output/follow_demo/runs/<MMDD>-corrected_search --out ./output/mg
 """

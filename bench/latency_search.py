@@ -12,7 +12,7 @@ One command runs, through ``tools/main.py`` exactly as a user would:
 
 It prints a table (search, path, MFLOPs, predicted and measured ms, the budget, whether it is met) and
 writes ``latency_search.json``, ``latency_search.md`` and ``latency_search.png`` (both boards' paths:
-top-1 against predicted latency, the budget, each choice's measured latency) in ``--out``. The README's
+top-1 against predicted latency, the budget, each choice's measured latency) in ``--out``. docs/search.md's
 demo:
 
     python bench/latency_search.py --out ./output/latency_search

@@ -13,7 +13,7 @@ subImageNet ``DATA_DIR`` run it at the paper's scale):
 
 It prints a table (path, MFLOPs, inherited top-1, retrained top-1 mean +- std), Kendall's tau of
 inherited against retrained top-1 over all paths for each supernet, and writes ``search_quality.json``,
-``search_quality.md`` and ``search_quality.png`` in ``--out``. Example (the README's table):
+``search_quality.md`` and ``search_quality.png`` in ``--out``. Example (the table in docs/search.md):
 
     python bench/search_quality.py --out ./output/search_quality
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Build subImageNet (SPEC §8) as train/ and val/ folders of symlinks or copies.
+"""Build subImageNet (docs/reference.md §8) as train/ and val/ folders of symlinks or copies.
 
 usage: python tools/generate_subImageNet.py --source IMAGENET_TRAIN_DIR
   --dest OUT_DIR [--from-lists | --from-folder] [--copy] [--dry-run] [--force]

@@ -122,7 +122,7 @@ def _environment(gpus: int) -> Tuple[bool, str]:
     nccl = getattr(paddle.version, 'nccl', lambda: '?')()
     note = f'{count} GPU(s), CUDA {paddle.version.cuda()}, cuDNN {paddle.version.cudnn()}, NCCL {nccl}, ' \
            f'/dev/shm {shm:.1f} GB free'
-    if shm == shm and shm < 0.4 * gpus:   # the paper's search needs about 0.33 GB a rank (README)
+    if shm == shm and shm < 0.4 * gpus:   # the paper's search needs about 0.33 GB a rank (docs/gpus.md)
         return False, note + f': below {0.4 * gpus:.1f} GB, loader workers will fail (docker run --shm-size=4g)'
     return True, note
 

@@ -184,7 +184,7 @@ SCHEMA: Dict[str, Any] = {
         'PICK_METHOD': fixed(Choice('meta', ('meta', 'top1')), 'train'),
         'META_STA_EPOCH': _count(20, 0),
         'HOW_TO_PROB': fixed(Choice('pre_prob', HOW_TO_PROB), 'train'),
-        # SUPERNET.FOLLOW and its switches: the corrected algorithm or the official code's (README, "Where this
+        # SUPERNET.FOLLOW and its switches: the corrected algorithm or the official code's (docs/search.md, "Where this
         # port deliberately differs"); each switch 'auto' follows FOLLOW
         'FOLLOW': fixed(Choice('corrected', FOLLOW_CHOICES), 'train'),
         **{key: fixed(Choice('auto', ('auto', corrected, official)), 'train')
@@ -202,7 +202,7 @@ SCHEMA: Dict[str, Any] = {
         'GENERATIONS': _count(20),
         'BN_BATCHES': _count(200),        # training batches (of DATASET.BATCH_SIZE) recomputing BN statistics
         'EVAL_BATCHES': _count(40),       # validation batches scoring each candidate (the whole set when smaller)
-        'EVAL_BATCH_SIZE': _count(200, 1, MAX_BATCH),   # images per scoring batch (SPEC 9: 40 batches of 200)
+        'EVAL_BATCH_SIZE': _count(200, 1, MAX_BATCH),   # images per scoring batch (docs/reference.md §9)
         'FLOPS_LIMIT': Maybe((_positive(600.0),)),     # MFLOPs; None: SUPERNET.FLOPS_MAXIMUM
         'LATENCY_LIMIT': _non_negative(0.0),   # ms predicted by LATENCY_TABLE; 0: none
         'LATENCY_TABLE': path(''),             # '' : SUPERNET.LATENCY_TABLE of this config

@@ -11,6 +11,7 @@ from pimm.utils.atomic import atomic_path
 from pimm.utils.run_lock import RunFolderBusyError, hold_run_folder
 
 from .errors import UserError
+from .next_step import next_command, next_model
 
 __all__ = ['create_output_dir', 'refuse_existing_run', 'setup_logging', 'escape_undecodable_output',
            'write_json_atomic', 'retrain_command']
@@ -96,5 +97,6 @@ def retrain_command(cfg, arch_file: str) -> str:
     """The ``tools/main.py retrain`` line for a search's ``best_arch.json``: the demo's CPU recipe after a
     demo search, the paper's otherwise; its own MODEL, so it never meets another retrain's folder."""
     config = 'configs/demo/retrain.yaml' if cfg.DATASET.DEMO else 'configs/retrain/retrain.yaml'
-    return (f'python tools/main.py retrain {config} NET.SELECTION -1 NET.ARCH_FILE {arch_file} '
-            f'DATA_DIR {cfg.DATA_DIR} MODEL {cfg.MODEL}_retrain')
+    return next_command('retrain', config, [
+        ('NET.SELECTION', -1), ('NET.ARCH_FILE', arch_file), ('DATA_DIR', cfg.DATA_DIR),
+        ('DATASET.NUM_CLASSES', cfg.DATASET.NUM_CLASSES), ('MODEL', next_model(cfg.MODEL, 'retrain'))])

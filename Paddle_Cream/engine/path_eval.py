@@ -1,4 +1,4 @@
-"""Scoring one path of a trained hypernetwork, as SPOS does (SPEC 9), shared by ``evolve`` and ``rank``.
+"""Scoring one path of a trained hypernetwork, as SPOS does (docs/reference.md §9), shared by ``evolve`` and ``rank``.
 
 Before a path is scored its BatchNorm statistics are recomputed: every BN layer's running mean is reset
 to 0 and variance to 1, then ``EVOLVE.BN_BATCHES`` training batches go through the path in train mode

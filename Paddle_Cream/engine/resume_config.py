@@ -46,7 +46,7 @@ def config_changes(saved: Optional[Mapping[str, Any]], cfg, mode: str, path: str
             continue
         if mode in declaration(key).fixed_on_resume:
             raise UserError(f'{path} was made with {key} {old!r}, this run gives {new!r}: a resumed {mode} keeps it '
-                            f"(README 'Resuming' lists the keys a resume may not change); give {old!r} or start a "
+                            f"(docs/usage.md 'Resuming' lists the keys a resume may not change); give {old!r} or start a "
                             f'new run (another MODEL)')
         changes.append(f'{key} {old!r} -> {new!r}')
     return changes

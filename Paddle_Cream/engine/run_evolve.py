@@ -1,4 +1,4 @@
-"""``tools/main.py evolve``: the SPOS evolutionary search on a trained supernet (SPEC 9).
+"""``tools/main.py evolve``: the SPOS evolutionary search on a trained supernet (docs/reference.md §9).
 
 Loads the hypernetwork of a ``tools/main.py train`` checkpoint (RESUME_PATH), scores candidates with
 :class:`~Paddle_Cream.engine.path_eval.PathEvaluator` (BN recomputed per path, fixed batches) inside

@@ -8,7 +8,7 @@ random batch and a few real images (from ``DATA_DIR/<VAL_SPLIT>`` when it exists
 that reads the files (:mod:`pimm.inference`: Paddle Inference, and ONNX Runtime and OpenVINO on
 ``model.onnx``, each where installed) and compares their logits with the dygraph network's; above
 :data:`PARITY_RTOL` the export fails and leaves no files (everything is written in a temporary folder
-and moved into the run folder last). No OpenVINO IR is written: see the README's export section.
+and moved into the run folder last). No OpenVINO IR is written: see docs/deploy.md, *Exporting*.
 
 With EXPORT.LATENCY_TABLE the parity-checked network is also timed as that latency table was measured (its
 runtime, threads, batch size and resolution; LATENCY.WARMUP/REPEATS/ROUNDS/PIN the schedule) and, when it
@@ -64,7 +64,8 @@ def check_export_inputs(cfg) -> Optional[TableFile]:
             missing = ['onnxruntime']   # the ONNX file is never written unchecked
         if missing:
             raise UserError(f"EXPORT.FORMAT {cfg.EXPORT.FORMAT} needs the package(s) {', '.join(missing)}: "
-                            f"pip install {' '.join(missing)} (or EXPORT.FORMAT paddle)")
+                            f"pip install {' '.join(missing)}, or every runtime: pip install -r "
+                            f"requirements-deploy.txt (or EXPORT.FORMAT paddle)")
     latency = None
     if cfg.EXPORT.LATENCY_TABLE:
         latency = load_latency_table(cfg.EXPORT.LATENCY_TABLE, 'EXPORT.LATENCY_TABLE')

@@ -33,7 +33,7 @@ from .seeding import seed_everything
 __all__ = ['check_latency_inputs', 'run_latency', 'GOAL_WITHIN_10', 'GOAL_TAU']
 
 TABLE_NAME = 'latency_table.json'
-GOAL_WITHIN_10, GOAL_TAU = 0.95, 0.9   # what a table should reach on its validation paths (README)
+GOAL_WITHIN_10, GOAL_TAU = 0.95, 0.9   # what a table should reach on its validation paths (docs/search.md)
 
 
 def check_latency_inputs(cfg) -> Tuple[List[int], int]:

@@ -1,4 +1,4 @@
-"""``tools/main.py rank``: how well a supernet ranks paths (SPEC 8).
+"""``tools/main.py rank``: how well a supernet ranks paths (docs/reference.md §8).
 
 ``RANK.NUM_PATHS`` random paths within the FLOPs budget (SUPERNET.FLOPS_MINIMUM..EVOLVE.FLOPS_LIMIT, the
 latter defaulting to SUPERNET.FLOPS_MAXIMUM) are scored with the weights inherited from the search

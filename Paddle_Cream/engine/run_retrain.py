@@ -1,5 +1,5 @@
-"""``tools/main.py retrain``: train one child network from scratch, the official recipe (SPEC 6), or fine-tune
-it from ``NET.PRETRAINED`` weights."""
+"""``tools/main.py retrain``: train one child network from scratch, the official recipe (docs/reference.md §6),
+or fine-tune it from ``NET.PRETRAINED`` weights."""
 import os
 import time
 from dataclasses import dataclass
@@ -11,13 +11,14 @@ import paddle.nn as nn
 from tqdm import tqdm
 
 import Paddle_Cream  # noqa: F401  (registers the cream_* models)
-from pimm.data import DEFAULT_CROP_PCT, set_loader_epoch
+from pimm.data import set_loader_epoch
 from pimm.utils import CheckpointSaver, format_complexity, model_complexity, update_summary
 
 from pimm.utils.distributed import all_reduce_sum_, get_rank, init_distributed, is_main_process
 from .distributed import cpu_math_threads, data_parallel
 from .evaluate import evaluate
 from .model_builder import ModelInfo, build_model
+from .next_step import next_command, next_model
 from .output import create_output_dir, setup_logging, write_json_atomic
 from .plots import plot_curves
 from .errors import check_finite_loss
@@ -153,19 +154,26 @@ def _save_epoch(out_dir: str, saver: CheckpointSaver, epoch: int, train: Dict[st
     plot_curves(read_summary(path), os.path.join(out_dir, 'curves.png'), title=title)
 
 
-def _test_command(cfg, info: ModelInfo, out_dir: str, best: str) -> str:
-    """The ``tools/main.py test`` line evaluating ``best`` (for a -1 network its path goes to arch.json)."""
+def _use_commands(cfg, info: ModelInfo, out_dir: str, best: str) -> Dict[str, str]:
+    """The ``test``, ``export`` and ``predict`` lines for ``best`` (a -1 network's path goes to arch.json):
+    the demo's configs after a demo retrain, the general ones otherwise; predict classifies DATA_DIR/val."""
     if info.name.startswith('Cream-'):
-        net = f'NET.SELECTION {cfg.NET.SELECTION}'
+        net = [('NET.SELECTION', cfg.NET.SELECTION)]
     else:
         arch_file = os.path.join(out_dir, 'arch.json')
         # resolution: the size it was trained at, which NET.ARCH_FILE then builds by default; the latency
         # an evolve predicted for this architecture goes along with it
         write_json_atomic({'arch': info.path, 'resolution': info.input_size, **info.latency}, arch_file)
-        net = f'NET.SELECTION -1 NET.ARCH_FILE {arch_file}'
-    crop = '' if cfg.DATASET.CROP_PCT == DEFAULT_CROP_PCT else f' DATASET.CROP_PCT {cfg.DATASET.CROP_PCT}'
-    return (f'python tools/main.py test configs/test.yaml {net} RESUME_PATH {best} DATASET.NUM_CLASSES '
-            f'{cfg.DATASET.NUM_CLASSES} DATASET.IMAGE_SIZE {info.input_size}{crop} DATA_DIR {cfg.DATA_DIR}')
+        net = [('NET.SELECTION', -1), ('NET.ARCH_FILE', arch_file)]
+    trained = [*net, ('RESUME_PATH', best), ('DATASET.NUM_CLASSES', cfg.DATASET.NUM_CLASSES),
+               ('DATASET.IMAGE_SIZE', info.input_size), ('DATASET.CROP_PCT', cfg.DATASET.CROP_PCT)]
+    folder = 'configs/demo' if cfg.DATASET.DEMO else 'configs'
+    commands = {mode: next_command(mode, f'{folder}/{mode}.yaml', [*trained, ('DATA_DIR', cfg.DATA_DIR),
+                                                                   ('MODEL', next_model(cfg.MODEL, mode))])
+                for mode in ('test', 'export')}
+    commands['predict'] = next_command('predict', f'{folder}/predict.yaml', [
+        *trained, ('INPUT', os.path.join(cfg.DATA_DIR, 'val')), ('MODEL', next_model(cfg.MODEL, 'predict'))])
+    return commands
 
 
 def _log_epoch(log, epoch: int, train_loss: float, metrics: Dict[str, float], lr: float, seconds: float) -> None:
@@ -288,10 +296,13 @@ def _finish(run: _Run) -> Dict:
         log(f'no epoch was trained: EPOCHS {cfg.EPOCHS} already reached in {run.out_dir}')
         return {}
     best = os.path.join(run.out_dir, f'model_best{saver.extension}')
-    command = _test_command(cfg, run.info, run.out_dir, best)
+    commands = _use_commands(cfg, run.info, run.out_dir, best)
     log(f'best eval_{run.metric} {saver.best_metric:.2f} at epoch {saver.best_epoch}: {best}')
     log(f'files in {run.out_dir}: model_best.pdparams, last.pdparams, checkpoint-<epoch>.pdparams (best '
         f'{cfg.CHECKPOINT_HIST}), summary.csv, curves.png, retrain.log')
-    log(f'evaluate it: {command}')
+    log(f"evaluate it: {commands['test']}")
+    log(f"export it: {commands['export']}")
+    log(f"classify images with it: {commands['predict']}")
     return dict(out_dir=run.out_dir, best_checkpoint=best, best_epoch=saver.best_epoch,
-                best_metric=saver.best_metric, metric=run.metric, test_command=command)
+                best_metric=saver.best_metric, metric=run.metric, test_command=commands['test'],
+                export_command=commands['export'], predict_command=commands['predict'])

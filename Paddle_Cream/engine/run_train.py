@@ -1,9 +1,9 @@
-"""``tools/main.py train``: Cream (or SPOS) supernet training, the search itself (SPEC 5)."""
+"""``tools/main.py train``: Cream (or SPOS) supernet training, the search itself (docs/reference.md §5)."""
 import hashlib
 import json
 import os
 import time
-from typing import Dict
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import paddle
@@ -21,6 +21,7 @@ from .distributed import cpu_math_threads, sync_batch_norm
 from .errors import check_finite_loss
 from .evaluate import evaluate
 from .path_eval import PathEvaluator, bn_loader
+from .next_step import next_command, next_model
 from .output import create_output_dir, retrain_command, setup_logging, write_json_atomic
 from .plots import plot_board, plot_curves
 from .search_budget import SearchSpace, make_sampler
@@ -197,9 +198,11 @@ def _finish(cfg, out_dir, hypernet, board, space: SearchSpace, val_loader, image
                f'the board stayed empty (it fills after META_STA_EPOCH {cfg.SUPERNET.META_STA_EPOCH}; EPOCHS '
                f'{cfg.EPOCHS})')
         config = 'configs/demo/evolve.yaml' if cfg.DATASET.DEMO else 'configs/evolve.yaml'
-        log(f'{why}: choose an architecture by evolutionary search: python tools/main.py evolve {config} '
-            f'RESUME_PATH {os.path.join(out_dir, CHECKPOINT_NAME)} DATA_DIR {cfg.DATA_DIR} '
-            f'{_evolve_limits(space)}MODEL {cfg.MODEL}_evolve')
+        command = next_command('evolve', config, [
+            ('RESUME_PATH', os.path.join(out_dir, CHECKPOINT_NAME)), ('DATA_DIR', cfg.DATA_DIR),
+            ('DATASET.NUM_CLASSES', cfg.DATASET.NUM_CLASSES), *_evolve_limits(cfg, space),
+            ('MODEL', next_model(cfg.MODEL, 'evolve'))])
+        log(f'{why}: choose an architecture by evolutionary search: {command}')
         return {}
     best = board.best()
     running = _validate_path(hypernet, best.path, val_loader, main)
@@ -228,10 +231,14 @@ def _finish(cfg, out_dir, hypernet, board, space: SearchSpace, val_loader, image
     return result
 
 
-def _evolve_limits(space: SearchSpace) -> str:
-    """The evolve keys holding its candidates to this search's budgets (each followed by a space)."""
-    text = '' if space.flops_budget is None else f'EVOLVE.FLOPS_LIMIT {space.flops_budget[1]} '
+def _evolve_limits(cfg, space: SearchSpace) -> List[Tuple[str, Any]]:
+    """The evolve settings holding its candidates to this search's budgets: its FLOPs budget (evolve's limit
+    is SUPERNET.FLOPS_MAXIMUM unless EVOLVE.FLOPS_LIMIT is set) and its latency table and limit."""
+    settings: List[Tuple[str, Any]] = []
+    if space.flops_budget is not None:
+        settings += [('SUPERNET.FLOPS_MINIMUM', cfg.SUPERNET.FLOPS_MINIMUM),
+                     ('SUPERNET.FLOPS_MAXIMUM', cfg.SUPERNET.FLOPS_MAXIMUM)]
     if space.latency is not None:
-        text += (f'EVOLVE.LATENCY_LIMIT {space.latency_budget[1]} EVOLVE.LATENCY_TABLE '
-                 f'{os.path.abspath(space.table.file)} ')
-    return text
+        settings += [('EVOLVE.LATENCY_LIMIT', space.latency_budget[1]),
+                     ('EVOLVE.LATENCY_TABLE', os.path.abspath(space.table.file))]
+    return settings

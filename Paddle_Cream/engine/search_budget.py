@@ -1,4 +1,4 @@
-"""The budgets a search holds its paths to, and the hypernetwork they give (SPEC 4): FLOPs
+"""The budgets a search holds its paths to, and the hypernetwork they give (docs/reference.md §4): FLOPs
 (SUPERNET.FLOPS_MINIMUM/MAXIMUM) and latency predicted by a table of ``tools/main.py latency``
 (SUPERNET.LATENCY_TABLE with LATENCY_MINIMUM/MAXIMUM).
 

@@ -130,7 +130,7 @@ def build_meta_optimizer(cfg, matcher):
 
 def build_optimization(cfg, hypernet: HyperNet, updates_per_epoch: int, meta_optimizer=None):
     """SGD nesterov (no decay on biases/BN) on fused per-unit storage, LR decaying linearly to 0 per step,
-    EMA (lazy per unit; on the CPU with NET.EMA.FORCE_CPU) and, with AMP, a GradScaler (SPEC 5).
+    EMA (lazy per unit; on the CPU with NET.EMA.FORCE_CPU) and, with AMP, a GradScaler (docs/reference.md §5).
     ``meta_optimizer`` (:func:`build_meta_optimizer`) is scheduled with the supernet's."""
     from pimm.optim import create_optimizer
     from pimm.scheduler import LinearLRScheduler

@@ -1,4 +1,4 @@
-"""The Cream search space (SPEC section 1): choices, stage widths and strides, path checks."""
+"""The Cream search space (docs/reference.md §1): choices, stage widths and strides, path checks."""
 import json
 from importlib import resources
 from typing import Dict, List, Sequence

@@ -1,4 +1,4 @@
-"""The prioritized path board (SPEC section 5, step 5): the best paths seen so far, with the
+"""The prioritized path board (docs/reference.md §5, step 5): the best paths seen so far, with the
 input slice and soft labels each one is matched and distilled against.
 
 The slices live on the device (they are scored every iteration); checkpoints hold them as arrays."""

@@ -1,4 +1,4 @@
-"""The SPOS evolutionary search over paths under a FLOPs limit (SPEC section 9), and optionally a limit
+"""The SPOS evolutionary search over paths under a FLOPs limit (docs/reference.md §9), and optionally a limit
 on the latency a table predicts.
 
 Population ``population`` (50), keep the best ``top_k`` (10) ever evaluated, each generation

@@ -1,4 +1,4 @@
-"""Which hypernetwork fits a FLOPs budget: layers per searched stage and input resolution (SPEC 4)."""
+"""Which hypernetwork fits a FLOPs budget: layers per searched stage and input resolution (docs/reference.md §4)."""
 import json
 from typing import Dict, List, Optional, Tuple
 

@@ -17,7 +17,7 @@ Every figure is the lower quartile of a part's timed calls (``STATISTIC``; media
 beside it): on a shared machine interference only ever adds time, so the lower quartile follows the
 device's own speed more steadily than the median does, and predicted and measured latency (validation,
 ``export``) are the same statistic. Measured on this 2-core machine, it predicted random paths with a
-higher Kendall tau than the median for ONNX Runtime and Paddle Inference (README).
+higher Kendall tau than the median for ONNX Runtime and Paddle Inference (docs/search.md).
 """
 import json
 import os

@@ -1,4 +1,4 @@
-"""Teacher selection and the meta-matching network (SPEC section 5, steps 3, 4 and 6).
+"""Teacher selection and the meta-matching network (docs/reference.md §5, steps 3, 4 and 6).
 
 The meta layer scores how well a board entry suits the current student path; the matching
 weight ``m = sigmoid(-score)`` scales the distillation loss. The meta layer is trained so
@@ -168,7 +168,7 @@ class MetaMatcher(nn.Layer):
     def score_slices(self, model: nn.Layer, path: Sequence[Sequence[int]], inputs: paddle.Tensor,
                      soft_labels: paddle.Tensor, moving_statistics: bool = False) -> paddle.Tensor:
         """Meta scores ``[P]`` of P stored slices (``inputs`` ``[P * SLICE, ...]`` and their soft labels) for
-        the student ``path``, from ONE forward, each scored as in its own forward (SPEC 5.4). On the
+        the student ``path``, from ONE forward, each scored as in its own forward (docs/reference.md §5.4). On the
         device, no host synchronisation, no gradient. ``moving_statistics`` (the official code): one
         forward per slice, in order, each moving BatchNorm's running statistics (same outputs)."""
         dtype = self.meta_layer.weight.dtype
@@ -265,7 +265,7 @@ class MetaMatcher(nn.Layer):
         """dJ/dphi for J(phi) = CE_val(theta - xi * clip(grad_theta L_train(theta, phi))), xi = student_lr,
         over all path parameters theta, with only first derivatives. L_train = m * KD(student(x_train),
         teacher_probs), m = sigmoid(-meta(softmax(student(teacher.inputs)) - teacher.soft_labels)) the
-        chosen ``teacher`` entry's matching score (SPEC 5.3, 5.6).
+        chosen ``teacher`` entry's matching score (docs/reference.md §5.3, 5.6).
 
         * G = grad_theta L_train, c = min(1, grad_clip / |G|), theta' = theta - xi c G;
         * v = grad CE_val(theta'); u = J_clip^T v = v if unclipped, else c (v - (v.G) G / |G|^2);

@@ -1,5 +1,5 @@
 """Path sampling under a FLOPs budget, and a latency budget when one is given: Cream's per-layer choice
-distributions (SPEC section 5, step 1) and the FLOPs-uniform sampler of the SPOS baseline (SPEC section 9).
+distributions (docs/reference.md §5, step 1) and the FLOPs-uniform sampler of the SPOS baseline (docs/reference.md §9).
 
 A latency budget only filters the draws (no random number is spent on it): without one, a seed draws
 exactly the paths it drew before latency budgets existed. Each sampler owns a ``np.random.RandomState``:

@@ -1,4 +1,4 @@
-"""One supernet training iteration, Cream (SPEC 5) or SPOS (SPEC 9): the algorithm in one place.
+"""One supernet training iteration, Cream or SPOS (docs/reference.md §5, §9): the algorithm in one place.
 
 What the host does per iteration is a fixed handful of ops per unit of the sampled path (gradients
 zeroed, all-reduced, stepped and averaged on :class:`~pimm.utils.fused_storage.FusedUnits` storage)

@@ -1,4 +1,4 @@
-"""The independent oracle: Cream networks built by timm (SPEC section 2), and official-style checkpoints."""
+"""The independent oracle: Cream networks built by timm (docs/reference.md §2), and official-style checkpoints."""
 import json
 import os
 import sys

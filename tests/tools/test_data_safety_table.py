@@ -282,7 +282,7 @@ def test_names_that_are_not_utf8_are_logged_escaped_and_kept_in_predictions(data
 # a resume whose config changes what the checkpoint fixes (the search: SMALL, POOL_SIZE 3, demo SLICE 4)
 RESUME_CASES = [
     ('search resumed with another slice', [*T, 'RESUME_PATH', '{search}', 'SUPERNET.SLICE', '3'],
-     ['{search} was made with SUPERNET.SLICE 4, this run gives 3', "README 'Resuming'"]),
+     ['{search} was made with SUPERNET.SLICE 4, this run gives 3', "docs/usage.md 'Resuming'"]),
     ('search resumed with another pool size', [*T, 'RESUME_PATH', '{search}', 'SUPERNET.POOL_SIZE', '5'],
      ['SUPERNET.POOL_SIZE 3, this run gives 5']),
     ('search resumed with another seed', [*T, 'RESUME_PATH', '{search}', 'SEED', '1'], ['SEED 42, this run gives 1']),

@@ -5,6 +5,7 @@ import glob
 import os
 import time
 
+import numpy as np
 import pytest
 
 from cli import REPO_ROOT, run_main
@@ -293,16 +294,34 @@ def test_cli_refuses_an_alias_bomb(tmp_path):
     _cli_refuses(tmp_path, 'train', path, words=['bomb.yaml', 'alias'])
 
 
-def test_the_readme_lists_exactly_the_keys_fixed_on_resume():
-    """README 'Resuming' is the user's list of what a resume may not change: it must be the declarations'."""
+def test_the_docs_list_exactly_the_keys_fixed_on_resume():
+    """docs/usage.md 'Resuming' is the user's list of what a resume may not change: it must be the declarations'."""
     import os
     import re
     from Paddle_Cream.config.config import all_keys
     from Paddle_Cream.config.defaults import declaration
-    with open(os.path.join(os.path.dirname(__file__), '..', '..', '..', 'README.md')) as f:
+    with open(os.path.join(os.path.dirname(__file__), '..', '..', '..', 'docs', 'usage.md')) as f:
         readme = f.read()
     for mode in ('train', 'retrain'):
         row = re.search(rf'^\| {mode} \| (.*) \|$', readme, re.M)
         listed = set(re.findall(r'`([A-Z_.]+)`', row.group(1)))
         declared = {k for k in all_keys() if mode in declaration(k).fixed_on_resume}
         assert listed == declared, (mode, listed ^ declared)
+
+
+def test_the_default_choice_prior_is_the_papers_pre_prob():
+    """docs/reference.md §5 step 1: the official PRE_PROB (0.05, 0.2, 0.05, 0.5, 0.05, 0.15) over choices 0..5 (§1's
+    order, the 0.5 on k5 e6), written out here: the default config and the official train config hold it
+    exactly, and the sampler the default config builds draws from it (normalised: 1e-12 absolute, the
+    literal sums to 1 up to float rounding)."""
+    from types import SimpleNamespace
+
+    from Paddle_Cream.engine.search_budget import SearchSpace, make_sampler
+    from Paddle_Cream.models.search_space import CHOICES
+    paper = [0.05, 0.2, 0.05, 0.5, 0.05, 0.15]
+    assert CHOICES == ((3, 4), (3, 6), (5, 4), (5, 6), (7, 4), (7, 6))
+    cfg = load_config()
+    assert list(cfg.SUPERNET.PRE_PROB) == paper and cfg.SUPERNET.HOW_TO_PROB == 'pre_prob'
+    assert list(load_config(os.path.join(REPO_ROOT, 'configs', 'train.yaml')).SUPERNET.PRE_PROB) == paper
+    space = SearchSpace([1] * 5, 224, SimpleNamespace(flops=lambda path: 1.), (0., 10.))
+    np.testing.assert_allclose(make_sampler(cfg, space, seed=0).choice_prob(), paper, rtol=0, atol=1e-12)

@@ -24,7 +24,7 @@ from Paddle_Cream.engine import run_export
 
 RTOL = 1e-4
 TABLE = published_table()
-README = os.path.join(cli.REPO_ROOT, 'README.md')
+DEPLOY_DOC = os.path.join(cli.REPO_ROOT, 'docs', 'deploy.md')
 
 
 def relative(got, expected) -> float:
@@ -254,17 +254,17 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch,
     assert not out.exists() or not any(out.iterdir())
 
 
-def readme_snippet(marker: str) -> str:
-    """The ```python block after ``<!-- marker -->`` in the README."""
-    with open(README) as f:
+def doc_snippet(marker: str) -> str:
+    """The ```python block after ``<!-- marker -->`` in docs/deploy.md."""
+    with open(DEPLOY_DOC) as f:
         text = f.read()
     found = re.search(rf'<!-- {marker} -->\s*```python\n(.*?)```', text, re.S)
-    assert found, f'README has no snippet {marker}'
+    assert found, f'docs/deploy.md has no snippet {marker}'
     return found.group(1)
 
 
-def test_readme_deployment_snippets_give_timm_logits(tmp_path):
-    """The README's preprocessing + Paddle Inference, ONNX Runtime and OpenVINO snippets, run as written (paths
+def test_the_deployment_snippets_of_the_docs_give_timm_logits(tmp_path):
+    """docs/deploy.md's preprocessing + Paddle Inference, ONNX Runtime and OpenVINO snippets, run as written (paths
     replaced), on a non-square image, against timm's own eval transform and network."""
     ref = randomize(build_timm_cream(TABLE['14']['arch']), seed=4)
     ckpt = tmp_path / '14.pth.tar'
@@ -276,11 +276,11 @@ def test_readme_deployment_snippets_give_timm_logits(tmp_path):
     transform = timm.data.create_transform(64, is_training=False, interpolation='bicubic', crop_pct=0.875)
     with torch.no_grad():
         expected = ref(transform(Image.open(photo).convert('RGB'))[None]).numpy()
-    preprocess = readme_snippet('deploy-preprocess')
+    preprocess = doc_snippet('deploy-preprocess')
     assert "EXPORT_DIR = './output/" in preprocess
     preprocess = re.sub(r"EXPORT_DIR = '[^']*'", f'EXPORT_DIR = {cli.run_dir(out, "exp")!r}', preprocess)
     for marker in ('deploy-paddle-inference', 'deploy-onnxruntime', 'deploy-openvino'):
-        code = readme_snippet(marker)
+        code = doc_snippet(marker)
         assert 'my_photo.jpg' in code
         scope: dict = {}
         exec(preprocess + code.replace('my_photo.jpg', str(photo)), scope)

@@ -49,7 +49,7 @@ def test_table_says_what_it_is_valid_for(built):
     latency = PathLatency.load(file)
     assert (latency.resolution, latency.num_classes, latency.sta_num, latency.runtime) == (160, 10, [1] * 5,
                                                                                            'onnxruntime')
-    # every choice at every position, at its real input: the stem halves 160px to 80 with 16 channels (SPEC)
+    # every choice at every position, at its real input: the stem halves 160px to 80 with 16 channels
     assert len(table['blocks']) == 5 * len(CHOICES)
     first = [b for b in table['blocks'] if b['stage'] == 1]
     assert all(b['input_shape'] == [1, 16, 80, 80] for b in first)

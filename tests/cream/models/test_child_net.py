@@ -1,4 +1,4 @@
-"""ChildNet against timm's MobileNetV3 built per SPEC, for random paths; timm-style API."""
+"""ChildNet against timm's MobileNetV3 built per docs/reference.md §2, for random paths; timm-style API."""
 import re
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""search_for_layer against the expected answers of the official procedure (SPEC 4)."""
+"""search_for_layer against the expected answers of the official procedure (docs/reference.md §4)."""
 import pytest
 
 from Paddle_Cream.search import load_flops_op_table, search_for_layer
@@ -36,3 +36,25 @@ def test_monotone_in_maximum():
         if prev and prev[1] == res:
             assert all(a >= b for a, b in zip(sta, prev[0]))
         prev = (sta, res)
+
+
+def _whole_table():
+    """Every stage: 1 MFLOP for choice 0, 10 for choice 5 (either stride), other choices in between."""
+    return {s: {c: (float(1 + 9 * c // 5), float(1 + 9 * c // 5)) for c in range(6)} for s in range(5)}
+
+
+@pytest.mark.parametrize('budget, sta_num', [
+    # 50 (five choice-5 layers) + 10: the first growth step lands exactly on the maximum
+    pytest.param((0, 60), [1, 1, 2, 1, 1], id='growth-on-maximum'),
+    pytest.param((0, 59.5), [1, 1, 1, 1, 1], id='just-below'),
+    # five growth steps (stage 2 twice, stage 3 twice, then stage 4): 50 + 5 * 10 = 100
+    pytest.param((0, 100), [1, 1, 3, 3, 2], id='fifth-step-on-maximum'),
+    # the smallest network (5 x 1) exactly on the maximum keeps 224 px
+    pytest.param((0, 5), [1, 1, 1, 1, 1], id='smallest-on-maximum'),
+    # the largest network (5 x 10) exactly on the minimum needs no extra layer
+    pytest.param((50, 50), [1, 1, 1, 1, 1], id='largest-on-minimum'),
+])
+def test_a_hypernetwork_exactly_at_the_budget_fits(budget, sta_num):
+    """The growth walk's maximum (and minimum) are inclusive, against sums worked out by hand on a table of
+    whole MFLOPs (exact in float64, no tolerance): a layer whose addition lands exactly on the maximum is added."""
+    assert search_for_layer(*budget, table=_whole_table()) == (sta_num, 224)

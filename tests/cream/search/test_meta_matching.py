@@ -47,7 +47,7 @@ def _batch(seed=1):
 
 def _objective(net, matcher, entry, teacher, x_train, x_val, y_val, lr, clip):
     """J(phi) = CE_val(theta - lr * clip(grad_theta [m * KD])), m the entry's matching score on its
-    stored slice (SPEC 5.3/5.6), written independently of the module."""
+    stored slice (docs/reference.md §5.3/5.6), written independently of the module."""
     params = net.path_parameters(PATH)
     theta = [p.detach().clone() for p in params]
     logits = net(x_train, PATH)
@@ -146,7 +146,7 @@ def _board(soft_label_sums=(1., 0.2, 3.), top1s=(50., 40., 30.), seed=2):
 
 @pytest.mark.parametrize('train', [False, True])
 def test_batched_scores_equal_per_entry_scores(float64, train):
-    """One batched forward scores each entry as its own forward would (SPEC 5.4): in train mode
+    """One batched forward scores each entry as its own forward would (docs/reference.md §5.4): in train mode
     BatchNorm normalises every stored slice with that slice's statistics, not the whole board's.
     float64: with 2-image slices, float32 BN statistics differ in the 3rd digit between kernels."""
     net, matcher = _net_and_matcher()

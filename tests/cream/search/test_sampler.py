@@ -225,3 +225,38 @@ def test_no_layer_by_layer_draw_for_a_measure_that_is_not_a_sum_over_layers():
     with pytest.raises(BudgetError, match='after 30 draws'):
         sampler.sample()
     assert sampler._layer_costs is None
+
+
+def _choice_sum_flops(path):
+    """100 MFLOPs of fixed parts plus 1 per choice index step, on every searched layer."""
+    return float(100 + sum(c for stage in path[1:-1] for c in stage))
+
+
+@pytest.mark.parametrize('budget, choice_sum', [pytest.param((124.5, 125.), 25, id='on-maximum'),
+                                                pytest.param((100., 100.5), 0, id='on-minimum'),
+                                                pytest.param((113., 113.), 13, id='on-both')])
+@pytest.mark.parametrize('method', ['cream', 'spos'])
+def test_a_path_exactly_at_the_flops_maximum_or_minimum_is_sampled(method, budget, choice_sum):
+    """The budget is closed at both ends. On 5 layers at 100 + (sum of the choice indices) MFLOPs, the only
+    path within [124.5, 125] is the all-5 one, exactly on the maximum (100 + 5 * 5, by hand); the only one in
+    [100, 100.5] the all-0 one, exactly on the minimum; in [113, 113] every path with indices summing to 13.
+    Whole numbers in float64: compared exactly. Few draws (50) before the layer-by-layer draw takes over."""
+    if method == 'cream':
+        sampler = PathSampler([1] * 5, _choice_sum_flops, *budget, how_to_prob='even', seed=0, max_tries=50)
+    else:
+        sampler = UniformFlopsSampler([1] * 5, _choice_sum_flops, *budget, seed=0, max_misses=50, max_tries=50)
+    for _ in range(5):
+        path, flops = sampler.sample()
+        assert path[0] == path[-1] == [0] and [len(stage) for stage in path[1:-1]] == [1] * 5
+        assert sum(c for stage in path[1:-1] for c in stage) == choice_sum and flops == 100. + choice_sum
+        if budget[0] != budget[1]:   # a single path fits: all-5 or all-0
+            assert path[1:-1] == [[choice_sum // 5]] * 5
+
+
+def test_the_samplers_default_prior_is_the_papers_pre_prob():
+    """docs/reference.md §5 step 1: without a pre_prob the sampler draws from the official PRE_PROB, written out here
+    (exact tuple; the normalised vector to 1e-12 absolute, the literal sums to 1 up to float rounding)."""
+    paper = (0.05, 0.2, 0.05, 0.5, 0.05, 0.15)
+    assert DEFAULT_PRE_PROB == paper
+    sampler = PathSampler(STA_NUM, toy_flops, 0, 1e9, how_to_prob='pre_prob')
+    np.testing.assert_allclose(sampler.choice_prob(), paper, rtol=0, atol=1e-12)

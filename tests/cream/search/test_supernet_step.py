@@ -225,3 +225,99 @@ def test_an_overflowed_iteration_offers_nothing_to_the_board():
     assert not math.isfinite(result.loss) and not result.admitted and len(step.board) == size
     assert all(np.isfinite(e.soft_labels.numpy()).all() for e in step.board.entries)
     assert scaler.overflows == 1
+
+
+# hand-computed expectations: one Cream step on fixed paths, against numpy on logits of separate forwards
+STUDENT_PATH = [[0], [0], [1], [2, 4], [3], [5], [0]]
+TEACHER_PATH = [[0], [5], [4], [3, 1], [2], [0], [0]]
+SMOOTHING = 0.1
+
+
+class _FixedPath:
+    """Sampler stub: always the same path."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def sample(self, board=None):
+        return [list(stage) for stage in self.path], 7.
+
+
+class _FixedTeacher:
+    """Matcher stub: the board's best entry as the teacher, with a chosen matching weight m."""
+
+    def __init__(self, m):
+        self.m = m
+
+    def select_teacher(self, model, path, board, *args, **kwargs):
+        return board.best(), self.m
+
+
+def _log_softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def _softmax(z):
+    return np.exp(_log_softmax(z))
+
+
+def _one_step(matcher, with_teacher):
+    """One iteration of a board-open epoch on STUDENT_PATH; the board holds TEACHER_PATH (or nothing). Returns
+    the settled result, the board, the batch and both paths' logits from forwards before the step (float64)."""
+    net = _net()
+    board = PrioritizedBoard(3)
+    if with_teacher:
+        board.admit(90., 1., TEACHER_PATH, np.zeros((SLICE, 3, RES, RES), 'float32'),
+                    np.full((SLICE, CLASSES), 1. / CLASSES, 'float32'))
+    x, y = _batches(1, seed=2)[0]
+    with paddle.no_grad():   # train mode as in the step: batch statistics, no dropout (rate 0)
+        student, teacher = (net(x, p).numpy().astype(np.float64) for p in (STUDENT_PATH, TEACHER_PATH))
+    settings = SearchSettings(method='cream', pick_method='top1', meta_sta_epoch=0, slice_size=SLICE)
+    step = SupernetStep(net, create_optimizer(net, opt='sgd', lr=0.05, momentum=0.9), _FixedPath(STUDENT_PATH),
+                        settings, LabelSmoothingCrossEntropy(SMOOTHING), SoftTargetCrossEntropy(), board, matcher)
+    assert step(x, y, epoch=1, iteration=0, lr=0.05) is None
+    return step.finish(), board, x.numpy(), y.numpy(), student, teacher
+
+
+def _smoothed_ce(logits, y):
+    log_p = _log_softmax(logits)
+    nll = -log_p[np.arange(len(y)), y]
+    return float(((1. - SMOOTHING) * nll - SMOOTHING * log_p.mean(axis=1)).mean())
+
+
+@pytest.mark.parametrize('make_matcher, m', [pytest.param(lambda: _FixedTeacher(0.3), 0.3, id='stub-m0.3'),
+                                             pytest.param(lambda: MetaMatcher(CLASSES, SLICE), 0.5, id='top1-m0.5')])
+def test_a_taught_step_loss_is_the_papers_weighting_of_kd_and_ce(make_matcher, m):
+    """docs/reference.md §5 step 3: loss = (m * KD + (2 - m) * CE) / 2, KD the cross-entropy of the student's logits
+    against softmax(teacher logits), CE label-smoothed (0.1); computed in numpy from separate forwards of both paths,
+    with m chosen by a stub (0.3) or top1's 0.5. Relative tolerance 1e-5: float32 forward and reductions
+    against float64 numpy (about 1e-7); a wrong weight moves the loss by several percent here."""
+    result, _, _, y, student, teacher = _one_step(make_matcher(), with_teacher=True)
+    kd = float(-(_softmax(teacher) * _log_softmax(student)).sum(axis=1).mean())
+    ce = _smoothed_ce(student, y)
+    assert abs(kd - ce) > 0.05 * ce   # the two terms differ: swapped or re-weighted terms would show
+    assert result.teacher == TEACHER_PATH and result.m == m
+    assert result.loss == pytest.approx((m * kd + (2. - m) * ce) / 2., rel=1e-5)
+
+
+def test_an_untaught_step_loss_is_the_smoothed_ce():
+    """Board open but empty: no teacher, loss = label-smoothed CE of the student (numpy, relative 1e-5 as above)."""
+    result, _, _, y, student, _ = _one_step(_FixedTeacher(0.3), with_teacher=False)
+    assert result.teacher is None and result.m is None
+    assert result.loss == pytest.approx(_smoothed_ce(student, y), rel=1e-5)
+
+
+@pytest.mark.parametrize('with_teacher', [True, False], ids=['teacher', 'empty-board'])
+def test_an_admitted_entry_stores_the_teachers_softmax_or_the_students_own(with_teacher):
+    """docs/reference.md §5 step 5: the admitted entry holds the batch's first SLICE inputs (exactly) and softmax of the
+    teacher's logits on them, or of the student's own when the board had no teacher; against numpy softmax of
+    separate forwards. Absolute tolerance 1e-6 on probabilities (float32 softmax rounding is about 1e-7); the
+    two paths' softmaxes differ by more than 1e-2, so storing the wrong one fails."""
+    result, board, x, _, student, teacher = _one_step(_FixedTeacher(0.3), with_teacher=with_teacher)
+    assert result.admitted
+    entry, = [e for e in board.entries if e.path == STUDENT_PATH]
+    expected, other = (_softmax(teacher), _softmax(student)) if with_teacher else (_softmax(student), _softmax(teacher))
+    assert np.abs(expected[:SLICE] - other[:SLICE]).max() > 1e-2
+    np.testing.assert_array_equal(entry.inputs.numpy(), x[:SLICE])
+    np.testing.assert_allclose(entry.soft_labels.numpy(), expected[:SLICE], rtol=0, atol=1e-6)

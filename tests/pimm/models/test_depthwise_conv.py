@@ -113,3 +113,46 @@ def test_taps_are_built_on_the_inputs_place_and_cached_per_place(monkeypatch):
     dw.depthwise_conv2d(x, weight, padding=1)
     assert len(created) == 1 and str(created[0]) == str(x.place)   # built once, on the input's place
     assert [key[-1] for key in dw._TAPS] == [str(x.place)]
+
+
+# (batch, channels, (H, W), (kh, kw), (stride rows, cols), (padding rows, cols), (dilation rows, cols)): every
+# pair differs between its two axes, so an axis mix-up in the dense path changes the result
+PER_AXIS = [
+    (2, 3, (5, 9), (3, 5), (1, 2), (1, 2), (1, 1)),
+    (2, 4, (7, 6), (5, 3), (2, 1), (2, 0), (1, 1)),
+    (1, 2, (6, 10), (3, 3), (1, 1), (0, 2), (1, 2)),
+    (2, 3, (8, 5), (1, 3), (2, 3), (0, 1), (1, 1)),
+    (2, 2, (9, 7), (3, 3), (3, 1), (2, 1), (2, 1)),
+]
+
+
+@pytest.mark.parametrize('n, c, size, kernel, stride, padding, dilation', PER_AXIS,
+                         ids=lambda v: 'x'.join(map(str, v)) if isinstance(v, tuple) else str(v))
+def test_dense_path_matches_torch_on_non_square_maps_and_per_axis_settings(n, c, size, kernel, stride, padding,
+                                                                            dilation, monkeypatch):
+    """Non-square maps and kernels with a different stride, padding and dilation per axis: the dense path
+    (checked to be the one taken) against torch's grouped ``F.conv2d`` in float64, output and the gradients
+    of input and weight. Tolerance 1e-5 relative to the reference's largest magnitude: float32 rounding of
+    sums of at most 25 products, where a swapped row/column setting moves whole windows (errors of order 1)."""
+    import torch
+    calls = []
+    real = F.conv2d
+    monkeypatch.setattr(depthwise.F, 'conv2d', lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.RandomState(3)
+    x_np = rng.randn(n, c, *size).astype('float32')
+    w_np = rng.randn(c, 1, *kernel).astype('float32')
+    x = paddle.to_tensor(x_np, stop_gradient=False)
+    w = paddle.to_tensor(w_np, stop_gradient=False)
+    y = depthwise_conv2d(x, w, None, stride, padding, dilation)
+    assert calls == [], 'the dense path was not taken'
+    xt = torch.tensor(x_np, dtype=torch.float64, requires_grad=True)
+    wt = torch.tensor(w_np, dtype=torch.float64, requires_grad=True)
+    yt = torch.nn.functional.conv2d(xt, wt, None, stride, padding, dilation, groups=c)
+    assert list(y.shape) == list(yt.shape)
+    upstream = rng.randn(*yt.shape)
+    gx, gw = paddle.grad([y], [x, w], [paddle.to_tensor(upstream.astype('float32'))])
+    gxt, gwt = torch.autograd.grad([yt], [xt, wt], [torch.tensor(upstream)])
+    for name, ours, ref in [('output', y, yt), ('grad x', gx, gxt), ('grad weight', gw, gwt)]:
+        ref = ref.detach().numpy()
+        error = np.abs(ours.numpy().astype(np.float64) - ref).max() / np.abs(ref).max()
+        assert error < TOL, (name, error)
