@@ -182,8 +182,9 @@ class PathSampler(_BudgetedSampler):
     re-drawn until the path's FLOPs (``flops_fn``, MFLOPs) lie in ``[flops_minimum, flops_maximum]``
     (and, with a ``latency_fn``, its milliseconds in ``[latency_minimum, latency_maximum]``). After
     ``max_tries`` misses (a prior that rarely meets a tight budget) the layers are drawn one by one from the
-    same vector restricted to the choices that can still end within the budgets; :class:`BudgetError` only
-    when no path meets them.
+    same vector restricted to the choices whose remaining layers can still reach the budgets (judged from their
+    least and most, so a budget narrower than the steps between the layers' costs can be missed although a
+    path meets it exactly); :class:`BudgetError` when those draws also miss.
 
     ``how_to_prob``: ``'even'`` (uniform), ``'pre_prob'`` (``pre_prob``, normalised) or
     ``'teacher'`` (the board's choice frequencies, uniform while it is empty).
