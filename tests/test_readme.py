@@ -137,6 +137,8 @@ def test_the_readme_set_up_and_demo_loop_run_as_written(digits, tmp_path):
     predictions = read_json(f'{out}/*-demo_predict/predictions.json')
     hits = [p['topk'][0]['label'] == os.path.basename(os.path.dirname(p['path'])) for p in predictions]
     assert len(hits) == 20 and 100.0 * sum(hits) / len(hits) == results['top1']   # test's pipeline, test's score
+    accuracy = read_json(f'{out}/*-demo_predict/predict.json')['accuracy']   # the labelled folder is scored
+    assert accuracy['images'] == 20 and accuracy['top1'] == results['top1'] and accuracy['top5'] == results['top5']
     evolved = read_json(f'{out}/*-demo_spos_evolve/best_arch.json')
     assert 100 <= evolved['flops'] <= 200 and evolved['method'] == 'spos'
     rank = read_json(f'{out}/*-demo_rank/rank.json')

@@ -67,31 +67,42 @@ def device_batch_metrics(logits: paddle.Tensor, targets: paddle.Tensor) -> paddl
     return paddle.stack([keep.sum(), top1.sum(), top5.sum(), nll.sum(), (1. - keep).sum(), nonfinite.sum()])
 
 
+def _show_running(bar, sums: np.ndarray) -> None:
+    """The bar's postfix: top-1 and loss over every image scored so far (not the last batch's)."""
+    if sums[0]:
+        bar.set_postfix(top1=f'{100 * sums[1] / sums[0]:.2f}', loss=f'{sums[3] / sums[0]:.4f}', refresh=False)
+
+
 def evaluate(run: Callable[[Array], Array], loader: Iterable, total_batches: int = 0,
              show_progress: bool = True, desc: str = 'test') -> Dict[str, float]:
-    """Run ``run(images) -> logits`` over ``loader``; sums are all-reduced over processes."""
+    """Run ``run(images) -> logits`` over ``loader``; sums are all-reduced over processes. The progress bar
+    shows the running top-1 and loss, ending on the returned ones."""
     host, device = np.zeros(6), None
     start = time.time()
-    bar = tqdm(loader, total=total_batches or None, desc=desc, disable=not show_progress, dynamic_ncols=True)
-    for i, (images, targets) in enumerate(bar):
-        logits = run(images)
-        if isinstance(logits, paddle.Tensor):
-            if not isinstance(targets, paddle.Tensor):
-                targets = paddle.to_tensor(np.asarray(targets))
-            with paddle.no_grad():
-                sums = device_batch_metrics(logits, targets.to(logits.place))
-                device = sums if device is None else device + sums
-        else:
-            targets = np.asarray(targets.numpy() if hasattr(targets, 'numpy') else targets).reshape(-1)
-            host += batch_metrics(logits, targets)
-        if show_progress and i % _SHOW_EVERY == 0:
-            shown = host + (0. if device is None else device.numpy())
-            if shown[0]:
-                bar.set_postfix(top1=f'{100 * shown[1] / shown[0]:.2f}', refresh=False)
-    sums = host + (0. if device is None else device.numpy())
-    elapsed = time.time() - start
-    images, hit1, hit5, loss, skipped, nonfinite = all_reduce_sum(sums)
-    elapsed = all_reduce_max(elapsed)
+    # driven by hand, not by iterating it: a bar iterated closes itself (its last display) before the final
+    # figures could be set
+    with tqdm(total=total_batches or None, desc=desc, disable=not show_progress, dynamic_ncols=True) as bar:
+        for i, (images, targets) in enumerate(loader):
+            logits = run(images)
+            if isinstance(logits, paddle.Tensor):
+                if not isinstance(targets, paddle.Tensor):
+                    targets = paddle.to_tensor(np.asarray(targets))
+                with paddle.no_grad():
+                    sums = device_batch_metrics(logits, targets.to(logits.place))
+                    device = sums if device is None else device + sums
+            else:
+                targets = np.asarray(targets.numpy() if hasattr(targets, 'numpy') else targets).reshape(-1)
+                host += batch_metrics(logits, targets)
+            bar.update()
+            if show_progress and i % _SHOW_EVERY == 0:
+                _show_running(bar, host + (0. if device is None else device.numpy()))
+        sums = host + (0. if device is None else device.numpy())
+        elapsed = time.time() - start
+        sums = all_reduce_sum(sums)
+        elapsed = all_reduce_max(elapsed)
+        if show_progress:   # the last display: every image of every process, the figures returned below
+            _show_running(bar, sums)
+    images, hit1, hit5, loss, skipped, nonfinite = sums
     n = max(images, 1)
     return dict(images=int(images), top1=float(100 * hit1 / n), top5=float(100 * hit5 / n), loss=float(loss / n),
                 skipped=int(skipped), nonfinite=int(nonfinite), seconds=float(elapsed),

@@ -1,5 +1,5 @@
 """PNG plots people look at: the board (top-1 against FLOPs or latency), training curves, evolution, rank scatter."""
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from pimm.utils.atomic import atomic_path
 
@@ -23,54 +23,93 @@ _BOARD_AXES = {'flops': ('flops', 'MFLOPs (conv + linear MACs)', 'FLOPs budget')
                'latency': ('latency', 'predicted latency (ms)', 'latency budget')}
 
 
+def _spread(xs: Sequence[float], ys: Sequence[float], step: float) -> Tuple[List[float], List[int]]:
+    """Each entry's x, entries sharing an (x, y) point set ``step`` apart around it (each then shows as its
+    own marker: paths of equal FLOPs and equal batch top-1 are common on a small board), and its place in
+    its group (0 for an entry alone)."""
+    groups: Dict[tuple, List[int]] = {}
+    for i, point in enumerate(zip(xs, ys)):
+        groups.setdefault(point, []).append(i)
+    spread, place = list(xs), [0] * len(xs)
+    for members in groups.values():
+        for j, i in enumerate(members):
+            spread[i], place[i] = xs[i] + (j - (len(members) - 1) / 2) * step, j
+    return spread, place
+
+
 def plot_board(entries: Sequence[Dict], minimum: float, maximum: float, path: str, title: str = 'prioritized board',
-               cost: str = 'flops', note: Optional[str] = None) -> None:
-    """Top-1 against the board's cost of its paths (MFLOPs, or predicted ms with ``cost='latency'``), the
-    budget ``[minimum, maximum]`` drawn as a band, the best one marked; ``note`` is added to the x label
-    (e.g. the latency table's settings)."""
+               cost: str = 'flops', note: Optional[str] = None):
+    """Top-1 against the board's cost of its paths (MFLOPs, or predicted ms with ``cost='latency'``), every
+    entry a marker labelled with its rank (entries sharing a point set side by side), the x axis spanning
+    the budget ``[minimum, maximum]`` (drawn as a band) and every entry, the best one starred; ``note`` is
+    added to the x label (e.g. the latency table's settings). Returns the figure."""
     key, xlabel, budget = _BOARD_AXES[cost]
     plt = _figure()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.axvspan(minimum, maximum, color='tab:green', alpha=0.08, label=budget)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    ax.axvspan(minimum, maximum, color='tab:green', alpha=0.08, label=f'{budget} [{minimum:g}, {maximum:g}]')
     for x in (minimum, maximum):
         ax.axvline(x, color='tab:green', lw=1, ls='--')
+    xs, ys = [e[key] for e in entries], [e['top1'] for e in entries]
+    lo, hi = min(xs + [minimum]), max(xs + [maximum])
+    margin = 0.08 * (hi - lo) or 0.1 * abs(hi) or 1.   # never a zero span; ms spans can be well under 1
+    shown, place = _spread(xs, ys, step=0.35 * margin)
+    ax.set_xlim(min(shown + [lo]) - margin, max(shown + [hi]) + margin)   # shown: a long row of equal points too
     if entries:
-        ax.scatter([e[key] for e in entries], [e['top1'] for e in entries], c='tab:blue', label='board paths')
-        best = max(entries, key=lambda e: e['top1'])
-        ax.scatter([best[key]], [best['top1']], marker='*', s=220, c='tab:red', label='best path')
-        lo = min(min(e[key] for e in entries), minimum)
-        hi = max(max(e[key] for e in entries), maximum)
-        pad = 1 if cost == 'flops' else 0.1 * hi + 1e-3   # never a zero span; ms spans can be well under 1
-        ax.set_xlim(lo - 0.05 * (hi - lo + pad), hi + 0.05 * (hi - lo + pad))
+        shared = '; equal points side by side' if len(set(zip(xs, ys))) < len(entries) else ''
+        ax.scatter(shown, ys, c='tab:blue', label=f'board paths ({len(entries)}), labelled #rank{shared}')
+        for i, (x, y, e) in enumerate(zip(shown, ys, entries)):
+            # side by side, the labels go above and below in turn to stay apart
+            ax.annotate(f"#{e.get('rank', i + 1)}", (x, y), textcoords='offset points', ha='center',
+                        xytext=(0, -12 if place[i] % 2 else 6), fontsize=7)
+        best = max(range(len(entries)), key=lambda i: ys[i])
+        ax.scatter([shown[best]], [ys[best]], marker='*', s=220, c='tab:red', label='best path')
+        ax.set_ylim(max(0., min(ys) - 10.), min(100., max(ys)) + 8.)   # room for the rank labels above
     ax.set_xlabel(xlabel if note is None else f'{xlabel}\n{note}')
-    ax.set_ylabel('batch top-1 (%)')
+    ax.set_ylabel("top-1 on the path's training batch (%)")
     ax.set_title(title)
-    ax.legend(loc='lower right', fontsize=8)
+    ax.legend(loc='best', fontsize=7)
     ax.grid(alpha=0.3)
     _save(fig, path)
     plt.close(fig)
+    return fig
 
 
-def plot_curves(rows: List[Dict[str, float]], path: str, title: str = 'training') -> None:
-    """Loss and top-1 per epoch from summary rows (keys like train_loss, eval_top1)."""
+_MAX_NOTES = 30   # beyond this many epochs the notes beside the points would overlap into a smear
+
+
+def plot_curves(rows: List[Dict[str, float]], path: str, title: str = 'training',
+                labels: Optional[Dict[str, str]] = None, notes: Optional[Dict[str, Sequence[str]]] = None):
+    """Loss and top-1 per epoch from summary rows (keys like train_loss, eval_top1); returns the figure.
+
+    ``labels``: the legend text of a key, saying what its points were measured on (e.g. a different random
+    path each epoch); the key itself otherwise. ``notes``: a short text a row written beside each point of a
+    key (e.g. each point's path MFLOPs), left out past ``_MAX_NOTES`` epochs."""
+    labels, notes = labels or {}, notes or {}
     plt = _figure()
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    from matplotlib.ticker import MaxNLocator
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
     epochs = [r['epoch'] for r in rows]
     for key in sorted({k for r in rows for k in r if k != 'epoch'}):
         values = [r.get(key) for r in rows]
         if any(v is None for v in values):
             continue
         ax = ax_loss if 'loss' in key else ax_acc if 'top' in key else None
-        if ax is not None:
-            ax.plot(epochs, values, marker='o', label=key)
-    for ax, label in ((ax_loss, 'loss'), (ax_acc, 'top-k accuracy (%)')):
-        ax.set_xlabel('epoch')
+        if ax is None:
+            continue
+        ax.plot(epochs, values, marker='o', label=labels.get(key, key))
+        if key in notes and len(rows) <= _MAX_NOTES:
+            for x, y, text in zip(epochs, values, notes[key]):
+                ax.annotate(text, (x, y), textcoords='offset points', xytext=(0, 6), ha='center', fontsize=7)
+    for ax, label in ((ax_loss, 'loss'), (ax_acc, 'accuracy (%)')):
+        ax.set_xlabel('epoch (one point per finished epoch)')
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.16))   # below: the curves stay clear
     fig.suptitle(title)
     _save(fig, path)
     plt.close(fig)
+    return fig
 
 
 def plot_xy(xs: Sequence[float], ys: Sequence[float], path: str, xlabel: str, ylabel: str, title: str) -> None:

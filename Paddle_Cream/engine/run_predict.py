@@ -21,9 +21,15 @@ Written in ``SAVE_PATH/<MMDD>-<MODEL>/`` (atomically, only once every input has 
   ``input``, ``labels`` ('checkpoint', 'imagenet' or 'index'), ``topk``, ``inference`` (the runtime
   that served), ``images`` (found),
   ``predicted``, ``skipped`` (unreadable or undecodable images, left out of predictions.json),
-  ``unreadable`` (their paths), ``seconds``, ``images_per_sec``;
-- ``predict.log`` (the table of the first predictions, the skipped images, the final counts) and
-  ``predict_config.yaml``.
+  ``unreadable`` (their paths), ``seconds``, ``images_per_sec``, ``accuracy`` (below);
+- ``predict.log`` (the table of the first predictions, the skipped images, the accuracy, the final counts)
+  and ``predict_config.yaml``.
+
+Accuracy: when ``INPUT`` is a folder and an image's parent folder is named like one of the labels (an
+ImageNet-style folder of class sub-folders named as the network's classes, e.g. the demo's
+``digit_0..digit_9``), that image is scored against it; ``accuracy`` in predict.json is then
+``{"top1", "top5" (percent), "images" (scored), "unscored" (predicted but in no folder named like a
+class)}`` and the log says it in one line; null (and nothing in the log) when no image is scored.
 """
 import math
 import os
@@ -45,7 +51,7 @@ from .labels import class_labels
 from .model_builder import build_model, load_weights, require_weights
 from .output import create_output_dir, setup_logging, write_json_atomic
 
-__all__ = ['find_images', 'top_k', 'check_predict_inputs', 'run_predict']
+__all__ = ['find_images', 'top_k', 'check_predict_inputs', 'folder_accuracy', 'run_predict']
 
 TABLE_ROWS = 10          # predictions shown in the log
 TABLE_TOPK = 3           # classes per image in that table (predictions.json has PREDICT.TOPK)
@@ -155,9 +161,12 @@ def _table(entries: List[Dict], root: str, total: int) -> List[str]:
     return lines
 
 
-def _predict(runner, loader, labels: List[str], paths: List[str], k: int, show_progress: bool) -> List[Dict]:
-    """The predictions.json entries of the readable images, in ``paths`` order."""
-    found: Dict[int, Dict] = {}
+def _predict(runner, loader, labels: List[str], paths: List[str], k: int,
+             show_progress: bool) -> Tuple[List[Dict], List[List[int]]]:
+    """The predictions.json entries of the readable images, in ``paths`` order, and each one's 5 most
+    probable class indices (for the accuracy, whatever ``k``)."""
+    found: Dict[int, Tuple[Dict, List[int]]] = {}
+    five = min(5, len(labels))
     for images, targets in tqdm(loader, total=len(loader), desc='predict', disable=not show_progress,
                                 dynamic_ncols=True):
         logits = runner(images)
@@ -169,12 +178,43 @@ def _predict(runner, loader, labels: List[str], paths: List[str], k: int, show_p
             raise UserError(f'{paths[int(positions[broken][0])]}: the network gives NaN or infinite logits '
                             f'({int(broken.sum())} image(s) of this batch); the weights or the INFERENCE runtime '
                             f'give no result, nothing written')
-        indices, probs = top_k(logits[keep], k)
+        indices, probs = top_k(logits[keep], max(k, five))
         for position, row_idx, row_prob in zip(positions[keep].tolist(), indices.tolist(), probs.tolist()):
-            found[position] = {'path': paths[position],
-                               'topk': [{'index': i, 'label': labels[i], 'prob': round(p, 6)}
-                                        for i, p in zip(row_idx, row_prob)]}
-    return [found[i] for i in sorted(found)]
+            entry = {'path': paths[position], 'topk': [{'index': i, 'label': labels[i], 'prob': round(p, 6)}
+                                                       for i, p in zip(row_idx[:k], row_prob[:k])]}
+            found[position] = entry, row_idx[:five]
+    ordered = [found[i] for i in sorted(found)]
+    return [entry for entry, _ in ordered], [best for _, best in ordered]
+
+
+def folder_accuracy(entries: Sequence[Dict], top5: Sequence[Sequence[int]],
+                    labels: Sequence[str]) -> Optional[Dict[str, float]]:
+    """Top-1/top-5 (percent) of the entries whose image's parent folder is named like a class, against that
+    class (a name two classes share, as ImageNet's 'crane', accepts either); ``images`` scored and
+    ``unscored``; None when no folder is named like a class."""
+    classes: Dict[str, set] = {}
+    for index, name in enumerate(labels):
+        classes.setdefault(name, set()).add(index)
+    hit1 = hit5 = scored = 0
+    for entry, best in zip(entries, top5):
+        truth = classes.get(os.path.basename(os.path.dirname(entry['path'])))
+        if truth is None:
+            continue
+        scored += 1
+        hit1 += best[0] in truth
+        hit5 += bool(truth.intersection(best))
+    if not scored:
+        return None
+    return dict(top1=100. * hit1 / scored, top5=100. * hit5 / scored, images=scored, unscored=len(entries) - scored)
+
+
+def _accuracy_line(accuracy: Dict[str, float]) -> str:
+    figures = f"top-1 {accuracy['top1']:.2f}%, top-5 {accuracy['top5']:.2f}%"
+    if not accuracy['unscored']:
+        return f"accuracy, each image's folder naming its class: {figures} over {accuracy['images']} images"
+    return (f"accuracy, each image's folder naming its class: {figures} over the {accuracy['images']} of "
+            f"{accuracy['images'] + accuracy['unscored']} images in a folder named after a class (the other "
+            f"{accuracy['unscored']} are not scored)")
 
 
 def _report_skipped(skipped: List[str], log) -> None:
@@ -213,7 +253,7 @@ def run_predict(cfg) -> Dict[str, object]:
     runner = create_runner(model, info.input_size, cfg.INFERENCE, threads_beside_loader(workers), log)
     start = time.time()
     try:
-        entries = _predict(runner, loader, labels, paths, k, show_progress=True)
+        entries, top5 = _predict(runner, loader, labels, paths, k, show_progress=True)
     finally:
         runner.close()
     seconds = time.time() - start
@@ -226,13 +266,17 @@ def run_predict(cfg) -> Dict[str, object]:
     if not entries:
         raise UserError(f"none of the {len(paths)} images under INPUT '{cfg.INPUT}' could be read: nothing predicted")
 
+    # a named image is a look-up, not an evaluation: only a folder is scored against its folder names
+    accuracy = folder_accuracy(entries, top5, labels) if os.path.isdir(cfg.INPUT) else None
+    if accuracy:
+        log(_accuracy_line(accuracy))
     predictions_file = os.path.join(out_dir, 'predictions.json')
     write_json_atomic(entries, predictions_file)
     summary = dict(model=info.name, arch=info.path, input_size=info.input_size,
                    weights=os.path.abspath(cfg.RESUME_PATH), input=os.path.abspath(cfg.INPUT), labels=source, topk=k,
                    inference=runner.name, images=len(paths), predicted=len(entries), skipped=len(skipped),
                    unreadable=skipped,
-                   seconds=seconds, images_per_sec=len(entries) / max(seconds, 1e-9))
+                   seconds=seconds, images_per_sec=len(entries) / max(seconds, 1e-9), accuracy=accuracy)
     write_json_atomic(summary, os.path.join(out_dir, 'predict.json'))
     log(f'predicted {len(entries)} of {len(paths)} images, skipped {len(skipped)} unreadable, in {seconds:.1f} s '
         f'({summary["images_per_sec"]:.1f} images/s): {predictions_file}')

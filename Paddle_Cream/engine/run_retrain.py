@@ -86,7 +86,8 @@ def train_one_epoch(model: nn.Layer, training: Training, loader, epoch: int, num
             sums += batch
         num_updates += 1
         training.scheduler.step_update(num_updates, metric=sums[0] / sums[1])
-        bar.set_postfix(loss=f'{loss:.3f}', lr=f'{training.optimizer.get_lr():.3g}', refresh=False)
+        if sums[1]:   # the epoch's mean so far (the figure the epoch's log line ends on), not this batch's
+            bar.set_postfix(loss=f'{sums[0] / sums[1]:.4f}', lr=f'{training.optimizer.get_lr():.3g}', refresh=False)
         if log_interval and (batch_idx + 1) % log_interval == 0:
             log(f'  epoch {epoch} [{batch_idx + 1}/{len(loader)}] loss {sums[0] / sums[1]:.4f} '
                 f'lr {training.optimizer.get_lr():.4g}')
@@ -144,6 +145,12 @@ def _epoch_metrics(net: nn.Layer, training: Training, loader, show: bool) -> Dic
     return metrics
 
 
+# curves.png's legend: every point is the one network being retrained, at the end of an epoch
+RETRAIN_CURVES = {'train_loss': 'train loss (mean over the epoch)', 'eval_loss': 'val loss',
+                  'eval_top1': 'val top-1', 'eval_top5': 'val top-5', 'eval_ema_loss': 'val loss of the EMA weights',
+                  'eval_ema_top1': 'val top-1 of the EMA weights', 'eval_ema_top5': 'val top-5 of the EMA weights'}
+
+
 def _save_epoch(out_dir: str, saver: CheckpointSaver, epoch: int, train: Dict[str, float],
                 metrics: Dict[str, float], lr: float, score: float, title: str) -> None:
     """The summary.csv row, then the checkpoints (a resumed run drops rows past its checkpoint), then
@@ -151,7 +158,7 @@ def _save_epoch(out_dir: str, saver: CheckpointSaver, epoch: int, train: Dict[st
     path = os.path.join(out_dir, SUMMARY)
     update_summary(epoch, train, metrics, path, write_header=not os.path.exists(path), lr=lr)
     saver.save_checkpoint(epoch, metric=score)
-    plot_curves(read_summary(path), os.path.join(out_dir, 'curves.png'), title=title)
+    plot_curves(read_summary(path), os.path.join(out_dir, 'curves.png'), title=title, labels=RETRAIN_CURVES)
 
 
 def _use_commands(cfg, info: ModelInfo, out_dir: str, best: str) -> Dict[str, str]:

@@ -1,9 +1,10 @@
 """``tools/main.py train``: Cream (or SPOS) supernet training, the search itself (docs/reference.md §5)."""
 import hashlib
 import json
+import math
 import os
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import paddle
@@ -31,7 +32,7 @@ from .seeding import epoch_seed, seed_everything
 from .summary import write_summary
 from .train_state import CHECKPOINT_NAME, save_train_state
 
-__all__ = ['run_train']
+__all__ = ['near_chance_warning', 'run_train']
 
 
 def _settings(cfg) -> SearchSettings:
@@ -64,7 +65,8 @@ def board_digest(board) -> str:
 def _train_epoch(step: SupernetStep, loader, epoch: int, iters_done: int, scheduler, log, show: bool,
                  checkpoint: str):
     totals = np.zeros(4)   # loss and top-1 summed over the finite iterations, their count, all iterations
-    bar = tqdm(loader, desc=f'epoch {epoch}', disable=not show, dynamic_ncols=True)
+    # driven by hand: the last iteration settles after the loop, and the bar's last display must include it
+    bar = tqdm(total=len(loader), desc=f'epoch {epoch}', disable=not show, dynamic_ncols=True)
 
     def settled(out) -> None:  # an iteration's figures reach the host one iteration later
         if out is None:
@@ -72,15 +74,19 @@ def _train_epoch(step: SupernetStep, loader, epoch: int, iters_done: int, schedu
         totals[3] += 1
         if check_finite_loss(out.loss, epoch, int(totals[3]), checkpoint, step.scaler):
             totals[:3] += [out.loss, out.top1, 1]
-        bar.set_postfix(loss=f'{out.loss:.3f}', top1=f'{out.top1:.1f}', board=len(step.board or []), refresh=False)
+        if totals[2]:   # the epoch's means so far, as the epoch's log line gives them at its end
+            bar.set_postfix(loss=f'{totals[0] / totals[2]:.4f}', top1=f'{totals[1] / totals[2]:.2f}',
+                            board=len(step.board or []), refresh=False)
         if out.meta is not None:
             log(f"  meta-matching update at iteration {iters_done + int(totals[3])}: "
                 f"val loss {out.meta['val_loss']:.4f}, |grad| {out.meta['meta_grad_norm']:.3g}")
-    for batch_idx, (images, targets) in enumerate(bar):
-        lr = step.optimizer.get_lr()
-        settled(step(images, targets, epoch, iters_done + batch_idx, lr, batch_idx=batch_idx))
-        scheduler.step_update(iters_done + batch_idx + 1)
-    settled(step.finish())
+    with bar:
+        for batch_idx, (images, targets) in enumerate(loader):
+            lr = step.optimizer.get_lr()
+            settled(step(images, targets, epoch, iters_done + batch_idx, lr, batch_idx=batch_idx))
+            scheduler.step_update(iters_done + batch_idx + 1)
+            bar.update()
+        settled(step.finish())
     n = max(totals[2], 1)
     return {'loss': totals[0] / n, 'top1': totals[1] / n, 'lr': step.optimizer.get_lr()}, int(totals[3])
 
@@ -163,7 +169,25 @@ def run_train(cfg) -> Dict:
         if main:
             _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matcher, scaler, identity, space,
                         meta_optimizer)
-    return _finish(cfg, out_dir, hypernet, board, space, val_loader, image_size, main, log)
+    result = _finish(cfg, out_dir, hypernet, board, space, val_loader, image_size, main, log)
+    warning = near_chance_warning(rows[-1]['train_loss'], cfg.DATASET.NUM_CLASSES) if rows else None
+    if warning:
+        log(warning)
+    return result
+
+
+def near_chance_warning(loss: float, num_classes: int) -> Optional[str]:
+    """The one line saying a supernet has not learned, when its last epoch's train loss is at 90% of chance
+    (ln C, the loss of a uniform guess whatever the label smoothing) or above; None otherwise."""
+    chance = math.log(num_classes) if num_classes > 1 else 0.
+    if not chance or not math.isfinite(loss) or loss < 0.9 * chance:
+        return None
+    where = 'above' if loss > chance else 'near'
+    return (f"warning: the supernet has not learned: its last epoch's train loss {loss:.3f} is {where} chance "
+            f"(ln {num_classes} = {chance:.3f}), so its board and chosen path mean little; try a more concentrated "
+            f"SUPERNET.PRE_PROB (HOW_TO_PROB pre_prob: at small scale uniformly sampled paths, SPOS's too, do not "
+            f"learn; configs/demo/train.yaml says why the demo puts 0.9 on choice 3), more EPOCHS, or another LR "
+            f"(lower if the loss rose above chance)")
 
 
 def _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matcher, scaler, identity,
@@ -186,7 +210,20 @@ def _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matc
                    note=None if space.latency is None else space.latency.describe())
     save_train_state(out_dir, state)
     write_summary(rows, os.path.join(out_dir, 'summary.csv'))
-    plot_curves(rows, os.path.join(out_dir, 'curves.png'), title=f'{s.METHOD} supernet training')
+    plot_curves(rows, os.path.join(out_dir, 'curves.png'), title=f'{s.METHOD} supernet training',
+                labels=SEARCH_CURVES, notes={'eval_top1': [_flops_note(r) for r in rows]})
+
+
+# curves.png's legend: the val figures of each epoch are those of another random path, not of one network
+SEARCH_CURVES = {'train_loss': "train loss (mean over the epoch's sampled paths)",
+                 'train_top1': "train batch top-1 (mean over the epoch's sampled paths)",
+                 'eval_loss': 'val loss of a random path each epoch (running BN)',
+                 'eval_top1': "val top-1 of a random path each epoch (running BN), labelled with the path's MFLOPs",
+                 'eval_top5': 'val top-5 of a random path each epoch (running BN)'}
+
+
+def _flops_note(row: Dict) -> str:
+    return f"{row['eval_path_flops']:.0f}M" if isinstance(row.get('eval_path_flops'), (int, float)) else ''
 
 
 def _finish(cfg, out_dir, hypernet, board, space: SearchSpace, val_loader, image_size, main, log) -> Dict:

@@ -274,3 +274,53 @@ def test_bad_input_from_the_command_line(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [f"error: INPUT '{tmp_path / 'nowhere'}' not found"]
     assert not os.path.exists(out)
+
+
+@pytest.fixture(scope='module')
+def digit_folders(digits, tmp_path_factory):
+    """The digits' val split as it is (every folder a class), partly (two class folders and one named like none)
+    and not at all (no folder named like a class), and a 10-class network knowing the digits' class names."""
+    import shutil
+    root = tmp_path_factory.mktemp('labelled')
+    val = os.path.join(digits, 'val')
+    names = sorted(os.listdir(val))
+    partly, unlabelled = str(root / 'partly'), str(root / 'unlabelled')
+    for name in names[:2]:
+        shutil.copytree(os.path.join(val, name), os.path.join(partly, name))
+    shutil.copytree(os.path.join(val, names[2]), os.path.join(partly, 'unsorted'))
+    shutil.copytree(os.path.join(val, names[3]), os.path.join(unlabelled, 'photos'))
+    arch_file = root / 'arch.json'
+    arch_file.write_text(json.dumps({'arch': CHILD_ARCH}))
+    net = ['NET.SELECTION', -1, 'NET.ARCH_FILE', arch_file, 'DATASET.IMAGE_SIZE', 32]
+    ckpt = _paddle_checkpoint(root / 'digits.pdparams', 10, {'arch': CHILD_ARCH, 'class_names': names}, *net)
+    return dict(labelled=val, partly=partly, unlabelled=unlabelled, args=['RESUME_PATH', ckpt, *net])
+
+
+@pytest.mark.parametrize('case', ['labelled', 'partly', 'unlabelled'])
+def test_a_folder_of_class_folders_gets_its_accuracy(digit_folders, tmp_path, capsys, case):
+    """An image in a folder named like one of the network's classes is scored against it: top-1 and top-5 in the
+    log and predict.json, as counted here from predictions.json; a folder without such names gets none."""
+    code, out, err = _predict_in_process(capsys, 'INPUT', digit_folders[case], 'SAVE_PATH', tmp_path / 'o',
+                                         'DATASET.NUM_CLASSES', 10, *digit_folders['args'])
+    assert code == 0, err
+    run = cli.run_dir(tmp_path / 'o', 'predict')
+    entries = _read(os.path.join(run, 'predictions.json'))
+    accuracy = _read(os.path.join(run, 'predict.json'))['accuracy']
+    assert isinstance(entries, list)
+    scored = [e for e in entries if os.path.basename(os.path.dirname(e['path'])).startswith('digit_')]
+    if case == 'unlabelled':
+        assert accuracy is None and 'accuracy' not in out
+        return
+    truth = [os.path.basename(os.path.dirname(e['path'])) for e in scored]
+    top1 = 100 * sum(e['topk'][0]['label'] == t for e, t in zip(scored, truth)) / len(scored)
+    top5 = 100 * sum(t in [c['label'] for c in e['topk'][:5]] for e, t in zip(scored, truth)) / len(scored)
+    assert accuracy == {'top1': pytest.approx(top1), 'top5': pytest.approx(top5), 'images': len(scored),
+                        'unscored': len(entries) - len(scored)}
+    (line,) = [line for line in out.splitlines() if 'accuracy' in line]
+    assert f"accuracy, each image's folder naming its class: top-1 {top1:.2f}%, top-5 {top5:.2f}% over " in line
+    if case == 'labelled':
+        assert len(scored) == len(entries) == 20 and line.endswith(f'over {len(entries)} images')
+    else:
+        assert 0 < len(scored) < len(entries)
+        assert line.endswith(f'over the {len(scored)} of {len(entries)} images in a folder named after a class '
+                             f'(the other {len(entries) - len(scored)} are not scored)')

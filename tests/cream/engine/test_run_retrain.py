@@ -77,7 +77,7 @@ def test_test_mode_reads_the_best_checkpoint(retrained, tmp_path):
     """The command the run prints at the end, run as printed (plus where to write and dygraph for exactness)."""
     out, proc = retrained
     command = proc.stdout.split('evaluate it: ')[1].splitlines()[0].split()
-    assert command[:4] == ['python', 'tools/main.py', 'test', 'configs/test.yaml']
+    assert command[:4] == ['python', 'tools/main.py', 'test', 'configs/demo/test.yaml']   # a demo retrain's
     best = os.path.join(run_dir(out, MODEL), 'model_best.pdparams')
     assert command[command.index('RESUME_PATH') + 1] == best and 'NET.ARCH_FILE' in command
     test = run_main(command[2:] + ['INFERENCE', 'dygraph', 'WORKERS', 0, 'SAVE_PATH', tmp_path])
@@ -282,3 +282,21 @@ def test_under_amp_an_overflowing_loss_is_skipped_not_fatal(monkeypatch):
     training.scaler._scale.set_value(training.scaler._scale * 0 + 2.)   # halved to the floor by the overflow
     with pytest.raises(UserError, match='iteration 2: the training loss is'):
         run_retrain.train_one_epoch(net, training, batches, 1, 4, print, False, 0)
+
+
+def test_the_training_and_validate_bars_end_on_the_epochs_figures(monkeypatch):
+    """The epoch bar shows the mean loss so far (it used to show the last batch's), ending on the train loss
+    the epoch returns and logs; the validate bar ends on the returned top-1 and loss."""
+    import progress
+    import Paddle_Cream.engine.evaluate as evaluate_module
+    import Paddle_Cream.engine.run_retrain as run_retrain
+    net, training, batches = _tiny_training(monkeypatch, amp=False)
+    train_bars = progress.spy_on_bars(monkeypatch, run_retrain)
+    loss, _ = run_retrain.train_one_epoch(net, training, batches, 0, 0, print, True, 0)
+    (bar,) = train_bars
+    assert bar['closed_with']['loss'] == f'{loss:.4f}'
+    assert float(bar['postfixes'][0]['loss']) != pytest.approx(loss, abs=1e-3)   # a running mean: it moved
+    val_bars = progress.spy_on_bars(monkeypatch, evaluate_module)
+    metrics = run_retrain._validate(net, [(x.numpy(), y.numpy()) for x, y in batches], True, 'validate')
+    (bar,) = val_bars
+    assert bar['closed_with'] == {'top1': f"{metrics['top1']:.2f}", 'loss': f"{metrics['loss']:.4f}"}

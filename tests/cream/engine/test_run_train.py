@@ -198,3 +198,54 @@ def test_a_non_finite_search_loss_stops_the_run_unless_the_loss_scaler_skipped_i
     scaler._scale.set_value(paddle.to_tensor([1.]))
     with pytest.raises(UserError, match='iteration 2: the training loss is inf'):
         epoch()
+
+
+def test_the_epoch_bar_ends_on_the_epochs_mean_loss_and_top1(monkeypatch):
+    """The supernet's epoch bar shows the epoch's means so far, and its last display includes the last
+    iteration (settled after the loop): it used to show one iteration's loss, and not the last one."""
+    import progress
+    import Paddle_Cream.engine.run_train as run_train
+    bars = progress.spy_on_bars(monkeypatch, run_train)
+    scheduler = type('Scheduler', (), {'step_update': lambda self, n: None})()
+    metrics, _ = run_train._train_epoch(_CannedStep([1., 2., 3., 6.], None), [(None, None)] * 4, 0, 0, scheduler,
+                                        print, True, '')
+    (bar,) = bars
+    assert metrics['loss'] == 3.
+    assert [p['loss'] for p in bar['postfixes']] == ['1.0000', '1.5000', '2.0000', '3.0000']
+    assert bar['closed_with'] == {'loss': '3.0000', 'top1': '50.00', 'board': '0'}
+
+
+@pytest.mark.parametrize('loss, classes, warned', [(2.30, 10, True), (2.08, 10, True), (2.0, 10, False),
+                                                   (3.6, 10, True), (0.8, 10, False), (6.0, 1000, False),
+                                                   (6.3, 1000, True), (0.5, 1, False)])
+def test_near_chance_warning_decision(loss, classes, warned):
+    from Paddle_Cream.engine.run_train import near_chance_warning
+    text = near_chance_warning(loss, classes)
+    assert (text is not None) == warned
+    if warned:
+        assert text.startswith('warning: the supernet has not learned') and '\n' not in text
+        assert f'{loss:.3f}' in text and f'chance (ln {classes} = ' in text
+        for hint in ('SUPERNET.PRE_PROB', 'EPOCHS', 'LR', 'configs/demo/train.yaml'):
+            assert hint in text
+
+
+def test_a_supernet_left_at_chance_says_so_at_the_end_and_labels_its_curves(digits, tmp_path, capsys, monkeypatch):
+    """One epoch at LR 1e-7 learns nothing: the run ends on the one warning line; curves.png is given the
+    legend saying each epoch's val top-1 is of a random path."""
+    import Paddle_Cream.engine.run_train as run_train
+    from cli import load_main
+    from Paddle_Cream.engine.plots import plot_curves
+    calls = []
+
+    def recorded(*args, **kwargs):
+        calls.append(kwargs)
+        return plot_curves(*args, **kwargs)
+    monkeypatch.setattr(run_train, 'plot_curves', recorded)
+    code = load_main()(tiny_args(digits, tmp_path, 'LR', 1e-7, epochs=1))
+    out, err = capsys.readouterr()
+    assert code == 0, out[-3000:] + err[-3000:]
+    lines = [line for line in out.splitlines() if 'warning:' in line]
+    assert len(lines) == 1 and lines[0] == out.splitlines()[-1]
+    assert 'the supernet has not learned' in lines[0]
+    assert calls and calls[-1]['labels']['eval_top1'].startswith('val top-1 of a random path each epoch')
+    assert len(calls[-1]['notes']['eval_top1']) == 1
