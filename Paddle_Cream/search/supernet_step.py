@@ -117,13 +117,16 @@ class SupernetStep:
                      and self._pending is not None and self._pending.candidate is not None)
         finished = None if pipelined else self.finish()
         path, flops = self.sampler.sample(self.board if s.method == 'cream' else None)
+        meta_due = s.pick_method == 'meta' and self._meta_update_due(iteration, batch_idx)
         teacher, m = None, None
         if pipelined:
             finished, teacher, m = self._settle_and_pick(path)
         elif board_open and len(self.board):
-            teacher, m = self._pick(path)
+            # before a meta update this pick only names the entry to match: m is taken again after it, so a
+            # trained m's graph is not built here
+            teacher, m = self._pick(path, differentiable=not meta_due)
         meta = None
-        if teacher is not None and s.pick_method == 'meta' and self._meta_update_due(iteration, batch_idx):
+        if teacher is not None and meta_due:
             meta = self.meta_update(x, y, path, lr, teacher)
             teacher, m = self._pick(path)  # the updated meta layer chooses this iteration's teacher
         latency = None if self.latency_fn is None else float(self.latency_fn(path))
@@ -139,12 +142,14 @@ class SupernetStep:
 
     # -- teacher choice and the board ---------------------------------------------------------------
 
-    def _pick(self, path) -> Tuple[BoardEntry, float]:
+    def _pick(self, path, differentiable: bool = True) -> Tuple[BoardEntry, float]:
+        """The teacher for ``path`` and its m (a tensor in the graph with M_GRADIENT trained and
+        ``differentiable``)."""
         b = self.s.behaviour
         return self.matcher.select_teacher(self.hypernet, path, self.board, self.s.pick_method,
                                            agree=lambda scores: all_reduce_sum_(rank0_only(scores)),
                                            match_weight=b.match_weight, moving_statistics=b.pick_bn == 'running',
-                                           differentiable_m=b.m_gradient == 'trained')
+                                           differentiable_m=differentiable and b.m_gradient == 'trained')
 
     def _candidate(self, pending: _Pending) -> List[paddle.Tensor]:
         if not pending.shared:  # every rank stores rank 0's slice (a collective: all ranks get here)
@@ -235,16 +240,10 @@ class SupernetStep:
         norm = paddle.add_n([(g * g).sum() for g in grads]).sqrt()
         coef = paddle.minimum(paddle.ones_like(norm), 1. / (norm + 1e-6))
         params = self.hypernet.path_parameters(path)
-        units = self._units(path)
-        if self.s.behaviour.off_path == 'momentum':
-            units = sorted(set(units) | self._stepped_units)
-        if self.fused is not None:
-            self.fused.zero_grads(units)
-        else:
-            self.optimizer.clear_grad(set_to_zero=self.s.behaviour.off_path == 'momentum')
+        units = self._step_units(path)
+        self._zero_gradients(units)
         paddle.add_n([(p * (coef * g).detach()).sum() for p, g in zip(params, grads)]).backward()
-        only = self.optimizer.restricted_to(units) if self.fused is not None else contextlib.nullcontext()
-        with only:
+        with self._only(units):
             self.optimizer.step()
         if self.fused is not None:
             self.fused.zero_grads(units)
@@ -255,20 +254,35 @@ class SupernetStep:
     def _units(self, *paths) -> List[int]:
         return sorted({u for p in paths if p is not None for u in self.hypernet.path_units(p)})
 
+    def _step_units(self, path) -> List[int]:
+        """The units a step of ``path`` updates: its own, and with OFF_PATH momentum (the official code) every
+        unit stepped since the process started, which its optimizer steps again on zero gradients."""
+        units = self._units(path)
+        if self.s.behaviour.off_path != 'momentum':
+            return units
+        self._stepped_units.update(units)
+        return sorted(self._stepped_units)
+
+    def _zero_gradients(self, units: Sequence[int]) -> None:
+        """Zero what the next step of ``units`` reads: their fused gradients, or every parameter's (None when
+        off-path units must not move: a None gradient is not stepped; zeros are, by momentum and weight decay)."""
+        if self.fused is not None:
+            self.fused.zero_grads(units)
+        else:
+            self.optimizer.clear_grad(set_to_zero=self.s.behaviour.off_path == 'momentum')
+
+    def _only(self, units: Sequence[int]):
+        """The optimizer restricted to ``units`` for one step (fused storage; per-tensor optimizers skip the
+        parameters without a gradient by themselves)."""
+        return self.optimizer.restricted_to(units) if self.fused is not None else contextlib.nullcontext()
+
     def _train(self, x, y, path, flops, latency: Optional[float], teacher: Optional[BoardEntry],
                m: Union[None, float, paddle.Tensor], meta, board_open: bool) -> _Pending:
-        units = self._units(path)
-        moving = self.s.behaviour.off_path == 'momentum'
-        if moving:   # the official code: every unit stepped before is stepped again, with zero gradients
-            self._stepped_units.update(units)
-            units = sorted(self._stepped_units)
+        units = self._step_units(path)
         touched = sorted(set(units) | set(self._units(path, None if teacher is None else teacher.path)))
         if self.ema is not None:
             self.ema.catch_up(touched)
-        if self.fused is not None:
-            self.fused.zero_grads(units)
-        else:   # gradients of None are not stepped; zeros are (momentum and weight decay)
-            self.optimizer.clear_grad(set_to_zero=moving)
+        self._zero_gradients(units)
         if self.meta_optimizer is not None:   # as the official main optimizer: zeroed, stepped once it had one
             self.meta_optimizer.clear_grad(set_to_zero=True)
         amp = self.scaler is not None
@@ -311,8 +325,7 @@ class SupernetStep:
         if self.meta_optimizer is not None:   # M_GRADIENT trained: the main loss reached the meta layer
             grads += [p.grad for p in self.matcher.parameters() if p.grad is not None]
         average_gradients_(grads)   # one collective over the path's gradients only
-        only = self.optimizer.restricted_to(units) if self.fused is not None else contextlib.nullcontext()
-        with only:
+        with self._only(units):
             if self.scaler is None:
                 self.optimizer.step()
             else:
