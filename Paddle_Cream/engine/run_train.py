@@ -170,24 +170,31 @@ def run_train(cfg) -> Dict:
             _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matcher, scaler, identity, space,
                         meta_optimizer)
     result = _finish(cfg, out_dir, hypernet, board, space, val_loader, image_size, main, log)
-    warning = near_chance_warning(rows[-1]['train_loss'], cfg.DATASET.NUM_CLASSES) if rows else None
+    warning = (near_chance_warning(rows[-1]['train_loss'], cfg.DATASET.NUM_CLASSES, cfg.SUPERNET.METHOD)
+               if rows else None)
     if warning:
         log(warning)
     return result
 
 
-def near_chance_warning(loss: float, num_classes: int) -> Optional[str]:
+def near_chance_warning(loss: float, num_classes: int, method: str = 'cream') -> Optional[str]:
     """The one line saying a supernet has not learned, when its last epoch's train loss is at 90% of chance
-    (ln C, the loss of a uniform guess whatever the label smoothing) or above; None otherwise."""
+    (ln C, the loss of a uniform guess whatever the label smoothing) or above, with what to try for its
+    ``method``; None otherwise."""
     chance = math.log(num_classes) if num_classes > 1 else 0.
     if not chance or not math.isfinite(loss) or loss < 0.9 * chance:
         return None
     where = 'above' if loss > chance else 'near'
+    if method == 'spos':   # SPOS has no prior to concentrate: its paths are uniform by design
+        advice = ("SPOS samples its paths uniformly, which at small scale does not learn (Cream with a "
+                  "concentrated SUPERNET.PRE_PROB does: configs/demo/train.yaml says why); try more data or EPOCHS, "
+                  "or another LR (lower if the loss rose above chance)")
+    else:
+        advice = ("try a more concentrated SUPERNET.PRE_PROB (HOW_TO_PROB pre_prob: at small scale uniformly "
+                  "sampled paths do not learn; configs/demo/train.yaml says why the demo puts 0.9 on choice 3), "
+                  "more EPOCHS, or another LR (lower if the loss rose above chance)")
     return (f"warning: the supernet has not learned: its last epoch's train loss {loss:.3f} is {where} chance "
-            f"(ln {num_classes} = {chance:.3f}), so its board and chosen path mean little; try a more concentrated "
-            f"SUPERNET.PRE_PROB (HOW_TO_PROB pre_prob: at small scale uniformly sampled paths, SPOS's too, do not "
-            f"learn; configs/demo/train.yaml says why the demo puts 0.9 on choice 3), more EPOCHS, or another LR "
-            f"(lower if the loss rose above chance)")
+            f"(ln {num_classes} = {chance:.3f}), so its board and chosen path mean little; {advice}")
 
 
 def _save_epoch(out_dir, cfg, epoch, rows, hypernet, optimizer, ema, board, matcher, scaler, identity,

@@ -215,18 +215,21 @@ def test_the_epoch_bar_ends_on_the_epochs_mean_loss_and_top1(monkeypatch):
     assert bar['closed_with'] == {'loss': '3.0000', 'top1': '50.00', 'board': '0'}
 
 
+@pytest.mark.parametrize('method', ['cream', 'spos'])
 @pytest.mark.parametrize('loss, classes, warned', [(2.30, 10, True), (2.08, 10, True), (2.0, 10, False),
                                                    (3.6, 10, True), (0.8, 10, False), (6.0, 1000, False),
                                                    (6.3, 1000, True), (0.5, 1, False)])
-def test_near_chance_warning_decision(loss, classes, warned):
+def test_near_chance_warning_decision(loss, classes, warned, method):
     from Paddle_Cream.engine.run_train import near_chance_warning
-    text = near_chance_warning(loss, classes)
+    text = near_chance_warning(loss, classes, method)
     assert (text is not None) == warned
     if warned:
         assert text.startswith('warning: the supernet has not learned') and '\n' not in text
         assert f'{loss:.3f}' in text and f'chance (ln {classes} = ' in text
         for hint in ('SUPERNET.PRE_PROB', 'EPOCHS', 'LR', 'configs/demo/train.yaml'):
             assert hint in text
+        # SPOS has no prior of its own to concentrate: it is told so, not to change a key it ignores
+        assert ('try a more concentrated SUPERNET.PRE_PROB' in text) == (method == 'cream')
 
 
 def test_a_supernet_left_at_chance_says_so_at_the_end_and_labels_its_curves(digits, tmp_path, capsys, monkeypatch):
