@@ -62,3 +62,28 @@ def test_released_locks_can_be_taken_by_another_process(tmp_path):
     assert blocked.returncode != 0 and 'RunFolderBusyError' in blocked.stderr and str(os.getpid()) in blocked.stderr
     release_run_folders()
     assert subprocess.run(probe, capture_output=True, text=True, timeout=60).stdout.strip() == 'held'
+
+
+def test_a_folder_held_by_a_live_run_is_not_free_for_its_files(tmp_path, other_holder):
+    """A resume's clean-up of temporary files must not run while another live run writes the folder (that
+    run's temporary file is its checkpoint being saved: removing it made the writer fail and free the folder);
+    once the holder is gone the folder is free, and the brief hold is given back."""
+    from pimm.utils.run_lock import holding_if_free
+    with holding_if_free(str(tmp_path)) as free:
+        assert not free
+    other_holder.send_signal(signal.SIGKILL)
+    other_holder.wait()
+    with holding_if_free(str(tmp_path)) as free:
+        assert free
+    probe = [sys.executable, '-c', HOLD.replace('time.sleep(120)', 'pass'), str(tmp_path), REPO]
+    assert subprocess.run(probe, capture_output=True, text=True, timeout=60).stdout.strip() == 'held'
+
+
+def test_a_folder_this_process_holds_is_free_for_its_files(tmp_path):
+    from pimm.utils.run_lock import holding_if_free
+    hold_run_folder(str(tmp_path))
+    with holding_if_free(str(tmp_path)) as free:
+        assert free
+    # still held after the inside: it is the run's own lock, not the brief one
+    probe = [sys.executable, '-c', HOLD.replace('time.sleep(120)', 'pass'), str(tmp_path), REPO]
+    assert 'in use by another run' in subprocess.run(probe, capture_output=True, text=True, timeout=60).stderr
