@@ -13,7 +13,6 @@ from pimm.scheduler import Scheduler, create_scheduler
 from pimm.utils import CheckpointFileError, ModelEma, load_paddle_file
 from pimm.utils.amp import GradScaler
 from pimm.utils.atomic import remove_stale_temp_files
-from pimm.utils.run_lock import holding_if_free
 from pimm.utils.distributed import broadcast_object, is_main_process
 
 from .errors import UserError, require_file
@@ -161,10 +160,7 @@ def read_retrain_resume(cfg, identity: Dict[str, Any]) -> Optional[Tuple[str, Di
                 found = (path, _read_checkpoint(path, identity))
                 found[1]['config_changes'] = config_changes(saved_config(found[1].get('args')), cfg, 'retrain',
                                                             path)
-                folder = os.path.dirname(os.path.abspath(path))
-                with holding_if_free(folder) as free:   # a live run's temporary files are not stale
-                    if free:
-                        remove_stale_temp_files(folder)
+                remove_stale_temp_files(os.path.dirname(os.path.abspath(path)))
         except UserError as e:
             found = ('', {'refused': str(e)})
     found = broadcast_object(found)

@@ -5,7 +5,6 @@ from typing import Dict, List, Optional, Tuple
 from pimm.data import DatasetError, ImageDataset, create_loader
 from pimm.utils.amp import GradScaler
 from pimm.utils.atomic import remove_stale_temp_files
-from pimm.utils.run_lock import holding_if_free
 from pimm.utils.distributed import broadcast_object, is_main_process
 
 from ..models.hypernet import HyperNet
@@ -171,10 +170,7 @@ def read_resume_state(cfg, identity: Dict, hypernet: Optional[HyperNet] = None) 
                     check_weights(hypernet, state['state_dict'], path)
                 state['config_changes'] = config_changes(saved_config(state.get('config')), cfg, 'train', path)
                 state['path'] = path
-                folder = os.path.dirname(os.path.abspath(path))
-                with holding_if_free(folder) as free:   # a live run's temporary files are not stale
-                    if free:
-                        remove_stale_temp_files(folder)
+                remove_stale_temp_files(os.path.dirname(os.path.abspath(path)))
         except UserError as e:
             state = {'refused': str(e)}
     state = broadcast_object(state)

@@ -11,6 +11,8 @@ import os
 import tempfile
 from typing import Iterator, List
 
+from .run_lock import holding_if_free
+
 __all__ = ['atomic_path', 'remove_stale_temp_files', 'TEMP_SUFFIX']
 
 TEMP_SUFFIX = '.tmp'
@@ -47,10 +49,14 @@ def atomic_path(path: str) -> Iterator[str]:
 
 def remove_stale_temp_files(directory: str) -> List[str]:
     """Remove the temporary files :func:`atomic_path` left in ``directory`` when a process was killed
-    while writing (a SIGKILL cannot clean up); returns what was removed."""
+    while writing (a SIGKILL cannot clean up); returns what was removed. Nothing is removed while another
+    live run holds the folder: its temporary files are saves in progress, not stale."""
     removed = []
-    for tmp in glob.glob(os.path.join(glob.escape(directory), '.*' + TEMP_SUFFIX)):
-        if os.path.isfile(tmp):
-            os.remove(tmp)
-            removed.append(tmp)
+    with holding_if_free(directory) as free:
+        if not free:
+            return removed
+        for tmp in glob.glob(os.path.join(glob.escape(directory), '.*' + TEMP_SUFFIX)):
+            if os.path.isfile(tmp):
+                os.remove(tmp)
+                removed.append(tmp)
     return removed

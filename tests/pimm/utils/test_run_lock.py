@@ -87,3 +87,14 @@ def test_a_folder_this_process_holds_is_free_for_its_files(tmp_path):
     # still held after the inside: it is the run's own lock, not the brief one
     probe = [sys.executable, '-c', HOLD.replace('time.sleep(120)', 'pass'), str(tmp_path), REPO]
     assert 'in use by another run' in subprocess.run(probe, capture_output=True, text=True, timeout=60).stderr
+
+
+def test_a_live_runs_temporary_files_are_not_removed_as_stale(tmp_path, other_holder):
+    """A resume clears the temporary files a killed save left; those of a live run are its saves in progress."""
+    from pimm.utils.atomic import remove_stale_temp_files
+    saving = tmp_path / '.checkpoint-last.pdparams.abc.tmp'
+    saving.write_bytes(b'half')
+    assert remove_stale_temp_files(str(tmp_path)) == [] and saving.exists()
+    other_holder.send_signal(signal.SIGKILL)
+    other_holder.wait()
+    assert remove_stale_temp_files(str(tmp_path)) == [str(saving)] and not saving.exists()
