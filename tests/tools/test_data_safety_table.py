@@ -71,6 +71,33 @@ def test_a_second_run_on_the_same_folder_is_refused_naming_the_holder(data, tmp_
     assert resumed.returncode == 0, resumed.stderr[-3000:]   # a killed holder never blocks its own resume
 
 
+def test_a_resume_refused_for_a_busy_folder_leaves_the_live_runs_save_in_progress(data, tmp_path, capsys):
+    """The deterministic form of the race above: a live process holds a search folder while its checkpoint is
+    being saved (a temporary file beside it); ``AUTO_RESUME`` on that folder is refused in one line and the
+    temporary file is still there (a resume used to remove it as stale, failing the live run's save)."""
+    source = os.path.dirname(data['search'])
+    folder = tmp_path / 'save' / os.path.basename(source)
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns(LOCK_NAME))
+    saving = folder / '.checkpoint-last.pdparams.4f2a.tmp'
+    saving.write_bytes(b'a save in progress')
+    hold = ('import sys, time; sys.path.insert(0, sys.argv[2]); from pimm.utils.run_lock import hold_run_folder; '
+            'hold_run_folder(sys.argv[1]); print("held", flush=True); time.sleep(120)')
+    holder = subprocess.Popen([sys.executable, '-c', hold, str(folder), REPO_ROOT], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        capsys.readouterr()
+        code = load_main()([*T, *SMALL, 'SUPERNET.META_STA_EPOCH', '0', 'EPOCHS', '2', 'SUPERNET.POOL_SIZE', '3',
+                            'DATA_DIR', data['digits'], 'SAVE_PATH', str(tmp_path / 'save'), 'AUTO_RESUME', 'True'])
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
+        assert code == 1 and lines == [f"error: '{folder}' is in use by another run (pid {holder.pid} on "
+                                       f"{os.uname().nodename}): wait for it to end, or give another MODEL or "
+                                       f"SAVE_PATH"]
+        assert saving.read_bytes() == b'a save in progress'
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 @pytest.mark.parametrize('save_name', ['out[v2]', 'run*', 'a?b'])
 def test_the_newest_search_checkpoint_is_found_in_a_folder_named_like_a_pattern(data, tmp_path, capsys, save_name):
     """evolve without RESUME_PATH takes the newest search under SAVE_PATH, the folder name taken literally (a
