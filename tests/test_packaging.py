@@ -25,7 +25,7 @@ PACKAGES = ('pimm', 'Paddle_Cream', 'torch2paddle')
 ENTRY_MODULE = '_cream_entry.py'
 DATA_FILES = ('Paddle_Cream/data/cream_flops_op_table.json', 'Paddle_Cream/data/cream_published_models.json',
               'Paddle_Cream/data/subclass_list.txt', 'Paddle_Cream/data/subimages_list.txt',
-              'pimm/data/_info/imagenet_class_names.txt')
+              'pimm/data/_info/imagenet_class_names.txt', 'pimm/data/_info/imagenet_synsets.txt')
 GLOG_LINE = re.compile(r'^[IWEF]\d{4} \d\d:\d\d:\d\d', re.MULTILINE)   # Paddle's C++ log lines
 
 
@@ -123,7 +123,7 @@ IMPORT_CHECK = textwrap.dedent('''
     import pimm, Paddle_Cream, torch2paddle, _cream_entry
     from Paddle_Cream.models.search_space import data_text
     from Paddle_Cream.search import search_for_layer
-    from pimm.data import imagenet_class_names
+    from pimm.data import imagenet_class_names, imagenet_synsets
 
     model = pimm.create_model('cream_14')
     model.eval()
@@ -138,7 +138,8 @@ IMPORT_CHECK = textwrap.dedent('''
         'sys_path': sys.path, 'cwd': os.getcwd(),
         'version': Paddle_Cream.__version__, 'dist_version': importlib.metadata.version('paddle-cream'),
         'logits': list(logits.shape), 'budget': search_for_layer(0, 600),
-        'classes': len(imagenet_class_names()), 'subclasses': len(data_text('subclass_list.txt').split()),
+        'classes': len(imagenet_class_names()), 'synsets': len(set(imagenet_synsets())),
+        'subclasses': len(data_text('subclass_list.txt').split()),
     }))
 ''')
 
@@ -167,7 +168,7 @@ def test_installed_package_runs_outside_the_checkout(installed):
     assert not on_path, on_path
     assert info['version'] == info['dist_version'] == _version()
     assert info['logits'] == [1, 1000] and info['budget'] == [[4, 4, 4, 4, 4], 224]
-    assert info['classes'] == 1000 and info['subclasses'] == 100
+    assert info['classes'] == info['synsets'] == 1000 and info['subclasses'] == 100
 
     proc = run('cream', '--help')
     assert proc.returncode == 0 and 'usage: cream {train,retrain,test,evolve,rank,export,predict,latency} CONFIG' in proc.stdout

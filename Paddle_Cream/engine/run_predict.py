@@ -27,7 +27,8 @@ Written in ``SAVE_PATH/<MMDD>-<MODEL>/`` (atomically, only once every input has 
 
 Accuracy: when ``INPUT`` is a folder and an image's parent folder is named like one of the labels (an
 ImageNet-style folder of class sub-folders named as the network's classes, e.g. the demo's
-``digit_0..digit_9``), that image is scored against it; ``accuracy`` in predict.json is then
+``digit_0..digit_9``) or, with the ImageNet labels, like a class's WordNet id (``n01440764``: the
+usual ImageNet val layout), that image is scored against it; ``accuracy`` in predict.json is then
 ``{"top1", "top5" (percent), "images" (scored), "unscored" (predicted but in no folder named like a
 class)}`` and the log says it in one line; null (and nothing in the log) when no image is scored.
 """
@@ -40,7 +41,7 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
-from pimm.data import IMAGE_EXTENSIONS, CorruptImageError, DatasetError, load_rgb
+from pimm.data import IMAGE_EXTENSIONS, CorruptImageError, DatasetError, imagenet_synsets, load_rgb
 from pimm.data.dataset import CORRUPT_TARGET, list_images
 from pimm.data.image_io import unreadable_reason
 from pimm.inference import create_runner, threads_beside_loader
@@ -187,14 +188,16 @@ def _predict(runner, loader, labels: List[str], paths: List[str], k: int,
     return [entry for entry, _ in ordered], [best for _, best in ordered]
 
 
-def folder_accuracy(entries: Sequence[Dict], top5: Sequence[Sequence[int]],
-                    labels: Sequence[str]) -> Optional[Dict[str, float]]:
-    """Top-1/top-5 (percent) of the entries whose image's parent folder is named like a class, against that
-    class (a name two classes share, as ImageNet's 'crane', accepts either); ``images`` scored and
-    ``unscored``; None when no folder is named like a class."""
+def folder_accuracy(entries: Sequence[Dict], top5: Sequence[Sequence[int]], labels: Sequence[str],
+                    folder_names: Sequence[str] = ()) -> Optional[Dict[str, float]]:
+    """Top-1/top-5 (percent) of the entries whose image's parent folder is named like a class (its label, or
+    its entry of ``folder_names``: ImageNet's WordNet ids), against that class (a name two classes share, as
+    ImageNet's 'crane', accepts either); ``images`` scored and ``unscored``; None when no folder is named like
+    a class."""
     classes: Dict[str, set] = {}
-    for index, name in enumerate(labels):
-        classes.setdefault(name, set()).add(index)
+    for names in (labels, folder_names):
+        for index, name in enumerate(names):
+            classes.setdefault(name, set()).add(index)
     hit1 = hit5 = scored = 0
     for entry, best in zip(entries, top5):
         truth = classes.get(os.path.basename(os.path.dirname(entry['path'])))
@@ -267,7 +270,8 @@ def run_predict(cfg) -> Dict[str, object]:
         raise UserError(f"none of the {len(paths)} images under INPUT '{cfg.INPUT}' could be read: nothing predicted")
 
     # a named image is a look-up, not an evaluation: only a folder is scored against its folder names
-    accuracy = folder_accuracy(entries, top5, labels) if os.path.isdir(cfg.INPUT) else None
+    folder_names = imagenet_synsets() if source == 'imagenet' else ()
+    accuracy = folder_accuracy(entries, top5, labels, folder_names) if os.path.isdir(cfg.INPUT) else None
     if accuracy:
         log(_accuracy_line(accuracy))
     predictions_file = os.path.join(out_dir, 'predictions.json')

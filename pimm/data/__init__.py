@@ -1,7 +1,7 @@
 """pimm.data: datasets, transforms and loaders."""
 from importlib import import_module
 
-from .class_names import imagenet_class_names
+from .class_names import imagenet_class_names, imagenet_synsets
 from .constants import DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from .dataset import IMAGE_EXTENSIONS, DatasetError, ImageDataset
 from .image_io import CorruptImageError, load_rgb

@@ -3,18 +3,17 @@ from functools import lru_cache
 from importlib import resources
 from typing import List, Tuple
 
-__all__ = ['imagenet_class_names']
+__all__ = ['imagenet_class_names', 'imagenet_synsets']
 
 IMAGENET_NUM_CLASSES = 1000
 
 
 @lru_cache(maxsize=None)
-def _read_imagenet() -> Tuple[str, ...]:
-    text = resources.files(__package__).joinpath('_info', 'imagenet_class_names.txt').read_text(encoding='utf-8')
+def _read_imagenet(file_name: str) -> Tuple[str, ...]:
+    text = resources.files(__package__).joinpath('_info', file_name).read_text(encoding='utf-8')
     names = tuple(line.strip() for line in text.splitlines() if line.strip())
     if len(names) != IMAGENET_NUM_CLASSES:  # a damaged install, not a user mistake
-        raise RuntimeError(f'pimm/data/_info/imagenet_class_names.txt has {len(names)} names, '
-                           f'expected {IMAGENET_NUM_CLASSES}')
+        raise RuntimeError(f'pimm/data/_info/{file_name} has {len(names)} names, expected {IMAGENET_NUM_CLASSES}')
     return names
 
 
@@ -26,4 +25,11 @@ def imagenet_class_names() -> List[str]:
     needed at run time). Two names occur twice ('crane': 134 the bird, 517 the machine;
     'maillot': 638, 639), as in the usual ImageNet label lists: show the index alongside.
     """
-    return list(_read_imagenet())
+    return list(_read_imagenet('imagenet_class_names.txt'))
+
+
+def imagenet_synsets() -> List[str]:
+    """The 1000 ImageNet-1k WordNet ids in class-index order (0 'n01440764', ...): the names of the class
+    folders of the usual ImageNet train/val layout, whose sorted order is the class index. Generated from
+    timm 1.0's list once, like the names."""
+    return list(_read_imagenet('imagenet_synsets.txt'))

@@ -7,6 +7,7 @@ must agree on >= 98% of the images (the margin is for near-ties) and write a com
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -24,7 +25,7 @@ from Paddle_Cream.config import load_config
 from Paddle_Cream.engine.model_builder import build_model
 from Paddle_Cream.engine.labels import class_labels
 from Paddle_Cream.engine.run_predict import top_k
-from pimm.data import imagenet_class_names
+from pimm.data import imagenet_class_names, imagenet_synsets
 
 ARCH = published_table()['14']['arch']
 CHILD_ARCH = [[0], [3], [3], [3, 1], [3], [3], [0]]   # a searched network, not a published one
@@ -150,6 +151,33 @@ def test_predict_agrees_with_timm(photos, tmp_path):
     # nothing else: no temporary file left by the atomic writes
     assert sorted(os.listdir(run)) == ['.run.lock', 'predict.json', 'predict.log', 'predict_config.yaml',
                                        'predictions.json']   # .run.lock: the lock of the folder's owner
+
+
+def test_imagenet_synsets_are_timms_in_class_index_order():
+    assert imagenet_synsets() == timm.data.ImageNetInfo().label_names()
+
+
+def test_an_imagenet_val_layout_is_scored_by_its_wordnet_ids(photos, tmp_path, capsys):
+    """The usual ImageNet val folder names each class folder by WordNet id: a 1000-class network scores them
+    against the class timm's ImageNetInfo gives that id (hits counted here from predictions.json)."""
+    val = tmp_path / 'val'
+    folders = ['n01440764', timm.data.ImageNetInfo().index_to_label_name(int(photos['probs'][3].argmax())), 'misc']
+    for i, path in enumerate(photos['paths'][:7]):
+        os.makedirs(val / folders[i // 3], exist_ok=True)
+        shutil.copy(path, val / folders[i // 3] / os.path.basename(path))
+    code, out, err = _predict_in_process(capsys, 'NET.SELECTION', 14, 'RESUME_PATH', photos['root'] / '14.pth.tar',
+                                         'INPUT', val, 'SAVE_PATH', tmp_path / 'o')
+    assert code == 0, err
+    run = cli.run_dir(tmp_path / 'o', 'predict')
+    entries = _read(os.path.join(run, 'predictions.json'))
+    synsets = timm.data.ImageNetInfo().label_names()
+    scored = [(e, synsets.index(os.path.basename(os.path.dirname(e['path'])))) for e in entries
+              if os.path.basename(os.path.dirname(e['path'])) != 'misc']
+    top1 = 100 * sum(e['topk'][0]['index'] == truth for e, truth in scored) / 6
+    top5 = 100 * sum(truth in [c['index'] for c in e['topk']] for e, truth in scored) / 6
+    assert top1 > 0   # the second folder is named after timm's top-1 of one of its images
+    assert _read(os.path.join(run, 'predict.json'))['accuracy'] == {
+        'top1': pytest.approx(top1), 'top5': pytest.approx(top5), 'images': 6, 'unscored': 1}
 
 
 def _paddle_checkpoint(path, num_classes, args=None, *overrides):
