@@ -1,4 +1,4 @@
-"""The README's quickstart, as a user runs it: the demo search on CPU within 6 minutes, its supernet
+"""The README's quickstart, as a user runs it: the demo search on CPU in the README's time, its supernet
 learning (last epoch's train loss below 1.0) and its chosen path inside the budget with at least 70%
 val top-1 (inherited weights, its own recomputed BN statistics)."""
 import csv
@@ -12,22 +12,30 @@ import time
 import yaml
 
 from cli import REPO_ROOT
+from machine_speed import training_seconds
 
-# the README's "about 4 minutes on 2 cores": 239-261 s measured alone on this machine; the limit leaves room for
-# a shared machine's speed (+-15%, and 301 s was measured once in a full suite run)
-LIMIT_SECONDS = 360
+# The README's time (4 to 6 1/2 minutes on 2 cores) is checked as a ratio to the machine's speed taken beside it
+# (machine_speed.training_seconds, before and after), not in seconds: the shared machine's speed moved a fixed
+# limit's margin away (239-261 s alone on a quiet day, 364 s alone and 385 s in a CI run on a slow one, where the
+# same code's 3-epoch search was as slow as the previous release's). Measured: 37.1 x 9.8 s alone on the slow day.
+# The limit leaves 35% for load; a quickstart twice as slow fails.
+LIMIT_SECONDS = 900                     # a hang, whatever the machine
+LIMIT_RATIO = 50.0
 MIN_TOP1, MAX_LAST_LOSS = 70.0, 1.0
 
 
-def test_quickstart_search_learns_within_six_minutes(tmp_path):
+def test_quickstart_search_learns_in_the_readmes_time(tmp_path):
     # the README command, only with its data and outputs redirected into the test's folder
+    before = training_seconds()
     start = time.time()
     proc = subprocess.run([sys.executable, 'tools/main.py', 'train', 'configs/demo/train.yaml',
                            'DATA_DIR', str(tmp_path / 'digits'), 'SAVE_PATH', str(tmp_path / 'output')],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=LIMIT_SECONDS + 60)
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=LIMIT_SECONDS)
     elapsed = time.time() - start
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert elapsed < LIMIT_SECONDS, f'quickstart took {elapsed:.0f}s'
+    speed = (before + training_seconds()) / 2
+    assert elapsed / speed < LIMIT_RATIO, (f'quickstart took {elapsed:.0f}s, {elapsed / speed:.1f} times the '
+                                           f'fixed training work ({speed:.1f}s now)')
     assert 'wrote the digits demo dataset' in proc.stdout
     assert 'chosen architecture' in proc.stdout and 'retrain it:' in proc.stdout
     with open(os.path.join(REPO_ROOT, 'configs', 'demo', 'train.yaml')) as f:
@@ -40,5 +48,6 @@ def test_quickstart_search_learns_within_six_minutes(tmp_path):
     with open(os.path.join(os.path.dirname(best_file), 'summary.csv')) as f:
         last = list(csv.DictReader(f))[-1]
     assert float(last['train_loss']) < MAX_LAST_LOSS, last
-    print(f"quickstart: {elapsed:.0f}s, arch {best['arch']}, {best['flops']:.1f} MFLOPs, top-1 {best['top1']:.1f}, "
+    print(f"quickstart: {elapsed:.0f}s ({elapsed / speed:.1f} x {speed:.1f}s), arch {best['arch']}, "
+          f"{best['flops']:.1f} MFLOPs, top-1 {best['top1']:.1f}, "
           f"last train loss {float(last['train_loss']):.3f}")
