@@ -98,3 +98,14 @@ def test_a_live_runs_temporary_files_are_not_removed_as_stale(tmp_path, other_ho
     other_holder.send_signal(signal.SIGKILL)
     other_holder.wait()
     assert remove_stale_temp_files(str(tmp_path)) == [str(saving)] and not saving.exists()
+
+
+def test_a_folder_our_launcher_holds_is_free_for_its_files(tmp_path, other_holder, monkeypatch):
+    """Rank 0 of a launched run cleans up under the launcher's lock; a stranger's lock stays a refusal."""
+    from pimm.utils.run_lock import holding_if_free
+    monkeypatch.setenv(HOLDER_ENV, str(other_holder.pid))
+    with holding_if_free(str(tmp_path)) as free:
+        assert free
+    monkeypatch.setenv(HOLDER_ENV, str(other_holder.pid + 1))
+    with holding_if_free(str(tmp_path)) as free:
+        assert not free
