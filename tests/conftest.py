@@ -1,6 +1,9 @@
-"""Shared test set-up: the repo root and tests/helpers importable, quiet Paddle, the digits folder."""
+"""Shared test set-up: the repo root and tests/helpers importable, quiet Paddle, the digits folder, and
+the machine shared between pytest-xdist workers (a ``whole_machine`` test runs alone)."""
 import os
+import shutil
 import sys
+import tempfile
 import warnings
 
 import pytest
@@ -12,6 +15,33 @@ for p in (REPO_ROOT, os.path.join(TESTS_DIR, 'helpers')):
         sys.path.insert(0, p)
 
 warnings.filterwarnings('ignore', message='No ccache found')
+
+import machine_share  # noqa: E402  (tests/helpers, importable from here on)
+
+
+def _is_xdist_controller(config) -> bool:
+    return bool(getattr(config.option, 'numprocesses', None)) and not hasattr(config, 'workerinput')
+
+
+def pytest_configure(config):
+    # the controller makes the folder its workers share (they inherit the environment it starts them with)
+    if _is_xdist_controller(config):
+        os.environ[machine_share.FOLDER_VARIABLE] = tempfile.mkdtemp(prefix='pimm-tests-machine-')
+
+
+def pytest_unconfigure(config):
+    if _is_xdist_controller(config):
+        shutil.rmtree(os.environ.pop(machine_share.FOLDER_VARIABLE), ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    folder = os.environ.get(machine_share.FOLDER_VARIABLE) if hasattr(item.config, 'workerinput') else None
+    if folder is None:   # one process: nothing to share
+        yield
+        return
+    with machine_share.holding(folder, exclusive=item.get_closest_marker('whole_machine') is not None):
+        yield
 
 
 @pytest.fixture(scope='module')

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 
 from cli import REPO_ROOT
@@ -19,6 +20,7 @@ from machine_speed import training_seconds
 # limit's margin away (239-261 s alone on a quiet day, 364 s alone and 385 s in a CI run on a slow one, where the
 # same code's 3-epoch search was as slow as the previous release's). Measured: 37.1 x 9.8 s alone on the slow day.
 # The limit leaves 35% for load; a quickstart twice as slow fails.
+pytestmark = pytest.mark.whole_machine   # timed: no other test beside it under pytest-xdist
 LIMIT_SECONDS = 900                     # a hang, whatever the machine
 LIMIT_RATIO = 50.0
 MIN_TOP1, MAX_LAST_LOSS = 70.0, 1.0

@@ -15,6 +15,8 @@ from Paddle_Cream.models.search_space import CHOICES, SEARCH_SPACE_ID
 from Paddle_Cream.search import PathLatency
 from pimm.inference import ExportedModel
 
+# the table's timings and their validation: no other test beside them under pytest-xdist
+pytestmark = pytest.mark.whole_machine
 MODEL = 'tiny_latency'
 TINY = ['SUPERNET.FLOPS_MINIMUM', '0', 'SUPERNET.FLOPS_MAXIMUM', '40', 'LATENCY.RUNTIME', 'onnxruntime',
         'LATENCY.VALIDATE', '3', 'LATENCY.CALIBRATE', '1', 'LATENCY.WARMUP', '2', 'LATENCY.REPEATS', '20',
