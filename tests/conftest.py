@@ -27,6 +27,12 @@ def pytest_configure(config):
     # the controller makes the folder its workers share (they inherit the environment it starts them with)
     if _is_xdist_controller(config):
         os.environ[machine_share.FOLDER_VARIABLE] = tempfile.mkdtemp(prefix='pimm-tests-machine-')
+    elif _machine_folder(config) and hasattr(os, 'sched_setaffinity'):
+        # each worker on its slice of the cores; every core back for a whole_machine test
+        _CORES['all'] = sorted(os.sched_getaffinity(0))
+        worker = int(config.workerinput['workerid'].lstrip('gw'))
+        os.sched_setaffinity(0, machine_share.share_of_cores(worker, int(config.workerinput['workercount']),
+                                                             _CORES['all']))
 
 
 def pytest_unconfigure(config):
@@ -34,14 +40,27 @@ def pytest_unconfigure(config):
         shutil.rmtree(os.environ.pop(machine_share.FOLDER_VARIABLE), ignore_errors=True)
 
 
+def _machine_folder(config):
+    """The folder the run's xdist workers share the machine through (None in a one-process run)."""
+    return os.environ.get(machine_share.FOLDER_VARIABLE) if hasattr(config, 'workerinput') else None
+
+
+_CORES = {}   # 'all': the cores the worker had before it took its slice
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    folder = os.environ.get(machine_share.FOLDER_VARIABLE) if hasattr(item.config, 'workerinput') else None
+    folder = _machine_folder(item.config)
     if folder is None:   # one process: nothing to share
         yield
         return
-    with machine_share.holding(folder, exclusive=item.get_closest_marker('whole_machine') is not None):
-        yield
+    exclusive = item.get_closest_marker('whole_machine') is not None
+    with machine_share.holding(folder, exclusive):
+        if exclusive and _CORES:
+            with machine_share.running_on(_CORES['all']):
+                yield
+        else:
+            yield
 
 
 @pytest.fixture(scope='module')

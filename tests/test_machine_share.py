@@ -7,6 +7,8 @@ import textwrap
 import threading
 import time
 
+import pytest
+
 import machine_share
 from cli import REPO_ROOT
 
@@ -82,13 +84,16 @@ import pytest
 def record(name, seconds):
     start = time.monotonic()
     time.sleep(seconds)
+    cores = ' '.join(map(str, sorted(os.sched_getaffinity(0))))
     with open(os.path.join({folder!r}, name), 'w') as f:
-        f.write(f'{{start}} {{time.monotonic()}}')
+        f.write(f'{{start}} {{time.monotonic()}}|{{cores}}')
 '''
 
 
+@pytest.mark.whole_machine   # its inner run needs the cores (and the quiet) an outer -n 2 run would take
 def test_the_suites_hooks_keep_a_whole_machine_test_alone_under_xdist(tmp_path):
-    """The suite's own conftest hooks and marker, in a pytest -n 2 run of timed sleeps."""
+    """The suite's own conftest hooks and marker, in a pytest -n 2 run of timed sleeps: no test beside the
+    whole_machine one, which runs on every core, and each worker's other tests on its own cores."""
     folder = tmp_path / 'times'
     folder.mkdir()
     (tmp_path / 'conftest.py').write_text(CONFTEST.format(path=os.path.join(REPO_ROOT, 'tests', 'conftest.py')))
@@ -109,9 +114,26 @@ def test_the_suites_hooks_keep_a_whole_machine_test_alone_under_xdist(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env={**os.environ, 'TMPDIR': str(temp)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    held = {name: tuple(map(float, (folder / name).read_text().split())) for name in os.listdir(folder)}
+    records = {name: (folder / name).read_text().split('|') for name in os.listdir(folder)}
+    held = {name: tuple(map(float, times.split())) for name, (times, _) in records.items()}
+    cores = {name: tuple(map(int, on.split())) for name, (_, on) in records.items()}
     assert len(held) == 7
+    # each worker on its own share of the cores (two or more here), the whole_machine test on all of them
+    everything = tuple(sorted(os.sched_getaffinity(0)))
+    assert cores['alone'] == everything
+    halves = {cores[f'shared {i}'] for i in range(6)}
+    if len(everything) >= 2:
+        assert len(halves) == 2 and not set.intersection(*map(set, halves)), halves
+        assert set.union(*map(set, halves)) == set(everything), halves
     shared = [held[f'shared {i}'] for i in range(6)]
     assert any(_overlap(a, b) for i, a in enumerate(shared) for b in shared[i + 1:]), 'two workers ran together'
     assert not any(_overlap(held['alone'], s) for s in shared)
     assert not [name for name in os.listdir(temp) if name.startswith('pimm-tests-machine-')]
+
+
+def test_each_worker_gets_an_equal_slice_of_the_cores():
+    assert machine_share.share_of_cores(0, 2, [3, 1, 0, 2]) == [0, 2]
+    assert machine_share.share_of_cores(1, 2, [0, 1, 2, 3]) == [1, 3]
+    assert machine_share.share_of_cores(0, 2, [0, 1, 2]) == [0, 2]     # every core used
+    assert machine_share.share_of_cores(1, 2, [0, 1, 2]) == [1]
+    assert machine_share.share_of_cores(1, 4, [0, 1]) == [0, 1]        # fewer cores than workers: all
